@@ -1,0 +1,376 @@
+"""The xencenter-lite command: scriptable migrations on the same engine as the console.
+
+Exit codes: 0 all done; 1 a migration failed or was cancelled; 2 bad input or refused by
+the checks (nothing moved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from xencenter_lite.core.checks import Problem, blocking, estimate_seconds
+from xencenter_lite.core.inventory import InventoryError, load_inventory, resolve_inventory_path
+from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.plan import MigrationPlan, MigrationRequest
+from xencenter_lite.core.units import format_bytes, format_duration
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line: exit 2, nothing changed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit 2 with our own wording
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="xencenter-lite",
+                description="Move running virtual machines between libvirt servers.")
+    p.add_argument("--inventory", metavar="PATH",
+                   help="inventory file (default: $XENCENTER_LITE_INVENTORY, then "
+                        "~/.config/xencenter-lite/inventory.toml)")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    ls = sub.add_parser("list", help="pools, servers, SRs and VMs")
+    ls.add_argument("--json", action="store_true")
+
+    def plan_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--to", required=True, metavar="SERVER", help="destination server")
+        sp.add_argument("--sr", metavar="SR", help="put every copied disk on this SR")
+        sp.add_argument("--disk", action="append", default=[], metavar="DEV=SR",
+                        help="put disk DEV on SR (repeatable; wins over --sr)")
+        sp.add_argument("--network", metavar="NET",
+                        help="network that carries the migration (default: the first "
+                             "non-management network)")
+        sp.add_argument("--bandwidth", type=int, metavar="MIB_S",
+                        help="limit the transfer to this many MiB/s")
+        sp.add_argument("--json", action="store_true")
+
+    pc = sub.add_parser("precheck", help="check a migration without moving anything")
+    pc.add_argument("vms", nargs=1, metavar="VM")
+    plan_args(pc)
+
+    mg = sub.add_parser("migrate", help="live-migrate VMs (queued, 3 at a time)")
+    mg.add_argument("vms", nargs="+", metavar="VM")
+    plan_args(mg)
+
+    md = sub.add_parser("move-disk", help="live-move one disk of a running VM to another SR")
+    md.add_argument("vm", metavar="VM")
+    md.add_argument("dev", metavar="DEV")
+    md.add_argument("--sr", required=True, metavar="SR")
+    md.add_argument("--bandwidth", type=int, metavar="MIB_S")
+    md.add_argument("--json", action="store_true")
+
+    lab = sub.add_parser("lab", help="the built-in lab of real libvirt servers (root)")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--config", metavar="PATH", help="lab config (default: resources/lab.toml)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"xencenter-lite: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.command is None:
+        build_parser().print_help()
+        return EXIT_BAD_INPUT
+    if args.command == "lab":
+        from xencenter_lite.lab import run_lab_command
+
+        return run_lab_command(args.action, Path(args.config) if args.config else None)
+    try:
+        inventory = load_inventory(resolve_inventory_path(args.inventory))
+    except InventoryError as exc:
+        print(f"xencenter-lite: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return asyncio.run(_main(args, inventory))
+    except UsageError as exc:
+        print(f"xencenter-lite: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+async def _main(args: argparse.Namespace, inventory: Any) -> int:
+    from xencenter_lite.engine import Engine
+
+    engine = Engine(inventory)
+    await engine.start(watch=False)
+    try:
+        if args.command == "list":
+            return cmd_list(engine.snapshot(), args.json, sys.stdout)
+        if args.command in ("precheck", "migrate"):
+            return await cmd_migrate(engine, args, execute=args.command == "migrate")
+        if args.command == "move-disk":
+            return await cmd_move_disk(engine, args)
+        raise UsageError(f"unknown command {args.command}")
+    finally:
+        await engine.close()
+
+
+# ---- list ---------------------------------------------------------------------------------
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    def sr_owner(sr_server: str, shared: bool) -> dict[str, str | None]:
+        pool = snap.servers[sr_server].pool if sr_server in snap.servers else None
+        return {"pool": pool, "server": None} if shared else {"pool": None, "server": sr_server}
+
+    srs: list[dict[str, Any]] = []
+    seen_shared: set[tuple[str | None, str]] = set()
+    for sr in snap.srs:
+        if sr.shared:
+            pool = snap.servers[sr.server].pool
+            if (pool, sr.name) in seen_shared:
+                continue
+            seen_shared.add((pool, sr.name))
+        srs.append({"name": sr.name, **sr_owner(sr.server, sr.shared), "shared": sr.shared,
+                    "type": sr.type, "path": sr.path, "capacity": sr.capacity,
+                    "free": sr.available, "supported": sr.supported})
+    return {
+        "pools": [{"name": p.name, "members": list(p.members), "default_sr": p.default_sr,
+                   "ha_enabled": p.ha_enabled} for p in snap.pools.values()],
+        "servers": [{
+            "name": s.name, "pool": s.pool, "connected": s.connected, "error": s.error,
+            "networks": dict(s.addresses), "memory_total": s.host_memory,
+            "memory_free": snap.memory_available(s.name) if s.connected else 0,
+        } for s in snap.servers.values()],
+        "srs": srs,
+        "vms": [{
+            "name": v.name, "uuid": v.uuid, "server": v.server, "state": v.state.value,
+            "memory": v.memory, "vcpus": v.vcpus, "home_server": v.home_server,
+            "folder": v.folder,
+            "disks": [{"dev": d.dev, "device": d.device, "sr": d.sr, "path": d.path,
+                       "format": d.format, "capacity": d.capacity,
+                       "allocation": d.allocation} for d in v.disks],
+        } for v in snap.vms],
+    }
+
+
+def cmd_list(snap: Snapshot, as_json: bool, out: TextIO) -> int:
+    if as_json:
+        json.dump(snapshot_json(snap), out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    for srv in snap.servers.values():
+        where = f"pool {srv.pool}" if srv.pool else "standalone"
+        if not srv.connected:
+            out.write(f"{srv.name} ({where}): disconnected — {srv.error}\n")
+            continue
+        out.write(f"{srv.name} ({where}): {format_bytes(snap.memory_available(srv.name))} "
+                  f"free for VMs; " + ", ".join(f"{n} {a}" for n, a in
+                                                 sorted(srv.addresses.items())) + "\n")
+        for sr in snap.srs_on(srv.name):
+            kind = "shared" if sr.shared else "local"
+            out.write(f"  SR {sr.name} ({kind}, {sr.type}): {format_bytes(sr.available)} free "
+                      f"of {format_bytes(sr.capacity)}\n")
+        for vm in snap.vms_on(srv.name):
+            disks = ", ".join(f"{d.dev} on {d.sr or d.path or 'empty'}" for d in vm.disks)
+            out.write(f"  VM {vm.name} [{vm.state.value}] {format_bytes(vm.memory)}, "
+                      f"{vm.vcpus} vCPU; {disks}\n")
+    return EXIT_OK
+
+
+# ---- precheck / migrate -------------------------------------------------------------------
+def find_vm(snap: Snapshot, name: str) -> VM:
+    found = snap.vms_named(name)
+    if not found:
+        known = ", ".join(sorted({v.name for v in snap.vms})) or "none"
+        raise UsageError(f"no VM named '{name}'; known VMs: {known}")
+    if len(found) > 1:
+        raise UsageError(f"more than one VM is named '{name}' "
+                         f"({', '.join(v.server for v in found)}); give its UUID instead")
+    return found[0]
+
+
+def _disk_map(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        dev, eq, sr = value.partition("=")
+        if not eq or not dev.strip() or not sr.strip():
+            raise UsageError(f"--disk '{value}' is not DEV=SR (for example --disk vdb=\"Fast "
+                             "storage\")")
+        if dev in out:
+            raise UsageError(f"--disk names {dev} twice; give each disk one SR")
+        out[dev.strip()] = sr.strip()
+    return out
+
+
+def requests_from_args(snap: Snapshot, args: argparse.Namespace) -> list[MigrationRequest]:
+    if args.to not in snap.servers:
+        raise UsageError(f"no server named '{args.to}'; servers: {', '.join(snap.servers)}")
+    if args.network is not None and args.network not in snap.networks:
+        raise UsageError(f"no network named '{args.network}'; networks: "
+                         f"{', '.join(snap.networks) or 'none'}")
+    if args.bandwidth is not None and args.bandwidth <= 0:
+        raise UsageError("--bandwidth must be a positive number of MiB/s")
+    disks = _disk_map(args.disk)
+    vms = [find_vm(snap, name) for name in args.vms]
+    if len(vms) > 1 and disks:
+        raise UsageError("--disk applies to one VM; migrate VMs with per-disk SRs one at a time")
+    return [MigrationRequest(vm=vm.key, destination=args.to, sr=args.sr, disk_srs=disks,
+                             network=args.network, bandwidth_mib_s=args.bandwidth)
+            for vm in vms]
+
+
+def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
+    secs = estimate_seconds(snap, plan)
+    return {
+        "vm": plan.vm.name, "from": plan.source, "to": plan.destination,
+        "kind": plan.kind.value, "network": plan.network, "address": plan.address,
+        "home_server": plan.home_server, "bytes": plan.bytes_to_copy,
+        "estimate_seconds": round(secs, 1) if secs is not None else None,
+        "disks": [{"dev": d.dev, "from_sr": d.source_sr, "to_sr": d.target_sr, "copy": d.copy,
+                   "capacity": d.capacity} for d in plan.disks],
+    }
+
+
+def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
+    out.write(f"{plan.vm.name}: {plan.source} → {plan.destination} ({plan.kind.value} live "
+              f"migration over '{plan.network}' {plan.address or ''})\n")
+    for d in plan.disks:
+        if d.copy:
+            out.write(f"  {d.dev}: {d.source_sr} → {d.target_sr} "
+                      f"({format_bytes(d.capacity)} copied)\n")
+        else:
+            out.write(f"  {d.dev}: stays on {d.source_sr}\n")
+
+
+def _print_problems(problems: list[Problem], out: TextIO) -> None:
+    for p in problems:
+        tag = "error" if p.blocking else "warning"
+        out.write(f"  {tag} [{p.code}] {p.message}\n")
+
+
+async def cmd_migrate(engine: Any, args: argparse.Namespace, execute: bool) -> int:
+    snap: Snapshot = engine.snapshot()
+    requests = requests_from_args(snap, args)
+    plans = [engine.plan(r) for r in requests]
+    problems = engine.check(plans)
+    refused = blocking(problems)
+    if not execute or refused:
+        if args.json:
+            json.dump({"ok": not refused, "plans": [plan_json(snap, p) for p in plans],
+                       "problems": [p.to_json() for p in problems]}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            for plan in plans:
+                _print_plan(snap, plan, sys.stdout)
+            _print_problems(problems, sys.stdout)
+            if refused:
+                sys.stdout.write("Refused: nothing was moved.\n")
+            else:
+                sys.stdout.write("OK: the migration can go ahead.\n")
+        return EXIT_BAD_INPUT if refused else EXIT_OK
+    if not args.json:
+        for plan in plans:
+            _print_plan(snap, plan, sys.stdout)
+        _print_problems(problems, sys.stdout)
+    jobs = engine.migrate(requests)
+    return await _follow(engine, jobs, args.json,
+                         {j.id: p.bytes_to_copy for j, p in zip(jobs, plans, strict=True)})
+
+
+async def cmd_move_disk(engine: Any, args: argparse.Namespace) -> int:
+    snap: Snapshot = engine.snapshot()
+    vm = find_vm(snap, args.vm)
+    if vm.disk(args.dev) is None:
+        raise UsageError(f"'{vm.name}' has no disk '{args.dev}'; its disks: "
+                         f"{', '.join(d.dev for d in vm.hard_disks) or 'none'}")
+    if args.bandwidth is not None and args.bandwidth <= 0:
+        raise UsageError("--bandwidth must be a positive number of MiB/s")
+    plan = engine.plan_disk_move(vm.key, args.dev, args.sr)
+    refused = blocking(engine.check_disk_move(plan))
+    if refused:
+        if args.json:
+            json.dump({"ok": False, "problems": [p.to_json() for p in refused]}, sys.stdout,
+                      indent=2)
+            sys.stdout.write("\n")
+        else:
+            _print_problems(refused, sys.stdout)
+            sys.stdout.write("Refused: nothing was moved.\n")
+        return EXIT_BAD_INPUT
+    job = engine.move_disk(vm.key, args.dev, args.sr, args.bandwidth)
+    return await _follow(engine, [job], args.json, {})
+
+
+def _status_line(job: Job) -> str:
+    parts = [f"{job.vm_name}: {job.state.value}"]
+    if job.bytes_total:
+        parts.append(f"{job.percent:5.1f}% {format_bytes(job.bytes_done)}/"
+                     f"{format_bytes(job.bytes_total)}")
+    if job.rate:
+        parts.append(f"{format_bytes(job.rate)}/s")
+    if job.eta is not None:
+        parts.append(f"ETA {format_duration(job.eta)}")
+    return " ".join(parts)
+
+
+async def _follow(engine: Any, jobs: list[Job], as_json: bool,
+                  planned_bytes: dict[int, int]) -> int:
+    loop = asyncio.get_running_loop()
+    interrupted = False
+    cancels: set[asyncio.Future[None]] = set()
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            sys.stderr.write("\nCancelling…\n")
+        for job in jobs:
+            cancels.add(asyncio.ensure_future(engine.cancel(job)))
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    tty = sys.stdout.isatty() and not as_json
+    last_states: dict[int, JobState] = {}
+    try:
+        waiter = asyncio.ensure_future(engine.wait(jobs))
+        while not waiter.done():
+            await asyncio.wait([waiter], timeout=0.5)
+            if as_json:
+                continue
+            if tty:
+                line = " | ".join(_status_line(j) for j in jobs)
+                sys.stdout.write("\r\033[K" + line[:200])
+                sys.stdout.flush()
+            else:
+                for j in jobs:
+                    if last_states.get(j.id) is not j.state:
+                        last_states[j.id] = j.state
+                        sys.stdout.write(_status_line(j) + "\n")
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    if tty:
+        sys.stdout.write("\n")
+    results = []
+    for j in jobs:
+        ok = j.state is JobState.DONE
+        results.append({
+            "vm": j.vm_name, "from": j.source, "to": j.destination, "ok": ok,
+            "state": j.state.value, "error": j.error, "details": j.error_details,
+            "seconds": round(j.elapsed, 2), "downtime_ms": j.downtime_ms,
+            "bytes": j.bytes_done or planned_bytes.get(j.id, 0),
+        })
+        if not as_json:
+            msg = j.messages[-1] if ok and j.messages else (j.error or j.state.value)
+            sys.stdout.write(f"{j.vm_name}: {j.state.value} in "
+                             f"{format_duration(j.elapsed)} — {msg}\n")
+    if as_json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Checks that refuse a bad migration before a single byte moves.
+
+Plans are checked together (several VMs to one server share its memory, several disks on
+one SR share its space) and every problem is reported at once, each with a stable code and
+a sentence an operator understands.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.plan import DiskMovePlan, MigrationKind, MigrationPlan
+from xencenter_lite.core.units import format_bytes, format_duration
+
+
+class Severity(Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    vm: str = ""
+    severity: Severity = Severity.ERROR
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity.value, "vm": self.vm,
+                "message": self.message}
+
+
+def _err(code: str, vm: VM | None, message: str) -> Problem:
+    return Problem(code, message, vm.name if vm else "")
+
+
+def _warn(code: str, vm: VM | None, message: str) -> Problem:
+    return Problem(code, message, vm.name if vm else "", Severity.WARNING)
+
+
+def blocking(problems: Iterable[Problem]) -> list[Problem]:
+    return [p for p in problems if p.blocking]
+
+
+def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
+    """What stops this VM from moving anywhere at all."""
+    out: list[Problem] = []
+    src = snapshot.servers.get(vm.server)
+    if src is not None and not src.connected:
+        out.append(_err("SOURCE_DISCONNECTED", vm,
+                        f"The VM's server '{vm.server}' is not connected; reconnect it first."))
+    if not vm.is_running:
+        out.append(_err("VM_NOT_RUNNING", vm,
+                        f"'{vm.name}' is {vm.state.value}: live migration needs a running VM. "
+                        "Start it first."))
+    if vm.has_hostdev:
+        out.append(_err("PCI_PASSTHROUGH", vm,
+                        f"'{vm.name}' has a PCI device passed through; remove the device "
+                        "before migrating it."))
+    if vm.key in busy or vm.job_running:
+        out.append(_err("MIGRATION_RUNNING", vm,
+                        f"'{vm.name}' already has a migration or disk move running; wait for "
+                        "it to finish or cancel it."))
+    return out
+
+
+def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Problem]:
+    """Whether `destination` can take `vm` at all (used for menus and drop targets)."""
+    dest = snapshot.servers.get(destination)
+    if dest is None:
+        return [_err("DESTINATION_UNKNOWN", vm,
+                     f"There is no server named '{destination}' in the inventory.")]
+    if destination == vm.server:
+        return [_err("SAME_SERVER", vm, f"'{vm.name}' is already on '{destination}' "
+                     "(Current server); choose another server.")]
+    if not dest.connected:
+        return [_err("DESTINATION_DISCONNECTED", vm,
+                     f"'{destination}' is not connected"
+                     + (f" ({dest.error})" if dest.error else "")
+                     + "; reconnect it or choose another server.")]
+    return []
+
+
+def check_plans(
+    snapshot: Snapshot,
+    plans: Iterable[MigrationPlan],
+    busy: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+) -> list[Problem]:
+    """Every problem with these plans, taken together."""
+    plans = list(plans)
+    out: list[Problem] = []
+    memory_needed: dict[str, list[MigrationPlan]] = defaultdict(list)
+    space_needed: dict[tuple[str, str], list[tuple[MigrationPlan, int]]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+
+    for plan in plans:
+        vm = plan.vm
+        if vm.key in seen:
+            out.append(_err("DUPLICATE_VM", vm, f"'{vm.name}' is listed twice; list it once."))
+            continue
+        seen.add(vm.key)
+        out += check_vm_movable(snapshot, vm, busy)
+        dest_problems = check_destination(snapshot, vm, plan.destination)
+        out += dest_problems
+        if dest_problems:
+            continue
+        memory_needed[plan.destination].append(plan)
+
+        for dev in plan.unknown_devs:
+            out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
+                            f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
+        if plan.network is None or plan.address is None:
+            name = plan.network or "(none)"
+            out.append(_err("NETWORK_UNKNOWN", vm,
+                            f"'{plan.destination}' has no address on network '{name}'; choose "
+                            "one of its networks: "
+                            f"{', '.join(sorted(snapshot.servers[plan.destination].addresses))}."))
+
+        for disk in plan.disks:
+            if not disk.supported:
+                out.append(_err("DISK_UNSUPPORTED", vm,
+                                f"Disk {disk.dev} of '{vm.name}' is not a file on a directory, "
+                                "file-system or NFS SR, and cannot be migrated."))
+                continue
+            if not disk.copy:
+                continue
+            if disk.target_sr is None:
+                out.append(_err("NO_SR_CHOSEN", vm,
+                                f"No SR chosen for disk {disk.dev} of '{vm.name}' and "
+                                f"'{plan.destination}' has no default SR; choose one with "
+                                "--sr or --disk DEV=SR."))
+                continue
+            sr = snapshot.sr(plan.destination, disk.target_sr)
+            if sr is None or not sr.active:
+                out.append(_err("SR_NOT_VISIBLE", vm,
+                                f"SR '{disk.target_sr}' cannot be seen from "
+                                f"'{plan.destination}'; choose an SR of that server."))
+                continue
+            if not sr.supported:
+                out.append(_err("SR_UNSUPPORTED", vm,
+                                f"SR '{sr.name}' on '{plan.destination}' is of type '{sr.type}', "
+                                "which cannot receive migrated disks; choose a directory, "
+                                "file-system or NFS SR."))
+                continue
+            space_needed[(plan.destination, sr.name)].append((plan, disk.capacity))
+
+        if plan.kind is MigrationKind.STORAGE:
+            pool = snapshot.pool_of(vm.server)
+            if pool is not None and pool.ha_enabled:
+                out.append(_err("HA_ENABLED", vm,
+                                f"Pool '{pool.name}' has HA enabled: disable HA first, then "
+                                "migrate the VM with its storage."))
+
+        for cd in (d for d in vm.disks if d.is_cdrom and d.path):
+            assert cd.path is not None
+            if snapshot.sr_for_path(plan.destination, cd.path) is None:
+                out.append(_err("CD_NOT_VISIBLE", vm,
+                                f"'{vm.name}' has a CD inserted ({cd.path}) that "
+                                f"'{plan.destination}' cannot see; eject the CD first."))
+
+    for dest, dest_plans in memory_needed.items():
+        need = sum(p.vm.memory for p in dest_plans)
+        have = snapshot.memory_available(dest)
+        if need > have:
+            names = ", ".join(f"'{p.vm.name}'" for p in dest_plans)
+            for p in dest_plans:
+                out.append(_err("NOT_ENOUGH_MEMORY", p.vm,
+                                f"Not enough memory on '{dest}': {names} need "
+                                f"{format_bytes(need)}, {format_bytes(have)} is available. "
+                                "Free memory there or choose another server."))
+
+    for (dest, sr_name), uses in space_needed.items():
+        sr = snapshot.sr(dest, sr_name)
+        assert sr is not None
+        need = sum(size for _, size in uses)
+        if need > sr.available:
+            for plan in {id(p): p for p, _ in uses}.values():
+                out.append(_err("NOT_ENOUGH_SPACE", plan.vm,
+                                f"Not enough free space on SR '{sr_name}' of '{dest}': "
+                                f"{format_bytes(need)} required, {format_bytes(sr.available)} "
+                                "available. Choose another SR or free space on it."))
+
+    if not blocking(out):
+        out += warnings_for(snapshot, plans)
+    return out
+
+
+def estimate_seconds(snapshot: Snapshot, plan: MigrationPlan) -> float | None:
+    net = snapshot.networks.get(plan.network or "")
+    if net is None or not net.rate:
+        return None
+    return plan.bytes_to_copy / net.rate
+
+
+def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Problem]:
+    out: list[Problem] = []
+    mgmt = snapshot.management_network()
+    for plan in plans:
+        vm = plan.vm
+        out.append(_warn("PERFORMANCE", vm,
+                         f"'{vm.name}' will run slower while it is being migrated."))
+        if mgmt is not None and plan.network == mgmt:
+            out.append(_warn("MANAGEMENT_NETWORK", vm,
+                             "Due to performance reasons, it is recommended that you do not "
+                             "use your management network for live migration."))
+        secs = estimate_seconds(snapshot, plan)
+        size = format_bytes(plan.bytes_to_copy)
+        what = "memory and disks" if plan.kind is MigrationKind.STORAGE else "memory"
+        if secs is not None:
+            out.append(_warn("ESTIMATE", vm,
+                             f"About {format_duration(secs)} to copy {size} of {what} over "
+                             f"the '{plan.network}' network."))
+    return out
+
+
+def sr_refusal(snapshot: Snapshot, server: str, sr_name: str, needed: int,
+               current_sr: str | None = None) -> str | None:
+    """Why a disk of `needed` bytes cannot go to SR `sr_name` on `server` (None: it can)."""
+    if current_sr is not None and sr_name == current_sr:
+        return "Current location"
+    sr = snapshot.sr(server, sr_name)
+    if sr is None or not sr.active:
+        return f"Not visible from {server}"
+    if not sr.supported:
+        return "Unsupported SR type"
+    if needed > sr.available:
+        return (f"Not enough space: {format_bytes(needed)} required, "
+                f"{format_bytes(sr.available)} available")
+    return None
+
+
+def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
+                    busy: set[tuple[str, str]] = frozenset()) -> list[Problem]:  # type: ignore[assignment]
+    vm = plan.vm
+    out: list[Problem] = []
+    src = snapshot.servers.get(vm.server)
+    if src is not None and not src.connected:
+        out.append(_err("SOURCE_DISCONNECTED", vm,
+                        f"The VM's server '{vm.server}' is not connected; reconnect it first."))
+    if not vm.is_running:
+        out.append(_err("VM_NOT_RUNNING", vm,
+                        f"'{vm.name}' is {vm.state.value}: a live disk move needs a running "
+                        "VM. Start it first."))
+    if vm.key in busy or vm.job_running:
+        out.append(_err("MIGRATION_RUNNING", vm,
+                        f"'{vm.name}' already has a migration or disk move running; wait for "
+                        "it to finish or cancel it."))
+    disk = vm.disk(plan.dev)
+    if disk is None or disk.is_cdrom:
+        out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{plan.dev}'; its disks "
+                        f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
+        return out
+    if disk.source_type != "file" or disk.sr is None:
+        out.append(_err("DISK_UNSUPPORTED", vm, f"Disk {disk.dev} of '{vm.name}' is not a file "
+                        "on an SR, and cannot be moved."))
+        return out
+    reason = sr_refusal(snapshot, vm.server, plan.target_sr, disk.capacity, disk.sr)
+    if reason is not None:
+        code = {"Current location": "SAME_SR", "Unsupported SR type": "SR_UNSUPPORTED"}.get(
+            reason, "SR_NOT_VISIBLE" if reason.startswith("Not visible") else "NOT_ENOUGH_SPACE")
+        out.append(_err(code, vm, f"Cannot move disk {disk.dev} of '{vm.name}' to SR "
+                        f"'{plan.target_sr}': {reason}."))
+    return out

@@ -1,0 +1,150 @@
+"""Reading and rewriting libvirt domain XML (pure text in, text out).
+
+Used to learn a VM's disks and devices, and to build the destination and persistent XML
+of a storage migration: each copied disk's source moves to its new path, and our metadata
+(home server, folder) is set so it travels with the VM.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from xencenter_lite.core.metadata import NAMESPACE, PREFIX, VmMetadata, parse_metadata
+
+ET.register_namespace(PREFIX, NAMESPACE)
+
+
+@dataclass(frozen=True)
+class DiskXml:
+    dev: str
+    device: str
+    source_type: str
+    path: str | None
+    format: str
+    readonly: bool
+
+
+@dataclass(frozen=True)
+class DomainXml:
+    name: str
+    uuid: str
+    memory: int  # bytes
+    vcpus: int
+    disks: tuple[DiskXml, ...]
+    has_hostdev: bool
+    metadata: VmMetadata
+
+
+_UNIT = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
+         "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3}
+
+
+def _memory(el: ET.Element | None) -> int:
+    if el is None or not (el.text or "").strip():
+        return 0
+    unit = el.get("unit", "KiB").lower()
+    return int(el.text or 0) * _UNIT.get(unit, 1024)
+
+
+def _disk_source(disk: ET.Element) -> str | None:
+    src = disk.find("source")
+    if src is None:
+        return None
+    return src.get("file") or src.get("dev") or src.get("volume") or src.get("name")
+
+
+def parse_domain(xml: str) -> DomainXml:
+    root = ET.fromstring(xml)
+    disks = []
+    for d in root.findall("./devices/disk"):
+        target = d.find("target")
+        driver = d.find("driver")
+        disks.append(DiskXml(
+            dev=target.get("dev", "") if target is not None else "",
+            device=d.get("device", "disk"),
+            source_type=d.get("type", "file"),
+            path=_disk_source(d),
+            format=(driver.get("type") if driver is not None else None) or "raw",
+            readonly=d.find("readonly") is not None,
+        ))
+    meta_el = root.find(f"./metadata/{{{NAMESPACE}}}vm")
+    meta = parse_metadata(ET.tostring(meta_el, encoding="unicode")) if meta_el is not None \
+        else VmMetadata()
+    vcpu = root.findtext("vcpu") or "1"
+    return DomainXml(
+        name=root.findtext("name") or "",
+        uuid=root.findtext("uuid") or "",
+        memory=_memory(root.find("memory")),
+        vcpus=int(vcpu.strip() or 1),
+        disks=tuple(disks),
+        has_hostdev=root.find("./devices/hostdev") is not None,
+        metadata=meta,
+    )
+
+
+def rewrite_domain(xml: str, new_paths: dict[str, str], metadata: VmMetadata | None = None,
+                   formats: dict[str, str] | None = None) -> str:
+    """Point each disk in `new_paths` (dev -> file) at its new file; set our metadata."""
+    root = ET.fromstring(xml)
+    for d in root.findall("./devices/disk"):
+        target = d.find("target")
+        dev = target.get("dev") if target is not None else None
+        if dev is None or dev not in new_paths:
+            continue
+        d.set("type", "file")
+        src = d.find("source")
+        if src is None:
+            src = ET.SubElement(d, "source")
+        for attr in list(src.attrib):
+            if attr not in ("startupPolicy",):
+                del src.attrib[attr]
+        src.set("file", new_paths[dev])
+        for child in list(src):  # drop a stale backing <seclabel>/<reservations>
+            src.remove(child)
+        if formats and dev in formats:
+            drv = d.find("driver")
+            if drv is None:
+                drv = ET.SubElement(d, "driver", {"name": "qemu"})
+            drv.set("type", formats[dev])
+    if metadata is not None:
+        meta = root.find("metadata")
+        if meta is None:
+            meta = ET.SubElement(root, "metadata")
+        for old in meta.findall(f"{{{NAMESPACE}}}vm"):
+            meta.remove(old)
+        el = ET.SubElement(meta, f"{{{NAMESPACE}}}vm")
+        if metadata.home_server:
+            ET.SubElement(el, f"{{{NAMESPACE}}}home").text = metadata.home_server
+        if metadata.folder:
+            ET.SubElement(el, f"{{{NAMESPACE}}}folder").text = metadata.folder
+    return ET.tostring(root, encoding="unicode")
+
+
+def volume_xml(name: str, capacity: int, fmt: str) -> str:
+    """A storage volume definition for libvirt's createXML."""
+    vol = ET.Element("volume")
+    ET.SubElement(vol, "name").text = name
+    ET.SubElement(vol, "capacity", {"unit": "bytes"}).text = str(capacity)
+    ET.SubElement(vol, "allocation", {"unit": "bytes"}).text = "0"
+    target = ET.SubElement(vol, "target")
+    ET.SubElement(target, "format", {"type": fmt})
+    return ET.tostring(vol, encoding="unicode")
+
+
+def block_copy_dest_xml(path: str, fmt: str) -> str:
+    disk = ET.Element("disk", {"type": "file"})
+    ET.SubElement(disk, "driver", {"type": fmt})
+    ET.SubElement(disk, "source", {"file": path})
+    return ET.tostring(disk, encoding="unicode")
+
+
+@dataclass(frozen=True)
+class PoolXml:
+    type: str
+    path: str
+
+
+def parse_pool(xml: str) -> PoolXml:
+    root = ET.fromstring(xml)
+    return PoolXml(type=root.get("type", ""), path=root.findtext("./target/path") or "")

@@ -1,0 +1,157 @@
+"""Jobs: one migration or disk move each, with the state an operator watches.
+
+The engine drives jobs through their states; listeners (CLI progress line, Events view)
+read them. Nothing here talks to libvirt or Qt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class JobState(Enum):
+    QUEUED = "queued"
+    CHECKING = "checking"
+    COPYING_DISKS = "copying disks"
+    COPYING_MEMORY = "copying memory"
+    FINISHING = "finishing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def running(self) -> bool:
+        return not self.finished and self is not JobState.QUEUED
+
+
+class JobKind(Enum):
+    MIGRATE = "migrate"
+    MOVE_DISK = "move-disk"
+
+
+_ids = itertools.count(1)
+
+
+class RateMeter:
+    """Transfer rate over the last few seconds, from (time, bytes done) samples."""
+
+    def __init__(self, window: float = 3.0) -> None:
+        self.window = window
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, done: int) -> float | None:
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.window:
+            self.samples.popleft()
+        t0, b0 = self.samples[0]
+        if now - t0 <= 0:
+            return None
+        return max(0.0, (done - b0) / (now - t0))
+
+
+@dataclass
+class Job:
+    kind: JobKind
+    title: str  # "Migrating 'web-1' to 'lab-a2'"
+    vm_key: tuple[str, str]
+    vm_name: str
+    source: str
+    destination: str
+    id: int = field(default_factory=lambda: next(_ids))
+    state: JobState = JobState.QUEUED
+    bytes_done: int = 0
+    bytes_total: int = 0
+    rate: float | None = None  # bytes per second
+    downtime_ms: int | None = None
+    messages: list[str] = field(default_factory=list)
+    error: str | None = None  # friendly
+    error_details: str | None = None  # raw libvirt text
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    ended: float | None = None
+    cancel_requested: bool = False
+    _meter: RateMeter = field(default_factory=RateMeter, repr=False)
+    _listeners: list[Callable[[Job], None]] = field(default_factory=list, repr=False)
+
+    # ---- observation ----------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[Job], None]) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener(self)
+
+    @property
+    def percent(self) -> float:
+        if self.state is JobState.DONE:
+            return 100.0
+        if self.bytes_total <= 0:
+            return 0.0
+        return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+    @property
+    def eta(self) -> float | None:
+        if not self.rate or self.bytes_total <= 0 or self.state.finished:
+            return None
+        return max(0.0, (self.bytes_total - self.bytes_done) / self.rate)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    # ---- transitions (called by the engine) ------------------------------------------------
+    def set_state(self, state: JobState, message: str | None = None) -> None:
+        if self.state.finished:
+            return
+        if self.started is None and state is not JobState.QUEUED:
+            self.started = time.monotonic()
+        self.state = state
+        if state.finished:
+            self.ended = time.monotonic()
+            self.rate = None
+        if message:
+            self.messages.append(message)
+        self._changed()
+
+    def progress(self, done: int, total: int, now: float | None = None) -> None:
+        if self.state.finished:
+            return
+        now = time.monotonic() if now is None else now
+        self.bytes_total = max(total, 0)
+        self.bytes_done = max(0, min(done, self.bytes_total)) if total > 0 else max(done, 0)
+        self.rate = self._meter.add(now, self.bytes_done)
+        self._changed()
+
+    def fail(self, message: str, details: str | None = None) -> None:
+        self.error, self.error_details = message, details
+        self.set_state(JobState.FAILED, message)
+
+    def cancelled(self, message: str = "Cancelled by the operator.") -> None:
+        self.error = message
+        self.set_state(JobState.CANCELLED, message)
+
+    def done(self, message: str | None = None) -> None:
+        if self.bytes_total:
+            self.bytes_done = self.bytes_total
+        self.set_state(JobState.DONE, message)
+
+
+def phase_from_stats(stats: dict[str, int]) -> JobState:
+    """Disks are mirrored first, then memory; tell which from libvirt's job stats."""
+    disk_total = stats.get("disk_total", 0)
+    disk_done = stats.get("disk_processed", 0)
+    mem_done = stats.get("memory_processed", 0)
+    if disk_total and disk_done < disk_total and mem_done == 0:
+        return JobState.COPYING_DISKS
+    return JobState.COPYING_MEMORY

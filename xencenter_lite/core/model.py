@@ -1,0 +1,181 @@
+"""The live model of the fleet as plain, immutable data.
+
+Everything the checks, the plans and the UI need to know about servers, pools, SRs, VMs and
+their disks, with no reference to libvirt or Qt. The libvirt layer fills these in; a new
+snapshot replaces the old one as events arrive. Objects are identified by server + UUID
+(pools and shared SRs by name), never by position or display name alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+SUPPORTED_SR_TYPES = frozenset({"dir", "fs", "netfs"})
+
+
+class VmState(Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    CRASHED = "crashed"
+    SUSPENDED = "suspended"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One virtual disk (a VDI) attached to a VM."""
+
+    dev: str  # target device, e.g. "vda"
+    device: str  # "disk" or "cdrom"
+    source_type: str  # libvirt disk type: "file", "block", "network", "volume"...
+    path: str | None  # source file; None for an empty CD drive or a non-file disk
+    format: str  # driver type, e.g. "qcow2", "raw"
+    capacity: int = 0  # bytes
+    allocation: int = 0  # bytes
+    sr: str | None = None  # name of the SR holding it, if any
+    readonly: bool = False
+
+    @property
+    def is_cdrom(self) -> bool:
+        return self.device == "cdrom"
+
+
+@dataclass(frozen=True)
+class VM:
+    server: str
+    uuid: str
+    name: str
+    state: VmState
+    memory: int  # bytes, current maximum memory of the guest
+    vcpus: int
+    disks: tuple[Disk, ...] = ()
+    home_server: str | None = None
+    folder: str = ""
+    has_hostdev: bool = False
+    persistent: bool = True
+    job_running: bool = False  # libvirt reports an active job (e.g. a migration) on it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.server, self.uuid)
+
+    @property
+    def is_running(self) -> bool:
+        return self.state is VmState.RUNNING
+
+    def disk(self, dev: str) -> Disk | None:
+        return next((d for d in self.disks if d.dev == dev), None)
+
+    @property
+    def hard_disks(self) -> tuple[Disk, ...]:
+        return tuple(d for d in self.disks if not d.is_cdrom)
+
+
+@dataclass(frozen=True)
+class SR:
+    """A storage repository: one libvirt storage pool as seen from one server."""
+
+    server: str
+    uuid: str
+    name: str
+    type: str  # libvirt pool type: "dir", "fs", "netfs", "logical", ...
+    path: str  # target path
+    capacity: int
+    allocation: int
+    available: int
+    active: bool = True
+    shared: bool = False  # every member of the server's pool has it at the same path
+
+    @property
+    def supported(self) -> bool:
+        return self.type in SUPPORTED_SR_TYPES
+
+    def contains(self, path: str) -> bool:
+        root = self.path.rstrip("/") + "/"
+        return path.startswith(root)
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    uri: str
+    pool: str | None
+    addresses: dict[str, str] = field(default_factory=dict)  # network name -> address
+    connected: bool = False
+    error: str | None = None  # why it is disconnected
+    hostname: str = ""
+    host_memory: int = 0  # bytes libvirt reports for the whole host
+    free_memory: int = 0  # bytes libvirt reports free
+    memory_limit: int | None = None  # configured limit for VMs, bytes
+    default_sr: str | None = None  # standalone server's default SR
+
+    def vm_memory_available(self, running_vm_memory: int) -> int:
+        """Memory a new VM can use: what libvirt reports, capped by the configured limit."""
+        if self.memory_limit is None:
+            return self.free_memory
+        return max(0, min(self.free_memory, self.memory_limit - running_vm_memory))
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    members: tuple[str, ...]
+    default_sr: str | None = None
+    ha_enabled: bool = False
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    management: bool = False
+    rate: int | None = None  # bytes per second, when known
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything known at one moment."""
+
+    servers: dict[str, Server]
+    pools: dict[str, Pool]
+    networks: dict[str, Network]
+    vms: tuple[VM, ...] = ()
+    srs: tuple[SR, ...] = ()
+
+    # ---- lookups -------------------------------------------------------------------------
+    def pool_of(self, server: str) -> Pool | None:
+        srv = self.servers.get(server)
+        if srv is None or srv.pool is None:
+            return None
+        return self.pools.get(srv.pool)
+
+    def vm(self, key: tuple[str, str]) -> VM | None:
+        return next((v for v in self.vms if v.key == key), None)
+
+    def vms_named(self, name: str) -> list[VM]:
+        return [v for v in self.vms if v.name == name or v.uuid == name]
+
+    def vms_on(self, server: str) -> list[VM]:
+        return [v for v in self.vms if v.server == server]
+
+    def srs_on(self, server: str) -> list[SR]:
+        return [s for s in self.srs if s.server == server]
+
+    def sr(self, server: str, name: str) -> SR | None:
+        return next((s for s in self.srs if s.server == server and s.name == name), None)
+
+    def sr_for_path(self, server: str, path: str) -> SR | None:
+        """The SR on `server` whose directory holds `path` (longest match wins)."""
+        found = [s for s in self.srs_on(server) if s.contains(path)]
+        return max(found, key=lambda s: len(s.path), default=None)
+
+    def running_memory(self, server: str) -> int:
+        return sum(v.memory for v in self.vms_on(server) if v.state is not VmState.HALTED)
+
+    def memory_available(self, server: str) -> int:
+        srv = self.servers[server]
+        return srv.vm_memory_available(self.running_memory(server))
+
+    def management_network(self) -> str | None:
+        return next((n.name for n in self.networks.values() if n.management), None)

@@ -1,0 +1,153 @@
+"""Migration plans: what the operator asked for, resolved against the live model.
+
+A request names a VM, a destination server and optionally SRs and a network; the plan says
+exactly what will happen: a memory-only live migration (XenMotion) when every disk can stay
+where it is because the destination sees the same SR, otherwise a storage migration
+(Storage XenMotion) that copies each disk into its chosen SR. Plans never fail to build:
+anything wrong with them is reported by the checks, all at once.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from enum import Enum
+
+from xencenter_lite.core.model import VM, Snapshot
+
+
+class MigrationKind(Enum):
+    MEMORY = "memory-only"
+    STORAGE = "storage"
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    vm: tuple[str, str]  # (server, uuid)
+    destination: str
+    sr: str | None = None  # every copied disk goes here
+    disk_srs: dict[str, str] = field(default_factory=dict)  # dev -> SR, wins over `sr`
+    network: str | None = None
+    bandwidth_mib_s: int | None = None  # cap the transfer (MiB/s); None = as fast as possible
+
+
+@dataclass(frozen=True)
+class DiskPlacement:
+    dev: str
+    source_path: str | None
+    source_sr: str | None
+    target_sr: str | None  # None: no SR could be chosen
+    capacity: int
+    format: str
+    copy: bool  # False: the destination sees the disk where it is (shared SR)
+    supported: bool = True  # a file on a dir/fs/netfs SR
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    vm: VM
+    destination: str
+    kind: MigrationKind
+    disks: tuple[DiskPlacement, ...]
+    network: str | None
+    address: str | None  # the destination's address on `network`
+    bandwidth_mib_s: int | None = None
+    unknown_devs: tuple[str, ...] = ()  # --disk DEV=SR naming a disk the VM does not have
+
+    @property
+    def source(self) -> str:
+        return self.vm.server
+
+    @property
+    def home_server(self) -> str:
+        return self.destination
+
+    @property
+    def copied_disks(self) -> tuple[DiskPlacement, ...]:
+        return tuple(d for d in self.disks if d.copy)
+
+    @property
+    def bytes_to_copy(self) -> int:
+        return self.vm.memory + sum(d.capacity for d in self.copied_disks)
+
+
+def default_network(snapshot: Snapshot, destination: str) -> str | None:
+    """The first non-management network the destination has an address on, else management."""
+    srv = snapshot.servers.get(destination)
+    if srv is None or not srv.addresses:
+        return None
+    mgmt = snapshot.management_network()
+    names = sorted(srv.addresses)
+    others = [n for n in names if n != mgmt]
+    return others[0] if others else names[0]
+
+
+def default_sr(snapshot: Snapshot, destination: str) -> str | None:
+    """The destination pool's default SR, else the standalone server's."""
+    pool = snapshot.pool_of(destination)
+    if pool is not None and pool.default_sr:
+        return pool.default_sr
+    srv = snapshot.servers.get(destination)
+    return srv.default_sr if srv is not None else None
+
+
+def _stays_put(snapshot: Snapshot, vm: VM, destination: str, path: str | None,
+               sr_name: str | None) -> bool:
+    """The destination sees this disk at the same path through an SR of the same name."""
+    if path is None or sr_name is None:
+        return False
+    target = snapshot.sr(destination, sr_name)
+    source = snapshot.sr(vm.server, sr_name)
+    return (
+        target is not None and source is not None and target.path == source.path
+        and target.contains(path)
+    )
+
+
+def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> MigrationPlan:
+    dest = request.destination
+    placements: list[DiskPlacement] = []
+    for disk in vm.hard_disks:
+        wanted = request.disk_srs.get(disk.dev, request.sr)
+        supported = disk.source_type == "file" and disk.path is not None and disk.sr is not None
+        if supported and disk.sr is not None:
+            sr = snapshot.sr(vm.server, disk.sr)
+            supported = sr is not None and sr.supported
+        if wanted in (None, disk.sr) and _stays_put(snapshot, vm, dest, disk.path, disk.sr):
+            target, copy = disk.sr, False
+        else:
+            target, copy = wanted or default_sr(snapshot, dest), True
+        placements.append(DiskPlacement(
+            dev=disk.dev, source_path=disk.path, source_sr=disk.sr, target_sr=target,
+            capacity=disk.capacity, format=disk.format, copy=copy, supported=supported,
+        ))
+    kind = MigrationKind.STORAGE if any(p.copy for p in placements) else MigrationKind.MEMORY
+    network = request.network or default_network(snapshot, dest)
+    srv = snapshot.servers.get(dest)
+    address = srv.addresses.get(network) if srv is not None and network else None
+    devs = {d.dev for d in vm.hard_disks}
+    return MigrationPlan(
+        vm=vm, destination=dest, kind=kind, disks=tuple(placements), network=network,
+        address=address, bandwidth_mib_s=request.bandwidth_mib_s,
+        unknown_devs=tuple(sorted(set(request.disk_srs) - devs)),
+    )
+
+
+@dataclass(frozen=True)
+class DiskMovePlan:
+    """Live move of one disk of a running VM to another SR on the same server."""
+
+    vm: VM
+    dev: str
+    target_sr: str
+
+    @property
+    def server(self) -> str:
+        return self.vm.server
+
+
+def volume_name_for(source_path: str | None, dev: str, vm_name: str, fmt: str) -> str:
+    """The name a copied disk gets in its new SR: the same file name when there is one."""
+    if source_path:
+        return posixpath.basename(source_path)
+    return f"{vm_name}-{dev}.{fmt}"

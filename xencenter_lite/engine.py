@@ -1,0 +1,599 @@
+"""The engine: one live model of the fleet and the jobs that move VMs, shared by CLI and GUI.
+
+It runs on an asyncio loop (qasync's Qt loop in the GUI, a plain one in the CLI). Blocking
+libvirt calls go to worker threads; libvirt events arrive on the loop through libvirtaio
+and trigger a fresh reading of the server they came from, with a slow poll as a fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, ParamSpec, TypeVar
+
+from xencenter_lite.core.checks import (
+    Problem,
+    blocking,
+    check_disk_move,
+    check_plans,
+)
+from xencenter_lite.core.domxml import rewrite_domain
+from xencenter_lite.core.errors import ABORTED, friendly
+from xencenter_lite.core.inventory import InventoryConfig, redact_uri
+from xencenter_lite.core.jobs import Job, JobKind, JobState, phase_from_stats
+from xencenter_lite.core.metadata import VmMetadata
+from xencenter_lite.core.model import SR, VM, Network, Pool, Server, Snapshot
+from xencenter_lite.core.plan import (
+    DiskMovePlan,
+    MigrationPlan,
+    MigrationRequest,
+    build_plan,
+    volume_name_for,
+)
+from xencenter_lite.virt import ServerLink, ServerReading, VirtError, register_event_loop
+from xencenter_lite.virt import migrate as vmigrate
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_CONCURRENCY = 3
+
+
+@dataclass
+class _ServerState:
+    link: ServerLink
+    reading: ServerReading | None = None
+    connected: bool = False
+    error: str | None = None
+    retry_delay: float = 1.0
+    reconnect_task: asyncio.Task[None] | None = None
+    refresh_task: asyncio.Task[None] | None = None
+    dirty: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        inventory: InventoryConfig,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        poll_interval: float = 5.0,
+        progress_interval: float = 0.4,
+    ) -> None:
+        self.inventory = inventory
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.progress_interval = progress_interval
+        self._servers = {
+            s.name: _ServerState(ServerLink(s.name, s.uri)) for s in inventory.servers
+        }
+        self._calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="libvirt")
+        self._long = ThreadPoolExecutor(max_workers=max(4, concurrency * 2),
+                                        thread_name_prefix="libvirt-job")
+        self._slots: asyncio.Semaphore | None = None
+        self._jobs: list[Job] = []
+        self._active: dict[tuple[str, str], Job] = {}
+        self._job_tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancel_events: dict[int, threading.Event] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: list[Callable[[Snapshot], None]] = []
+        self._job_listeners: list[Callable[[Job], None]] = []
+        self._snapshot: Snapshot | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # ---- life cycle ---------------------------------------------------------------------
+    async def start(self, *, watch: bool = True) -> None:
+        """Connect to every server (in parallel) and read what it holds."""
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        if watch:
+            register_event_loop(self._loop)
+        await asyncio.gather(*(self._connect(name, watch) for name in self._servers))
+        if watch:
+            self._poll_task = self._spawn(self._poll_forever())
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            if not task.done() and task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for st in self._servers.values():
+            await self._run(st.link.close)
+        self._calls.shutdown(wait=False, cancel_futures=True)
+        self._long.shutdown(wait=False, cancel_futures=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._calls, lambda: fn(*args, **kwargs))
+
+    async def _connect(self, name: str, watch: bool) -> None:
+        st = self._servers[name]
+        try:
+            await self._run(st.link.open)
+            reading = await self._run(st.link.read)
+        except VirtError as exc:
+            st.connected, st.error = False, friendly(exc.code, exc.raw).message
+            log.warning("cannot connect to %s (%s): %s", name, redact_uri(st.link.uri), exc.raw)
+            await self._run(st.link.close)
+            self._changed()
+            if watch and not self._closed:
+                self._schedule_reconnect(name)
+            return
+        st.reading, st.connected, st.error, st.retry_delay = reading, True, None, 1.0
+        if watch:
+            loop = asyncio.get_running_loop()
+
+            def changed() -> None:
+                loop.call_soon_threadsafe(self.request_refresh, name)
+
+            def lost() -> None:
+                loop.call_soon_threadsafe(self._lost, name)
+
+            try:
+                await self._run(st.link.watch, changed, lost)
+            except VirtError as exc:
+                log.warning("no events from %s: %s (polling only)", name, exc.raw)
+        self._changed()
+
+    def _lost(self, name: str) -> None:
+        st = self._servers[name]
+        if not st.connected or self._closed:
+            return
+        st.connected, st.error = False, "connection lost"
+        self._changed()
+        self._schedule_reconnect(name)
+
+    def _schedule_reconnect(self, name: str) -> None:
+        st = self._servers[name]
+        if st.reconnect_task is not None and not st.reconnect_task.done():
+            return
+
+        async def retry() -> None:
+            while not self._closed and not st.connected:
+                await asyncio.sleep(st.retry_delay)
+                st.retry_delay = min(st.retry_delay * 2, 30.0)
+                await self._run(st.link.close)
+                await self._connect(name, watch=True)
+
+        st.reconnect_task = self._spawn(retry())
+
+    async def _poll_forever(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.poll_interval)
+            for name, st in self._servers.items():
+                if st.connected:
+                    self.request_refresh(name)
+
+    def request_refresh(self, name: str) -> None:
+        """Read `name` again soon; events in a burst are folded into one reading."""
+        st = self._servers[name]
+        st.dirty = True
+        if st.refresh_task is None or st.refresh_task.done():
+            st.refresh_task = self._spawn(self._refresh_soon(name))
+
+    async def _refresh_soon(self, name: str) -> None:
+        await asyncio.sleep(0.1)
+        st = self._servers[name]
+        while st.dirty and not self._closed:
+            st.dirty = False
+            await self.refresh(name)
+
+    async def refresh(self, name: str | None = None) -> Snapshot:
+        """Read one server (or all) now and return the new snapshot."""
+        names = [name] if name else list(self._servers)
+        await asyncio.gather(*(self._read(n) for n in names))
+        return self.snapshot()
+
+    async def _read(self, name: str) -> None:
+        st = self._servers[name]
+        if not st.connected:
+            return
+        try:
+            st.reading = await self._run(st.link.read)
+        except VirtError as exc:
+            if not await self._run(lambda: st.link.alive):
+                self._lost(name)
+            else:
+                log.info("reading %s failed: %s", name, exc.raw)
+            return
+        self._changed()
+
+    # ---- the model ----------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+        """Called on the loop with each new snapshot."""
+        self._listeners.append(listener)
+
+    def subscribe_jobs(self, listener: Callable[[Job], None]) -> None:
+        """Called on the loop whenever any job changes (including when it is created)."""
+        self._job_listeners.append(listener)
+
+    def _changed(self) -> None:
+        self._snapshot = None
+        if self._listeners:
+            snap = self.snapshot()
+            for listener in list(self._listeners):
+                listener(snap)
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = self._build_snapshot()
+        return self._snapshot
+
+    def _build_snapshot(self) -> Snapshot:
+        inv = self.inventory
+        pools = {p.name: Pool(p.name, p.members, p.default_sr, p.ha_enabled) for p in inv.pools}
+        networks = {
+            n.name: Network(n.name, n.name == inv.management_network, n.rate)
+            for n in inv.networks
+        }
+        servers: dict[str, Server] = {}
+        vms: list[VM] = []
+        srs: list[SR] = []
+        for cfg in inv.servers:
+            st = self._servers[cfg.name]
+            pool = inv.pool_of(cfg.name)
+            r = st.reading if st.connected else None
+            servers[cfg.name] = Server(
+                name=cfg.name, uri=cfg.uri, pool=pool.name if pool else None,
+                addresses=dict(cfg.networks), connected=st.connected, error=st.error,
+                hostname=r.hostname if r else "", host_memory=r.host_memory if r else 0,
+                free_memory=r.free_memory if r else 0, memory_limit=cfg.vm_memory_limit,
+                default_sr=cfg.default_sr,
+            )
+            if r is not None:
+                srs.extend(r.srs)
+                vms.extend(replace(v, job_running=v.job_running or v.key in self._active)
+                           for v in r.vms)
+        # An SR is shared when every member of the server's pool has it at the same path.
+        by_name: dict[tuple[str, str], set[str]] = {}
+        for sr in srs:
+            by_name.setdefault((sr.name, sr.path), set()).add(sr.server)
+        shared_srs = []
+        for sr in srs:
+            pool = inv.pool_of(sr.server)
+            shared = (pool is not None and len(pool.members) > 1
+                      and set(pool.members) <= by_name[(sr.name, sr.path)])
+            shared_srs.append(replace(sr, shared=shared) if shared else sr)
+        return Snapshot(servers, pools, networks, tuple(vms), tuple(shared_srs))
+
+    def link(self, server: str) -> ServerLink:
+        return self._servers[server].link
+
+    # ---- planning and checks --------------------------------------------------------------
+    @property
+    def busy(self) -> set[tuple[str, str]]:
+        return set(self._active)
+
+    def plan(self, request: MigrationRequest) -> MigrationPlan:
+        snap = self.snapshot()
+        vm = snap.vm(request.vm)
+        if vm is None:
+            raise LookupError(f"no VM {request.vm[1]} on {request.vm[0]}")
+        return build_plan(snap, vm, request)
+
+    def check(self, plans: Iterable[MigrationPlan]) -> list[Problem]:
+        return check_plans(self.snapshot(), plans, self.busy)
+
+    # ---- jobs -----------------------------------------------------------------------------
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self._jobs)
+
+    def _new_job(self, job: Job) -> Job:
+        self._jobs.append(job)
+        for listener in self._job_listeners:
+            job.subscribe(listener)
+        job._changed()
+        return job
+
+    def migrate(self, requests: Iterable[MigrationRequest]) -> list[Job]:
+        """Queue one job per request; each checks again before it moves anything."""
+        jobs = []
+        snap = self.snapshot()
+        for req in requests:
+            vm = snap.vm(req.vm)
+            name = vm.name if vm else req.vm[1]
+            job = self._new_job(Job(
+                kind=JobKind.MIGRATE, title=f"Migrating '{name}' to '{req.destination}'",
+                vm_key=req.vm, vm_name=name, source=req.vm[0], destination=req.destination))
+            if req.vm in self._active:
+                job.fail(f"'{name}' already has a migration or disk move running; wait for it "
+                         "to finish or cancel it.")
+                jobs.append(job)
+                continue
+            self._active[req.vm] = job
+            self._job_tasks[job.id] = self._spawn(self._guard(job, self._run_migration(job, req)))
+            jobs.append(job)
+        self._changed()
+        return jobs
+
+    def move_disk(self, vm_key: tuple[str, str], dev: str, sr: str,
+                  bandwidth_mib_s: int | None = None) -> Job:
+        snap = self.snapshot()
+        vm = snap.vm(vm_key)
+        name = vm.name if vm else vm_key[1]
+        job = self._new_job(Job(
+            kind=JobKind.MOVE_DISK, title=f"Moving disk {dev} of '{name}' to SR '{sr}'",
+            vm_key=vm_key, vm_name=name, source=vm_key[0], destination=vm_key[0]))
+        if vm_key in self._active:
+            job.fail(f"'{name}' already has a migration or disk move running; wait for it to "
+                     "finish or cancel it.")
+            return job
+        self._active[vm_key] = job
+        self._job_tasks[job.id] = self._spawn(
+            self._guard(job, self._run_disk_move(job, dev, sr, bandwidth_mib_s)))
+        self._changed()
+        return job
+
+    async def _guard(self, job: Job, coro: Any) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            job.cancelled("Stopped because the console closed.")
+            raise
+        except Exception as exc:  # a bug must not leave a job spinning forever
+            log.exception("job %s crashed", job.title)
+            job.fail("An internal error stopped the job (see details).", repr(exc))
+        finally:
+            if self._active.get(job.vm_key) is job:
+                del self._active[job.vm_key]
+            self._cancel_events.pop(job.id, None)
+            if not self._closed:
+                self._changed()
+
+    async def cancel(self, job: Job) -> None:
+        """Ask a job to stop. Queued jobs stop at once; running ones roll back."""
+        if job.state.finished:
+            return
+        job.cancel_requested = True
+        if job.state is JobState.QUEUED:
+            job.cancelled()
+            return
+        cancel_event = self._cancel_events.get(job.id)
+        if cancel_event is not None:
+            cancel_event.set()
+        if job.kind is JobKind.MIGRATE and job.state in (JobState.COPYING_DISKS,
+                                                         JobState.COPYING_MEMORY):
+            with contextlib.suppress(VirtError):
+                await self._run(self.link(job.source).abort_job, job.vm_key[1])
+
+    async def wait(self, jobs: Iterable[Job]) -> None:
+        tasks = [self._job_tasks.get(j.id) for j in jobs]
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+
+    # ---- migration ------------------------------------------------------------------------
+    async def _run_migration(self, job: Job, req: MigrationRequest) -> None:
+        assert self._slots is not None
+        async with self._slots:
+            if job.state.finished:
+                return  # cancelled while queued
+            job.set_state(JobState.CHECKING, "Checking the migration")
+            src, dest = req.vm[0], req.destination
+            await asyncio.gather(self._read(src), *([self._read(dest)] if dest in self._servers
+                                                    else []))
+            snap = self.snapshot()
+            vm = snap.vm(req.vm)
+            if vm is None:
+                job.fail(f"'{job.vm_name}' no longer exists on '{src}'.")
+                return
+            plan = build_plan(snap, vm, req)
+            busy = self.busy - {req.vm}
+            problems = blocking(check_plans(snap, [plan], busy))
+            if problems:
+                job.fail(" ".join(p.message for p in problems),
+                         "\n".join(f"{p.code}: {p.message}" for p in problems))
+                return
+            if job.cancel_requested:
+                job.cancelled()
+                return
+            await self._execute_migration(job, plan)
+
+    async def _execute_migration(self, job: Job, plan: MigrationPlan) -> None:
+        src_link, dest_link = self.link(plan.source), self.link(plan.destination)
+        uuid = plan.vm.uuid
+        created: list[str] = []
+        job.bytes_total = plan.bytes_to_copy
+        try:
+            new_paths: dict[str, str] = {}
+            for d in plan.copied_disks:
+                assert d.target_sr is not None
+                name = volume_name_for(d.source_path, d.dev, plan.vm.name, d.format)
+                path = await self._run(dest_link.create_volume, d.target_sr, name,
+                                       d.capacity, d.format)
+                created.append(path)
+                new_paths[d.dev] = path
+                job.messages.append(f"Created {path} on '{plan.destination}'")
+            if job.cancel_requested:
+                raise _Cancelled()
+            meta = VmMetadata(home_server=plan.home_server, folder=plan.vm.folder)
+            live_xml = await self._run(src_link.migratable_xml, uuid)
+            conf_xml = await self._run(src_link.migratable_xml, uuid, True)
+            spec = vmigrate.MigrationSpec(
+                uuid=uuid,
+                dest_uri=dest_link.uri,
+                address=plan.address or "",
+                dest_xml=rewrite_domain(live_xml, new_paths, meta),
+                persist_xml=rewrite_domain(conf_xml, new_paths, meta),
+                migrate_disks=tuple(new_paths),
+                keep_shared_disks=any(not d.copy for d in plan.disks),
+                bandwidth_mib_s=plan.bandwidth_mib_s,
+            )
+            job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
+                          f"Sending {'disks and memory' if new_paths else 'memory'} to "
+                          f"{plan.address} over the '{plan.network}' network")
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(self._long, vmigrate.migrate, src_link.uri, spec)
+            await self._follow_migration(job, uuid, fut)
+            fut.result()
+        except (VirtError, _Cancelled) as exc:
+            await self._migration_failed(job, plan, created, exc)
+            return
+        job.set_state(JobState.FINISHING, "Removing the old disks from the source")
+        await self._finish_migration(job, plan)
+
+    async def _follow_migration(self, job: Job, uuid: str, fut: asyncio.Future[None]) -> None:
+        link = self.link(job.source)
+        abort_sent = False
+        while not fut.done():
+            await asyncio.wait([fut], timeout=self.progress_interval)
+            if fut.done():
+                break
+            if job.cancel_requested and not abort_sent:
+                try:
+                    await self._run(link.abort_job, uuid)
+                    abort_sent = True
+                except VirtError:
+                    pass  # the job has not started in libvirt yet; try again next tick
+            stats = await self._run(link.job_stats, uuid)
+            if stats and not job.cancel_requested:
+                total = stats.get("data_total", 0)
+                if total:
+                    job.progress(stats.get("data_processed", 0), total)
+                phase = phase_from_stats(stats)
+                if phase is not job.state:
+                    job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
+                                  else None)
+
+    async def _finish_migration(self, job: Job, plan: MigrationPlan) -> None:
+        src_link = self.link(plan.source)
+        for d in plan.copied_disks:
+            if d.source_path is None:
+                continue
+            try:
+                await self._run(src_link.delete_volume, d.source_path)
+                job.messages.append(f"Removed {d.source_path} from '{plan.source}'")
+            except VirtError as exc:
+                job.messages.append(f"Could not remove {d.source_path}: {exc.raw}")
+        await asyncio.gather(self._read(plan.source), self._read(plan.destination))
+        job.done(f"'{plan.vm.name}' now runs on '{plan.destination}'")
+
+    async def _migration_failed(self, job: Job, plan: MigrationPlan, created: list[str],
+                                exc: Exception) -> None:
+        src_link, dest_link = self.link(plan.source), self.link(plan.destination)
+        uuid = plan.vm.uuid
+        on_source = await self._run(src_link.has_domain, uuid)
+        if not on_source and await self._run(dest_link.domain_running, uuid):
+            # libvirt reported an error after the VM had already moved: it is done.
+            job.set_state(JobState.FINISHING, "The VM runs on the destination")
+            await self._finish_migration(job, plan)
+            return
+        await self._run(vmigrate.resume_if_paused, src_link.uri, uuid)
+        if on_source and await self._run(dest_link.undefine_leftover, uuid):
+            job.messages.append(f"Removed the incomplete VM from '{plan.destination}'")
+        for path in created:
+            try:
+                await self._run(dest_link.delete_volume, path)
+                job.messages.append(f"Removed {path} from '{plan.destination}'")
+            except VirtError as err:
+                job.messages.append(f"Could not remove {path}: {err.raw}")
+        await asyncio.gather(self._read(plan.source), self._read(plan.destination))
+        if isinstance(exc, _Cancelled) or job.cancel_requested or (
+            isinstance(exc, VirtError) and exc.code == ABORTED
+        ):
+            job.cancelled(f"Cancelled; '{plan.vm.name}' keeps running on '{plan.source}'.")
+            return
+        assert isinstance(exc, VirtError)
+        f = friendly(exc.code, exc.raw)
+        job.fail(f"{f.message} '{plan.vm.name}' keeps running on '{plan.source}'.", f.raw)
+
+    # ---- live disk move -------------------------------------------------------------------
+    def plan_disk_move(self, vm_key: tuple[str, str], dev: str, sr: str) -> DiskMovePlan:
+        vm = self.snapshot().vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        return DiskMovePlan(vm, dev, sr)
+
+    def check_disk_move(self, plan: DiskMovePlan) -> list[Problem]:
+        return check_disk_move(self.snapshot(), plan, self.busy - {plan.vm.key})
+
+    async def _run_disk_move(self, job: Job, dev: str, sr: str,
+                             bandwidth_mib_s: int | None) -> None:
+        assert self._slots is not None
+        async with self._slots:
+            if job.state.finished:
+                return
+            job.set_state(JobState.CHECKING, "Checking the disk move")
+            await self._read(job.source)
+            snap = self.snapshot()
+            vm = snap.vm(job.vm_key)
+            if vm is None:
+                job.fail(f"'{job.vm_name}' no longer exists on '{job.source}'.")
+                return
+            plan = DiskMovePlan(vm, dev, sr)
+            problems = blocking(check_disk_move(snap, plan, self.busy - {vm.key}))
+            if problems:
+                job.fail(" ".join(p.message for p in problems))
+                return
+            disk = vm.disk(dev)
+            assert disk is not None and disk.path is not None
+            link = self.link(vm.server)
+            new_path: str | None = None
+            cancel = threading.Event()
+            self._cancel_events[job.id] = cancel
+            job.bytes_total = disk.capacity
+            loop = asyncio.get_running_loop()
+
+            def progress(cur: int, end: int) -> None:
+                loop.call_soon_threadsafe(job.progress, cur, end)
+
+            try:
+                new_path = await self._run(
+                    link.create_volume, sr,
+                    volume_name_for(disk.path, dev, vm.name, disk.format),
+                    disk.capacity, disk.format)
+                job.messages.append(f"Created {new_path}")
+                if job.cancel_requested:
+                    raise vmigrate.CopyCancelled()
+                job.set_state(JobState.COPYING_DISKS, f"Copying disk {dev} to SR '{sr}'")
+                await loop.run_in_executor(
+                    self._long, lambda: vmigrate.block_copy(
+                        link.uri, vm.uuid, dev, new_path or "", disk.format, progress, cancel,
+                        bandwidth_mib_s))
+            except (VirtError, vmigrate.CopyCancelled) as exc:
+                if new_path is not None:
+                    with contextlib.suppress(VirtError):
+                        await self._run(link.delete_volume, new_path)
+                        job.messages.append(f"Removed {new_path}")
+                await self._read(vm.server)
+                if isinstance(exc, vmigrate.CopyCancelled):
+                    job.cancelled(f"Cancelled; disk {dev} stays on SR '{disk.sr}'.")
+                else:
+                    f = friendly(exc.code, exc.raw)
+                    job.fail(f"{f.message} Disk {dev} stays on SR '{disk.sr}'.", f.raw)
+                return
+            job.set_state(JobState.FINISHING, "Removing the old disk")
+            try:
+                await self._run(link.delete_volume, disk.path)
+                job.messages.append(f"Removed {disk.path}")
+            except VirtError as exc:
+                job.messages.append(f"Could not remove {disk.path}: {exc.raw}")
+            await self._read(vm.server)
+            job.done(f"Disk {dev} of '{vm.name}' is now on SR '{sr}'")
+
+    # ---- metadata -------------------------------------------------------------------------
+    async def set_folder(self, vm_key: tuple[str, str], folder: str) -> None:
+        vm = self.snapshot().vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        meta = VmMetadata(home_server=vm.home_server, folder=folder)
+        await self._run(self.link(vm.server).set_metadata, vm.uuid, meta)
+        await self._read(vm.server)
+
+
+class _Cancelled(Exception):
+    pass

@@ -1,0 +1,306 @@
+"""One libvirt server: its connection, what it holds, and its events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+import libvirtaio
+
+from xencenter_lite.core.domxml import parse_domain, parse_pool
+from xencenter_lite.core.metadata import KEY, NAMESPACE, VmMetadata, render_metadata
+from xencenter_lite.core.model import SR, VM, Disk, VmState
+
+_registered_loop: asyncio.AbstractEventLoop | None = None
+_register_lock = threading.Lock()
+
+
+def _ignore_libvirt_errors(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; we report them ourselves."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
+
+
+def register_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Deliver libvirt events on `loop` (the Qt loop under qasync). Once per process."""
+    global _registered_loop
+    with _register_lock:
+        if _registered_loop is None:
+            libvirtaio.virEventRegisterAsyncIOImpl(loop=loop)
+            _registered_loop = loop
+
+
+class VirtError(Exception):
+    """A libvirt failure, with libvirt's error code and its raw message."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.raw = message
+
+    @classmethod
+    def from_libvirt(cls, exc: libvirt.libvirtError) -> VirtError:
+        return cls(exc.get_error_message() or str(exc), exc.get_error_code())
+
+
+@contextlib.contextmanager
+def virt_errors() -> Iterator[None]:
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        raise VirtError.from_libvirt(exc) from exc
+
+
+_STATE = {
+    libvirt.VIR_DOMAIN_RUNNING: VmState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: VmState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: VmState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: VmState.RUNNING,
+    libvirt.VIR_DOMAIN_SHUTOFF: VmState.HALTED,
+    libvirt.VIR_DOMAIN_CRASHED: VmState.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: VmState.SUSPENDED,
+}
+
+
+@dataclass(frozen=True)
+class ServerReading:
+    """What one server holds, read in one go."""
+
+    hostname: str
+    host_memory: int
+    free_memory: int
+    vms: tuple[VM, ...]
+    srs: tuple[SR, ...]
+
+
+class ServerLink:
+    """The connection to one libvirt server. Blocking methods: call from a worker thread."""
+
+    def __init__(self, name: str, uri: str) -> None:
+        self.name = name
+        self.uri = uri
+        self.conn: libvirt.virConnect | None = None
+        self._callbacks: list[int] = []
+
+    # ---- connection ---------------------------------------------------------------------
+    def open(self) -> None:
+        with virt_errors():
+            self.conn = libvirt.open(self.uri)
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.setKeepAlive(5, 3)
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        for cb in self._callbacks:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.domainEventDeregisterAny(cb)
+        self._callbacks.clear()
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.unregisterCloseCallback()
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+    @property
+    def alive(self) -> bool:
+        try:
+            return self.conn is not None and self.conn.isAlive() == 1
+        except libvirt.libvirtError:
+            return False
+
+    def _c(self) -> libvirt.virConnect:
+        if self.conn is None:
+            raise VirtError(f"not connected to {self.name}")
+        return self.conn
+
+    def watch(self, on_change: Callable[[], None], on_close: Callable[[], None]) -> None:
+        """Call `on_change` on domain and storage events, `on_close` if the link drops.
+
+        Callbacks run on the event loop registered with register_event_loop()."""
+        conn = self._c()
+
+        def domain_event(*_args: Any) -> None:
+            on_change()
+
+        def closed(*_args: Any) -> None:
+            on_close()
+
+        with virt_errors():
+            for ev in (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                       libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+                       libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
+                       libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED):
+                self._callbacks.append(conn.domainEventRegisterAny(None, ev, domain_event, None))
+            conn.storagePoolEventRegisterAny(
+                None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE, domain_event, None)
+            conn.registerCloseCallback(closed, None)
+
+    # ---- reading ------------------------------------------------------------------------
+    def read(self, refresh_pools: bool = True) -> ServerReading:
+        conn = self._c()
+        with virt_errors():
+            hostname = conn.getHostname()
+            info = conn.getInfo()
+            host_memory = int(info[1]) * 1024 * 1024
+            free_memory = int(conn.getFreeMemory())
+            srs = self._read_srs(conn, refresh_pools)
+            vms = tuple(self._read_vm(conn, dom, srs) for dom in conn.listAllDomains())
+        return ServerReading(hostname, host_memory, free_memory, vms, srs)
+
+    def _read_srs(self, conn: libvirt.virConnect, refresh: bool) -> tuple[SR, ...]:
+        out = []
+        for pool in conn.listAllStoragePools():
+            try:
+                active = pool.isActive() == 1
+                if active and refresh:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        pool.refresh(0)
+                px = parse_pool(pool.XMLDesc(0))
+                _state, capacity, allocation, available = pool.info()
+                out.append(SR(server=self.name, uuid=pool.UUIDString(), name=pool.name(),
+                              type=px.type, path=px.path, capacity=capacity,
+                              allocation=allocation, available=available, active=active))
+            except libvirt.libvirtError:
+                continue  # the pool vanished while we looked
+        return tuple(out)
+
+    def _read_vm(self, conn: libvirt.virConnect, dom: libvirt.virDomain,
+                 srs: tuple[SR, ...]) -> VM:
+        state_code, max_mem_kib, _mem, vcpus, _cpu = dom.info()
+        state = _STATE.get(state_code, VmState.OTHER)
+        dx = parse_domain(dom.XMLDesc(0))
+        disks = []
+        for d in dx.disks:
+            capacity = allocation = 0
+            sr_name = None
+            if d.path and d.source_type == "file":
+                sr = max((s for s in srs if s.contains(d.path)), key=lambda s: len(s.path),
+                         default=None)
+                sr_name = sr.name if sr else None
+                try:
+                    _t, capacity, allocation = conn.storageVolLookupByPath(d.path).info()
+                except libvirt.libvirtError:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        capacity, allocation, _phys = dom.blockInfo(d.dev)
+            disks.append(Disk(dev=d.dev, device=d.device, source_type=d.source_type,
+                              path=d.path, format=d.format, capacity=capacity,
+                              allocation=allocation, sr=sr_name, readonly=d.readonly))
+        job = False
+        if state is VmState.RUNNING:
+            with contextlib.suppress(libvirt.libvirtError):
+                job = dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+        return VM(server=self.name, uuid=dom.UUIDString(), name=dom.name(), state=state,
+                  memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
+                  home_server=dx.metadata.home_server, folder=dx.metadata.folder,
+                  has_hostdev=dx.has_hostdev, persistent=dom.isPersistent() == 1,
+                  job_running=job)
+
+    # ---- small operations -----------------------------------------------------------------
+    def domain(self, uuid: str) -> libvirt.virDomain:
+        with virt_errors():
+            return self._c().lookupByUUIDString(uuid)
+
+    def has_domain(self, uuid: str) -> bool:
+        try:
+            self._c().lookupByUUIDString(uuid)
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    def domain_running(self, uuid: str) -> bool:
+        try:
+            return bool(self._c().lookupByUUIDString(uuid).isActive() == 1)
+        except libvirt.libvirtError:
+            return False
+
+    def set_metadata(self, uuid: str, meta: VmMetadata) -> None:
+        dom = self.domain(uuid)
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if dom.isActive():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        with virt_errors():
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, render_metadata(meta), KEY,
+                            NAMESPACE, flags)
+
+    def job_stats(self, uuid: str) -> dict[str, int]:
+        """libvirt's statistics of the VM's running job ({} when there is none)."""
+        try:
+            stats = self._c().lookupByUUIDString(uuid).jobStats(0)
+        except libvirt.libvirtError:
+            return {}
+        if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+            return {}
+        return {k: int(v) for k, v in stats.items() if isinstance(v, int | float)}
+
+    def abort_job(self, uuid: str) -> None:
+        with virt_errors():
+            self._c().lookupByUUIDString(uuid).abortJob()
+
+    def volume_exists(self, path: str) -> bool:
+        try:
+            self._c().storageVolLookupByPath(path)
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    def delete_volume(self, path: str) -> None:
+        """Remove a volume; a volume already gone is not an error."""
+        try:
+            vol = self._c().storageVolLookupByPath(path)
+        except libvirt.libvirtError:
+            with contextlib.suppress(libvirt.libvirtError):
+                for pool in self._c().listAllStoragePools(
+                        libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+                    pool.refresh(0)
+            try:
+                vol = self._c().storageVolLookupByPath(path)
+            except libvirt.libvirtError:
+                return
+        with virt_errors():
+            vol.delete(0)
+
+    def create_volume(self, sr_name: str, name: str, capacity: int, fmt: str) -> str:
+        """Create a volume in SR `sr_name`, picking a free name; returns its path."""
+        from xencenter_lite.core.domxml import volume_xml
+
+        with virt_errors():
+            pool = self._c().storagePoolLookupByName(sr_name)
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.refresh(0)
+            existing = set(pool.listVolumes())
+            stem, dot, ext = name.rpartition(".")
+            if not dot:
+                stem, ext = name, ""
+            candidate, n = name, 1
+            while candidate in existing:
+                candidate = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+                n += 1
+            vol = pool.createXML(volume_xml(candidate, capacity, fmt), 0)
+            return str(vol.path())
+
+    def undefine_leftover(self, uuid: str) -> bool:
+        """Remove a domain a failed job left here. True if there was one."""
+        try:
+            dom = self._c().lookupByUUIDString(uuid)
+        except libvirt.libvirtError:
+            return False
+        with contextlib.suppress(libvirt.libvirtError):
+            if dom.isActive():
+                dom.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.undefine()
+        return True
+
+    def migratable_xml(self, uuid: str, inactive: bool = False) -> str:
+        flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+        if inactive:
+            flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
+        with virt_errors():
+            return str(self.domain(uuid).XMLDesc(flags))

@@ -1,0 +1,150 @@
+"""The blocking halves of a migration and a live disk move, run on worker threads.
+
+Each opens its own connection to the source server and looks the domain up again there,
+so the long call never shares a connection with the progress polling or a cancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import libvirt
+
+from xencenter_lite.core.domxml import block_copy_dest_xml, rewrite_domain
+from xencenter_lite.virt.connection import VirtError, virt_errors
+
+
+def _tcp(address: str) -> str:
+    return f"tcp://[{address}]" if ":" in address else f"tcp://{address}"
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    uuid: str
+    dest_uri: str
+    address: str  # the destination's address on the chosen network
+    dest_xml: str
+    persist_xml: str
+    migrate_disks: tuple[str, ...] = ()  # devs to copy; empty = memory only
+    keep_shared_disks: bool = False  # some disks stay on storage both servers see
+    bandwidth_mib_s: int | None = None
+    extra_flags: int = 0
+    extra_params: dict[str, object] = field(default_factory=dict)
+
+
+def migrate(source_uri: str, spec: MigrationSpec) -> None:
+    """Live-migrate (peer to peer) and make the VM persistent on the destination only."""
+    flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+             | spec.extra_flags)
+    params: dict[str, object] = {
+        libvirt.VIR_MIGRATE_PARAM_URI: _tcp(spec.address),
+        libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: spec.address,
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: spec.dest_xml,
+        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: spec.persist_xml,
+    }
+    if spec.migrate_disks:
+        flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(spec.migrate_disks)
+        params[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] = _tcp(spec.address)
+    if spec.keep_shared_disks:
+        # Disks left in place are on an SR every pool member mounts at the same path; libvirt
+        # cannot tell a shared directory from a local one, so it must be told.
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
+    if spec.bandwidth_mib_s:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(spec.bandwidth_mib_s)
+    params.update(spec.extra_params)
+    with virt_errors():
+        conn = libvirt.open(source_uri)
+    try:
+        with virt_errors():
+            dom = conn.lookupByUUIDString(spec.uuid)
+            dom.migrateToURI3(spec.dest_uri, params, flags)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
+class CopyCancelled(Exception):
+    pass
+
+
+def block_copy(
+    uri: str,
+    uuid: str,
+    dev: str,
+    dest_path: str,
+    fmt: str,
+    progress: Callable[[int, int], None],
+    cancel: threading.Event,
+    bandwidth_mib_s: int | None = None,
+    poll: float = 0.3,
+) -> None:
+    """Mirror disk `dev` onto `dest_path` (an existing volume), then pivot to it.
+
+    Raises CopyCancelled when `cancel` is set before the pivot (the VM keeps its old disk).
+    """
+    with virt_errors():
+        conn = libvirt.open(uri)
+    try:
+        with virt_errors():
+            dom = conn.lookupByUUIDString(uuid)
+            params: dict[str, int] = {}
+            if bandwidth_mib_s:
+                params[libvirt.VIR_DOMAIN_BLOCK_COPY_BANDWIDTH] = bandwidth_mib_s * 1024 * 1024
+            dom.blockCopy(dev, block_copy_dest_xml(dest_path, fmt), params,
+                          libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT
+                          | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
+        pivoted = False
+        try:
+            while True:
+                if cancel.is_set():
+                    raise CopyCancelled()
+                with virt_errors():
+                    info = dom.blockJobInfo(dev, 0)
+                if not info:
+                    raise VirtError(f"the copy job of disk {dev} ended unexpectedly")
+                cur, end = int(info.get("cur", 0)), int(info.get("end", 0))
+                progress(cur, end)
+                if end > 0 and cur == end:
+                    try:
+                        dom.blockJobAbort(dev, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+                        pivoted = True
+                        break
+                    except libvirt.libvirtError as exc:
+                        if "not ready" not in (exc.get_error_message() or ""):
+                            raise VirtError.from_libvirt(exc) from exc
+                time.sleep(poll)
+        finally:
+            if not pivoted:
+                with contextlib.suppress(libvirt.libvirtError):
+                    dom.blockJobAbort(dev, 0)
+        # Make sure the persistent definition follows the pivot.
+        with virt_errors():
+            if dom.isPersistent():
+                inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
+                                       | libvirt.VIR_DOMAIN_XML_SECURE)
+                conn.defineXML(rewrite_domain(inactive, {dev: dest_path}, formats={dev: fmt}))
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
+def resume_if_paused(uri: str, uuid: str) -> None:
+    """A failed migration may leave the source VM paused; let it run again."""
+    with virt_errors():
+        conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByUUIDString(uuid)
+        state, _reason = dom.state()
+        if state == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()
+    except libvirt.libvirtError:
+        pass
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
