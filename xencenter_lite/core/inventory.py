@@ -255,9 +255,10 @@ def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
     net_names = {n.name for n in networks} | {
         n for s in servers for n in s.networks
     }
-    if mgmt is not None and net_names and mgmt not in net_names:
+    if mgmt is not None and mgmt not in net_names:
         raise r.fail("management_network", f"no network named '{mgmt}'",
-                     f"use one of: {', '.join(sorted(net_names))}")
+                     f"use one of: {', '.join(sorted(net_names))}" if net_names else
+                     f"declare it as [networks.{mgmt}] and give each server an address on it")
     for n in net_names - {n.name for n in networks}:
         networks.append(NetworkConfig(n))
     networks.sort(key=lambda n: n.name)

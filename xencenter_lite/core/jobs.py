@@ -133,15 +133,22 @@ class Job:
         self.rate = self._meter.add(now, self.bytes_done)
         self._changed()
 
+    # A finished job is final: a late fail/cancel/done must not rewrite its outcome.
     def fail(self, message: str, details: str | None = None) -> None:
+        if self.state.finished:
+            return
         self.error, self.error_details = message, details
         self.set_state(JobState.FAILED, message)
 
     def cancelled(self, message: str = "Cancelled by the operator.") -> None:
+        if self.state.finished:
+            return
         self.error = message
         self.set_state(JobState.CANCELLED, message)
 
     def done(self, message: str | None = None) -> None:
+        if self.state.finished:
+            return
         if self.bytes_total:
             self.bytes_done = self.bytes_total
         self.set_state(JobState.DONE, message)

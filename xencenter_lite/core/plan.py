@@ -93,8 +93,15 @@ def default_sr(snapshot: Snapshot, destination: str) -> str | None:
 
 def _stays_put(snapshot: Snapshot, vm: VM, destination: str, path: str | None,
                sr_name: str | None) -> bool:
-    """The destination sees this disk at the same path through an SR of the same name."""
+    """The destination sees this disk at the same path through an SR of the same name.
+
+    Only pool members share SRs: unrelated servers often have an SR of the same name at the
+    same (default) path, but their files are not the same.
+    """
     if path is None or sr_name is None:
+        return False
+    pool = snapshot.pool_of(vm.server)
+    if destination != vm.server and (pool is None or destination not in pool.members):
         return False
     target = snapshot.sr(destination, sr_name)
     source = snapshot.sr(vm.server, sr_name)

@@ -1,0 +1,535 @@
+"""The checks: each problem fires when it should, not otherwise, and all are reported at once."""
+
+from __future__ import annotations
+
+import pytest
+from builders import (
+    GIB,
+    LOCAL_PATH,
+    MIB,
+    SHARED_PATH,
+    SMALL_PATH,
+    cdrom,
+    codes,
+    disk,
+    local_disk,
+    shared_disk,
+)
+
+from xencenter_lite.core.checks import (
+    Problem,
+    Severity,
+    blocking,
+    check_destination,
+    check_disk_move,
+    check_plans,
+    estimate_seconds,
+    sr_refusal,
+    warnings_for,
+)
+from xencenter_lite.core.model import Network, VmState
+from xencenter_lite.core.plan import DiskMovePlan
+from xencenter_lite.core.units import format_bytes, format_duration
+
+WARNINGS = {"PERFORMANCE", "ESTIMATE", "MANAGEMENT_NETWORK"}
+
+
+def check(fleet, *plans, busy=frozenset()):
+    return check_plans(fleet.snapshot(), plans, set(busy))
+
+
+def errors(problems):
+    return [p.code for p in problems if p.blocking]
+
+
+def only(problems, code):
+    found = [p for p in problems if p.code == code]
+    assert found, f"{code} not in {codes(problems)}"
+    return found
+
+
+# ---- a clean migration ----------------------------------------------------------------------
+def test_clean_memory_migration_has_only_warnings(fleet):
+    problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))
+    assert blocking(problems) == []
+    assert set(codes(problems)) == {"PERFORMANCE", "ESTIMATE"}
+    assert all(p.severity is Severity.WARNING and p.vm == "web-1" for p in problems)
+
+
+def test_clean_storage_migration_has_only_warnings(fleet):
+    vm = fleet.vm("db-1", disks=(local_disk("lab-a1", "db-1"),))
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1"))) == []
+
+
+# ---- destination ----------------------------------------------------------------------------
+def test_same_server(fleet):
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-a1"))
+    assert errors(problems) == ["SAME_SERVER"]
+    assert "Current server" in problems[0].message
+    assert "choose another server" in problems[0].message
+
+
+def test_destination_unknown(fleet):
+    problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-z9"))
+    assert errors(problems) == ["DESTINATION_UNKNOWN"]
+    assert "'lab-z9'" in problems[0].message and "inventory" in problems[0].message
+
+
+def test_destination_disconnected(fleet):
+    fleet.server("lab-a2", connected=False, error="connection refused")
+    problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))
+    assert errors(problems) == ["DESTINATION_DISCONNECTED"]
+    msg = problems[0].message
+    assert "not connected" in msg and "(connection refused)" in msg and "reconnect" in msg
+
+
+def test_destination_disconnected_without_error_text(fleet):
+    fleet.server("lab-a2", connected=False)
+    problems = check_destination(fleet.snapshot(), fleet.vm("web-1"), "lab-a2")
+    assert codes(problems) == ["DESTINATION_DISCONNECTED"]
+    assert "()" not in problems[0].message
+
+
+def test_check_destination_accepts_a_good_server(fleet):
+    vm = fleet.vm("web-1")
+    snap = fleet.snapshot()
+    assert check_destination(snap, vm, "lab-a2") == []
+    assert check_destination(snap, vm, "lab-b1") == []
+    assert codes(check_destination(snap, vm, "lab-a1")) == ["SAME_SERVER"]
+
+
+def test_destination_problem_skips_the_per_disk_checks(fleet):
+    vm = fleet.vm("web-1")
+    plan = fleet.plan(vm, "lab-z9", sr="No such SR", network="nowhere")
+    assert errors(check(fleet, plan)) == ["DESTINATION_UNKNOWN"]
+
+
+# ---- the VM itself --------------------------------------------------------------------------
+def test_source_disconnected(fleet):
+    fleet.server("lab-a1", connected=False)
+    problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))
+    assert errors(problems) == ["SOURCE_DISCONNECTED"]
+    assert "'lab-a1'" in problems[0].message and "reconnect" in problems[0].message
+
+
+@pytest.mark.parametrize("state", [VmState.HALTED, VmState.PAUSED, VmState.SUSPENDED,
+                                   VmState.CRASHED])
+def test_vm_not_running(fleet, state):
+    problems = check(fleet, fleet.plan(fleet.vm("web-1", state=state), "lab-a2"))
+    assert errors(problems) == ["VM_NOT_RUNNING"]
+    assert state.value in problems[0].message and "Start it first" in problems[0].message
+
+
+def test_pci_passthrough(fleet):
+    problems = check(fleet, fleet.plan(fleet.vm("gpu-1", has_hostdev=True), "lab-a2"))
+    assert errors(problems) == ["PCI_PASSTHROUGH"]
+    assert "remove the device" in problems[0].message
+
+
+def test_migration_running_from_busy_set(fleet):
+    vm = fleet.vm("web-1")
+    other = fleet.vm("web-2")
+    problems = check(fleet, fleet.plan(vm, "lab-a2"), fleet.plan(other, "lab-a2"),
+                     busy={vm.key})
+    running = only(problems, "MIGRATION_RUNNING")
+    assert [p.vm for p in running] == ["web-1"]
+    assert "wait for it to finish or cancel it" in running[0].message
+
+
+def test_migration_running_from_libvirt_job(fleet):
+    problems = check(fleet, fleet.plan(fleet.vm("web-1", job_running=True), "lab-a2"))
+    assert errors(problems) == ["MIGRATION_RUNNING"]
+
+
+def test_duplicate_vm(fleet):
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-a2"), fleet.plan(vm, "lab-b1"))
+    assert errors(problems) == ["DUPLICATE_VM"]
+    assert "list it once" in problems[0].message
+
+
+# ---- memory ---------------------------------------------------------------------------------
+def test_memory_capacity_is_free_memory_without_limit(fleet):
+    fleet.server("lab-a2", free_memory=2 * GIB)
+    fits = fleet.vm("fits", memory=2 * GIB)
+    big = fleet.vm("big", memory=2 * GIB + 1)
+    assert "NOT_ENOUGH_MEMORY" not in codes(check(fleet, fleet.plan(fits, "lab-a2")))
+    problems = check(fleet, fleet.plan(big, "lab-a2"))
+    assert errors(problems) == ["NOT_ENOUGH_MEMORY"]
+    msg = problems[0].message
+    assert "'lab-a2'" in msg and format_bytes(2 * GIB) in msg and "choose another server" in msg
+
+
+def test_memory_capacity_is_limit_minus_running_vms(fleet):
+    # free 8 GiB, limit 4 GiB, 1.5 GiB running there (a halted VM does not count) -> 2.5 GiB
+    fleet.server("lab-a2", memory_limit=4 * GIB)
+    fleet.vm("resident", server="lab-a2", memory=GIB + GIB // 2)
+    fleet.vm("stopped", server="lab-a2", memory=4 * GIB, state=VmState.HALTED)
+    fits = fleet.vm("fits", memory=GIB * 5 // 2)
+    big = fleet.vm("big", memory=GIB * 5 // 2 + MIB)
+    assert fleet.snapshot().memory_available("lab-a2") == GIB * 5 // 2
+    assert errors(check(fleet, fleet.plan(fits, "lab-a2"))) == []
+    assert errors(check(fleet, fleet.plan(big, "lab-a2"))) == ["NOT_ENOUGH_MEMORY"]
+
+
+def test_memory_capacity_is_free_memory_when_below_limit(fleet):
+    fleet.server("lab-a2", memory_limit=16 * GIB, free_memory=1 * GIB)
+    vm = fleet.vm("web-1", memory=2 * GIB)
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == ["NOT_ENOUGH_MEMORY"]
+
+
+def test_memory_limit_already_exceeded_gives_zero(fleet):
+    fleet.server("lab-a2", memory_limit=1 * GIB)
+    fleet.vm("resident", server="lab-a2", memory=2 * GIB)
+    assert fleet.snapshot().memory_available("lab-a2") == 0
+
+
+def test_two_vms_that_fit_alone_but_not_together_are_both_refused(fleet):
+    fleet.server("lab-a2", free_memory=3 * GIB)
+    one = fleet.vm("one", memory=2 * GIB)
+    two = fleet.vm("two", memory=2 * GIB)
+    p1, p2 = fleet.plan(one, "lab-a2"), fleet.plan(two, "lab-a2")
+    assert errors(check(fleet, p1)) == []
+    assert errors(check(fleet, p2)) == []
+    problems = only(check(fleet, p1, p2), "NOT_ENOUGH_MEMORY")
+    assert sorted(p.vm for p in problems) == ["one", "two"]
+    assert "'one', 'two'" in problems[0].message
+    assert format_bytes(4 * GIB) in problems[0].message
+
+
+def test_memory_is_counted_per_destination(fleet):
+    fleet.server("lab-a2", free_memory=3 * GIB)
+    fleet.server("lab-b1", free_memory=3 * GIB)
+    one = fleet.vm("one", memory=2 * GIB)
+    two = fleet.vm("two", memory=2 * GIB)
+    assert errors(check(fleet, fleet.plan(one, "lab-a2"), fleet.plan(two, "lab-b1"))) == []
+
+
+# ---- space ----------------------------------------------------------------------------------
+def small_vm(fleet, name, *sizes):
+    disks = tuple(local_disk("lab-a1", name, f"vd{chr(ord('a') + i)}", capacity=size)
+                  for i, size in enumerate(sizes))
+    return fleet.vm(name, disks=disks)
+
+
+def test_space_exact_fit_passes(fleet):
+    vm = small_vm(fleet, "tiny", 64 * MIB)
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1", sr="Small storage"))) == []
+
+
+def test_space_counts_full_capacity_not_allocation(fleet):
+    vm = fleet.vm("thin", disks=(local_disk("lab-a1", "thin", capacity=65 * MIB),))
+    assert vm.disks[0].allocation < 64 * MIB
+    problems = check(fleet, fleet.plan(vm, "lab-b1", sr="Small storage"))
+    assert errors(problems) == ["NOT_ENOUGH_SPACE"]
+    msg = problems[0].message
+    assert "'Small storage'" in msg and format_bytes(65 * MIB) in msg
+    assert format_bytes(64 * MIB) in msg and "Choose another SR" in msg
+
+
+def test_space_is_summed_across_disks_of_one_vm(fleet):
+    vm = small_vm(fleet, "two-disks", 40 * MIB, 40 * MIB)
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1", sr="Small storage"))) == \
+        ["NOT_ENOUGH_SPACE"]  # reported once per VM
+    split = fleet.plan(vm, "lab-b1", sr="Small storage", disk_srs={"vdb": "Fast storage"})
+    assert errors(check(fleet, split)) == []
+
+
+def test_space_is_summed_across_plans(fleet):
+    one = small_vm(fleet, "one", 40 * MIB)
+    two = small_vm(fleet, "two", 40 * MIB)
+    p1 = fleet.plan(one, "lab-b1", sr="Small storage")
+    p2 = fleet.plan(two, "lab-b1", sr="Small storage")
+    assert errors(check(fleet, p1)) == []
+    problems = only(check(fleet, p1, p2), "NOT_ENOUGH_SPACE")
+    assert sorted(p.vm for p in problems) == ["one", "two"]
+    assert format_bytes(80 * MIB) in problems[0].message
+
+
+def test_shared_disk_that_stays_needs_no_space(fleet):
+    fleet.sr("lab-a2", "Shared storage", available=0)
+    vm = fleet.vm("web-1")
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == []
+
+
+# ---- SRs and disks --------------------------------------------------------------------------
+def test_sr_not_visible(fleet):
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-a2", sr="Fast storage"))
+    assert errors(problems) == ["SR_NOT_VISIBLE"]
+    assert "'Fast storage'" in problems[0].message and "'lab-a2'" in problems[0].message
+
+
+def test_inactive_sr_is_not_visible(fleet):
+    fleet.sr("lab-b1", "Fast storage", active=False)
+    vm = fleet.vm("web-1")
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1", sr="Fast storage"))) == \
+        ["SR_NOT_VISIBLE"]
+
+
+def test_sr_unsupported(fleet):
+    fleet.add_sr("lab-b1", "Volume group", "/dev/vg0", type="logical")
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-b1", sr="Volume group"))
+    assert errors(problems) == ["SR_UNSUPPORTED"]
+    assert "'logical'" in problems[0].message and "choose a directory" in problems[0].message
+
+
+@pytest.mark.parametrize("kind", ["dir", "fs", "netfs"])
+def test_supported_sr_types(fleet, kind):
+    fleet.add_sr("lab-b1", "Other", "/srv/lab-b1/other", type=kind)
+    vm = fleet.vm("web-1")
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1", sr="Other"))) == []
+
+
+def test_disk_unsupported_block_disk(fleet):
+    vm = fleet.vm("raw-1", disks=(disk("vda", "/dev/sdb", None, source_type="block"),))
+    problems = check(fleet, fleet.plan(vm, "lab-b1"))
+    assert errors(problems) == ["DISK_UNSUPPORTED"]
+    assert "vda" in problems[0].message and "cannot be migrated" in problems[0].message
+
+
+def test_disk_unsupported_file_not_on_an_sr(fleet):
+    vm = fleet.vm("loose-1", disks=(shared_disk("loose-1", "vda"),
+                                    disk("vdb", "/var/tmp/loose.qcow2", None)))
+    problems = check(fleet, fleet.plan(vm, "lab-b1"))
+    assert errors(problems) == ["DISK_UNSUPPORTED"]
+    assert "vdb" in problems[0].message
+
+
+def test_no_sr_chosen(fleet):
+    fleet.server("lab-b1", default_sr=None)
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-b1"))
+    assert errors(problems) == ["NO_SR_CHOSEN"]
+    assert "--sr" in problems[0].message and "'lab-b1'" in problems[0].message
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1", sr="Fast storage"))) == []
+
+
+def test_unknown_disk(fleet):
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-b1", disk_srs={"vdq": "Fast storage"}))
+    assert errors(problems) == ["UNKNOWN_DISK"]
+    assert "'vdq'" in problems[0].message and "vda" in problems[0].message
+
+
+# ---- HA -------------------------------------------------------------------------------------
+def test_ha_blocks_storage_migration(fleet):
+    fleet.pool("Production", ha_enabled=True)
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-b1"))
+    assert errors(problems) == ["HA_ENABLED"]
+    assert "'Production'" in problems[0].message
+    assert "disable HA first" in problems[0].message
+
+
+def test_ha_allows_memory_only_migration(fleet):
+    fleet.pool("Production", ha_enabled=True)
+    vm = fleet.vm("web-1")
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == []
+
+
+def test_ha_off_allows_storage_migration(fleet):
+    vm = fleet.vm("web-1")
+    assert "HA_ENABLED" not in codes(check(fleet, fleet.plan(vm, "lab-b1")))
+
+
+# ---- CDs ------------------------------------------------------------------------------------
+def test_cd_not_visible(fleet):
+    iso = f"{LOCAL_PATH['lab-a1']}/iso/install.iso"
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom(iso)))
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert errors(problems) == ["CD_NOT_VISIBLE"]
+    assert iso in problems[0].message and "eject the CD" in problems[0].message
+
+
+def test_cd_outside_any_sr_is_not_visible(fleet):
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom("/opt/isos/install.iso")))
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == ["CD_NOT_VISIBLE"]
+
+
+def test_cd_on_shared_sr_passes(fleet):
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom(f"{SHARED_PATH}/iso/a.iso")))
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == []
+
+
+def test_empty_cd_drive_passes(fleet):
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom(None)))
+    assert errors(check(fleet, fleet.plan(vm, "lab-b1"))) == []
+
+
+def test_sr_path_prefix_is_not_containment(fleet):
+    # /srv/nfs/shared-isos is not inside /srv/nfs/shared
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom(f"{SHARED_PATH}-isos/a.iso")))
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == ["CD_NOT_VISIBLE"]
+
+
+# ---- network --------------------------------------------------------------------------------
+def test_network_unknown(fleet):
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-a2", network="backup"))
+    assert errors(problems) == ["NETWORK_UNKNOWN"]
+    msg = problems[0].message
+    assert "'backup'" in msg and "management, storage" in msg
+
+
+def test_network_unknown_when_destination_has_no_addresses(fleet):
+    fleet.server("lab-a2", addresses={})
+    problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))
+    assert errors(problems) == ["NETWORK_UNKNOWN"]
+    assert "'(none)'" in problems[0].message
+
+
+# ---- all at once ----------------------------------------------------------------------------
+def test_all_problems_are_reported_together(fleet):
+    vm = fleet.vm("bad-1", state=VmState.HALTED, has_hostdev=True,
+                  disks=(shared_disk("bad-1"), cdrom(f"{LOCAL_PATH['lab-a1']}/x.iso")))
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert sorted(errors(problems)) == ["CD_NOT_VISIBLE", "PCI_PASSTHROUGH", "VM_NOT_RUNNING"]
+    assert not set(codes(problems)) & WARNINGS
+
+
+def test_problems_of_several_vms_and_disks_together(fleet):
+    fleet.pool("Production", ha_enabled=True)
+    fleet.server("lab-b1", free_memory=1 * GIB)
+    a = fleet.vm("a", memory=2 * GIB, disks=(disk("vda", "/dev/sdb", None, source_type="block"),
+                                             local_disk("lab-a1", "a", "vdb")))
+    b = fleet.vm("b", disks=(local_disk("lab-a1", "b"),))
+    problems = check(fleet, fleet.plan(a, "lab-b1", network="backup"),
+                     fleet.plan(b, "lab-b1", sr="Fast storage", disk_srs={"vdx": "x"}))
+    by_vm = {(p.vm, p.code) for p in problems}
+    assert by_vm == {
+        ("a", "NETWORK_UNKNOWN"), ("a", "DISK_UNSUPPORTED"), ("a", "HA_ENABLED"),
+        ("a", "NOT_ENOUGH_MEMORY"), ("b", "UNKNOWN_DISK"), ("b", "HA_ENABLED"),
+        ("b", "NOT_ENOUGH_MEMORY"),
+    }
+
+
+# ---- warnings -------------------------------------------------------------------------------
+def test_estimate_uses_network_rate(fleet):
+    vm = fleet.vm("web-1", memory=400 * MIB)
+    plan = fleet.plan(vm, "lab-a2")  # storage network, 200 MiB/s
+    snap = fleet.snapshot()
+    assert estimate_seconds(snap, plan) == pytest.approx(2.0)
+    est = only(check(fleet, plan), "ESTIMATE")[0]
+    assert est.severity is Severity.WARNING
+    assert format_duration(2.0) in est.message and "'storage'" in est.message
+    assert format_bytes(400 * MIB) in est.message and "of memory " in est.message
+
+
+def test_estimate_of_storage_migration_counts_disks(fleet):
+    vm = fleet.vm("db-1", memory=1 * GIB, disks=(local_disk("lab-a1", "db-1",
+                                                             capacity=24 * GIB),))
+    plan = fleet.plan(vm, "lab-b1", network="management")  # 25 MiB/s
+    secs = 25 * GIB / (25 * MIB)
+    assert estimate_seconds(fleet.snapshot(), plan) == pytest.approx(secs)
+    est = only(check(fleet, plan), "ESTIMATE")[0]
+    assert format_duration(secs) in est.message and "memory and disks" in est.message
+
+
+def test_no_estimate_without_rate(fleet):
+    fleet.networks["storage"] = Network("storage", rate=None)
+    plan = fleet.plan(fleet.vm("web-1"), "lab-a2")
+    assert estimate_seconds(fleet.snapshot(), plan) is None
+    assert set(codes(check(fleet, plan))) == {"PERFORMANCE"}
+
+
+def test_management_network_warning(fleet):
+    vm = fleet.vm("web-1")
+    on_mgmt = check(fleet, fleet.plan(vm, "lab-a2", network="management"))
+    assert set(codes(on_mgmt)) == {"PERFORMANCE", "ESTIMATE", "MANAGEMENT_NETWORK"}
+    assert "management network" in only(on_mgmt, "MANAGEMENT_NETWORK")[0].message
+    on_storage = check(fleet, fleet.plan(vm, "lab-a2", network="storage"))
+    assert "MANAGEMENT_NETWORK" not in codes(on_storage)
+
+
+def test_no_warnings_when_something_blocks(fleet):
+    ok = fleet.vm("ok")
+    bad = fleet.vm("bad", has_hostdev=True)
+    problems = check(fleet, fleet.plan(ok, "lab-a2", network="management"),
+                     fleet.plan(bad, "lab-a2"))
+    assert codes(problems) == ["PCI_PASSTHROUGH"]
+
+
+def test_warnings_for_each_plan(fleet):
+    plans = [fleet.plan(fleet.vm(n), "lab-a2") for n in ("one", "two")]
+    warns = warnings_for(fleet.snapshot(), plans)
+    assert [(p.vm, p.code) for p in warns] == [
+        ("one", "PERFORMANCE"), ("one", "ESTIMATE"), ("two", "PERFORMANCE"),
+        ("two", "ESTIMATE")]
+    assert "run slower" in warns[0].message
+
+
+def test_problem_json():
+    p = Problem("SR_NOT_VISIBLE", "msg", "web-1")
+    assert p.to_json() == {"code": "SR_NOT_VISIBLE", "severity": "error", "vm": "web-1",
+                           "message": "msg"}
+    assert p.blocking
+    w = Problem("PERFORMANCE", "slow", "web-1", Severity.WARNING)
+    assert not w.blocking and w.to_json()["severity"] == "warning"
+    assert blocking([p, w]) == [p]
+
+
+# ---- SR choice for one disk -----------------------------------------------------------------
+def test_sr_refusal_reasons(fleet):
+    fleet.add_sr("lab-b1", "Volume group", "/dev/vg0", type="logical")
+    fleet.sr("lab-b1", "Fast storage", active=False)
+    snap = fleet.snapshot()
+    assert sr_refusal(snap, "lab-b1", "Local storage", GIB, "Local storage") == \
+        "Current location"
+    assert sr_refusal(snap, "lab-b1", "Shared storage", GIB) == "Not visible from lab-b1"
+    assert sr_refusal(snap, "lab-b1", "Fast storage", GIB) == "Not visible from lab-b1"
+    assert sr_refusal(snap, "lab-b1", "Volume group", GIB) == "Unsupported SR type"
+    assert sr_refusal(snap, "lab-b1", "Small storage", 65 * MIB) == (
+        f"Not enough space: {format_bytes(65 * MIB)} required, "
+        f"{format_bytes(64 * MIB)} available")
+    assert sr_refusal(snap, "lab-b1", "Small storage", 64 * MIB) is None
+    assert sr_refusal(snap, "lab-b1", "Local storage", GIB, "Small storage") is None
+
+
+# ---- live disk move -------------------------------------------------------------------------
+def b1_vm(fleet, **kw):
+    disks = (
+        disk("vda", f"{LOCAL_PATH['lab-b1']}/m-vda.qcow2", "Local storage", capacity=1 * GIB),
+        disk("vdb", "/dev/sdc", None, source_type="block"),
+        cdrom(f"{SMALL_PATH}/x.iso", dev="sda"),
+    )
+    return fleet.vm("m", server="lab-b1", disks=disks, **kw)
+
+
+@pytest.mark.parametrize(("dev", "target", "code", "words"), [
+    ("vda", "Local storage", "SAME_SR", "Current location"),
+    ("vda", "Volume group", "SR_UNSUPPORTED", "Unsupported SR type"),
+    ("vda", "Shared storage", "SR_NOT_VISIBLE", "Not visible from lab-b1"),
+    ("vda", "Small storage", "NOT_ENOUGH_SPACE", "Not enough space"),
+    ("vdz", "Fast storage", "UNKNOWN_DISK", "has no disk 'vdz'"),
+    ("sda", "Fast storage", "UNKNOWN_DISK", "has no disk 'sda'"),
+    ("vdb", "Fast storage", "DISK_UNSUPPORTED", "cannot be moved"),
+])
+def test_check_disk_move_codes(fleet, dev, target, code, words):
+    fleet.add_sr("lab-b1", "Volume group", "/dev/vg0", type="logical")
+    vm = b1_vm(fleet)
+    problems = check_disk_move(fleet.snapshot(), DiskMovePlan(vm, dev, target))
+    assert codes(problems) == [code]
+    assert words in problems[0].message
+
+
+def test_check_disk_move_ok(fleet):
+    vm = b1_vm(fleet)
+    assert check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage")) == []
+
+
+def test_check_disk_move_vm_problems(fleet):
+    fleet.server("lab-b1", connected=False)
+    vm = b1_vm(fleet, state=VmState.PAUSED)
+    problems = check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage"),
+                               busy={vm.key})
+    assert codes(problems) == ["SOURCE_DISCONNECTED", "VM_NOT_RUNNING", "MIGRATION_RUNNING"]
+    assert "live disk move needs a running VM" in problems[1].message
+
+
+def test_check_disk_move_job_running(fleet):
+    vm = b1_vm(fleet, job_running=True)
+    problems = check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage"))
+    assert codes(problems) == ["MIGRATION_RUNNING"]

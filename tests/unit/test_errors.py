@@ -1,0 +1,81 @@
+"""libvirt errors turned into sentences an operator understands."""
+
+from __future__ import annotations
+
+import pytest
+
+from xencenter_lite.core.errors import ABORTED, FriendlyError, friendly
+
+
+@pytest.mark.parametrize(("code", "raw", "words"), [
+    (38, "cannot write to '/srv/x.qcow2': No space left on device", "ran out of space"),
+    (1, "qemu-img: error while writing: ENOSPC", "ran out of space"),
+    (9, "operation aborted: migration out job: canceled by client", "cancelled"),
+    (38, "unable to connect to server at 'h:16509': Connection refused", "libvirtd running"),
+    (38, "unable to connect: No route to host", "chosen network"),
+    (38, "Network is unreachable", "chosen network"),
+    (38, "Cannot write data: Broken pipe", "connection to the destination was lost"),
+    (38, "Connection reset by peer", "connection to the destination was lost"),
+    (38, "End of file while reading data: Input/output error", "connection to a server"),
+    (38, "Cannot recv data: Input/output error", "connection to a server"),
+    (68, "Timed out during operation: cannot acquire state change lock", "did not answer"),
+    (55, "Requested operation is not valid: domain is not running", "VM is not running"),
+    (55, "Attempt to migrate guest to the same host 1234", "own server"),
+    (1, "internal error: Not enough memory", "Not enough memory on the destination"),
+    (1, "cannot allocate memory", "Not enough memory on the destination"),
+])
+def test_message_texts(code, raw, words):
+    err = friendly(code, raw)
+    assert words in err.message
+    assert err.raw == raw and err.code == code
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (ABORTED, "cancelled"),
+    (42, "no longer exists"),
+    (55, "not in a state"),
+    (38, "could not be reached"),
+    (39, "connection to a server broke"),
+    (45, "credentials"),
+    (68, "did not answer in time"),
+    (81, "unsafe"),
+    (91, "CPU"),
+    (87, "busy"),
+    (90, "already exists in the destination SR"),
+    (49, "SR (storage pool)"),
+    (50, "volume"),
+    (67, "does not support this VM"),
+    (84, "does not support this operation"),
+])
+def test_codes(code, words):
+    err = friendly(code, "something odd happened")
+    assert words in err.message
+    assert err.raw == "something odd happened"
+
+
+def test_aborted_is_78():
+    assert ABORTED == 78
+    assert friendly(78, "").message == "The operation was cancelled."
+
+
+def test_text_wins_over_code():
+    # a system error (38) whose text says what really happened
+    assert friendly(38, "No space left on device").message == \
+        "The destination SR ran out of space."
+
+
+def test_text_match_ignores_case():
+    assert "ran out of space" in friendly(None, "NO SPACE LEFT ON DEVICE").message
+
+
+def test_fallback_keeps_raw_text():
+    err = friendly(12345, "weird failure 42")
+    assert err == FriendlyError("The server reported an error (see details).",
+                                "weird failure 42", 12345)
+    assert friendly(None, "").message == "The server reported an error (see details)."
+
+
+def test_context_prefixes_the_message():
+    err = friendly(78, "x", context="Migrating 'web-1'")
+    assert err.message == "Migrating 'web-1': The operation was cancelled."
+    assert err.raw == "x"

@@ -1,0 +1,223 @@
+"""Jobs: states, timing, progress, rate and ETA, with a fake clock."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+import xencenter_lite.core.jobs as jobs
+from xencenter_lite.core.jobs import Job, JobKind, JobState, RateMeter, phase_from_stats
+
+FINISHED = [JobState.DONE, JobState.FAILED, JobState.CANCELLED]
+MIB = 1024**2
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(jobs, "time", SimpleNamespace(monotonic=c.monotonic))
+    return c
+
+
+def make_job(**kw) -> Job:
+    return Job(kind=JobKind.MIGRATE, title="Migrating 'web-1' to 'lab-a2'",
+               vm_key=("lab-a1", "uuid-web-1"), vm_name="web-1", source="lab-a1",
+               destination="lab-a2", **kw)
+
+
+def recorder(job: Job) -> list[tuple[JobState, int]]:
+    seen: list[tuple[JobState, int]] = []
+    job.subscribe(lambda j: seen.append((j.state, j.bytes_done)))
+    return seen
+
+
+# ---- states ---------------------------------------------------------------------------------
+def test_state_flags():
+    assert {s for s in JobState if s.finished} == set(FINISHED)
+    assert {s for s in JobState if s.running} == {
+        JobState.CHECKING, JobState.COPYING_DISKS, JobState.COPYING_MEMORY, JobState.FINISHING}
+    assert not JobState.QUEUED.running and not JobState.QUEUED.finished
+
+
+def test_ids_are_unique_and_increasing():
+    a, b = make_job(), make_job()
+    assert b.id > a.id
+
+
+def test_lifecycle_times_messages_and_listeners(clock):
+    job = make_job()
+    seen = recorder(job)
+    assert (job.state, job.started, job.ended, job.elapsed) == (JobState.QUEUED, None, None, 0)
+    clock.now = 1010.0
+    job.set_state(JobState.CHECKING, "Checking the migration")
+    assert job.started == 1010.0 and job.ended is None
+    clock.now = 1015.0
+    assert job.elapsed == 5.0
+    job.set_state(JobState.COPYING_MEMORY)
+    assert job.started == 1010.0  # set once
+    clock.now = 1030.0
+    job.done("done it")
+    assert job.state is JobState.DONE
+    assert job.ended == 1030.0
+    clock.now = 2000.0
+    assert job.elapsed == 20.0  # frozen once finished
+    assert job.messages == ["Checking the migration", "done it"]
+    assert [s for s, _ in seen] == [JobState.CHECKING, JobState.COPYING_MEMORY, JobState.DONE]
+
+
+def test_queued_state_does_not_start_the_clock(clock):
+    job = make_job()
+    job.set_state(JobState.QUEUED)
+    assert job.started is None
+
+
+@pytest.mark.parametrize("finish", ["done", "fail", "cancelled"])
+def test_finished_states_are_final(clock, finish):
+    job = make_job()
+    job.set_state(JobState.COPYING_DISKS)
+    job.progress(10, 100, now=1.0)
+    getattr(job, finish)(*(["why"] if finish == "fail" else []))
+    first = (job.state, job.error, job.error_details, job.bytes_done, job.ended,
+             list(job.messages))
+    seen = recorder(job)
+    clock.now += 100
+    job.set_state(JobState.COPYING_MEMORY, "late")
+    job.progress(50, 100, now=2.0)
+    job.fail("late failure", "raw")
+    job.cancelled("late cancel")
+    job.done("late done")
+    assert (job.state, job.error, job.error_details, job.bytes_done, job.ended,
+            job.messages) == first
+    assert seen == []
+
+
+def test_fail_keeps_friendly_and_raw(clock):
+    job = make_job()
+    job.set_state(JobState.COPYING_MEMORY)
+    job.progress(1, 2, now=0.0)
+    job.progress(2, 4, now=1.0)
+    assert job.rate is not None
+    job.fail("The destination SR ran out of space.", "No space left on device")
+    assert job.state is JobState.FAILED
+    assert (job.error, job.error_details) == ("The destination SR ran out of space.",
+                                              "No space left on device")
+    assert job.messages[-1] == "The destination SR ran out of space."
+    assert job.rate is None and job.eta is None
+
+
+def test_cancel_from_queue(clock):
+    job = make_job()
+    job.cancelled()
+    assert job.state is JobState.CANCELLED
+    assert job.error == "Cancelled by the operator."
+    assert job.started == job.ended == clock.now
+
+
+def test_listener_may_unsubscribe_during_notification():
+    job = make_job()
+    calls: list[int] = []
+
+    def once(j: Job) -> None:
+        calls.append(j.id)
+        j._listeners.remove(once)
+
+    job.subscribe(once)
+    job.set_state(JobState.CHECKING)
+    job.set_state(JobState.COPYING_MEMORY)
+    assert calls == [job.id]
+
+
+# ---- progress -------------------------------------------------------------------------------
+def test_percent():
+    job = make_job()
+    assert job.percent == 0.0  # no total yet
+    job.progress(25, 100, now=0.0)
+    assert job.percent == 25.0
+    job.progress(150, 100, now=1.0)
+    assert (job.bytes_done, job.percent) == (100, 100.0)  # clamped
+    job.progress(-5, 100, now=2.0)
+    assert job.bytes_done == 0
+    job.progress(7, 0, now=3.0)
+    assert (job.bytes_done, job.bytes_total, job.percent) == (7, 0, 0.0)
+
+
+def test_done_completes_progress(clock):
+    job = make_job()
+    job.progress(30, 100, now=0.0)
+    job.done()
+    assert (job.bytes_done, job.percent) == (100, 100.0)
+    empty = make_job()
+    empty.done()
+    assert (empty.bytes_done, empty.percent) == (0, 100.0)
+
+
+def test_rate_and_eta_from_explicit_times():
+    job = make_job()
+    job.progress(0, 1000 * MIB, now=10.0)
+    assert job.rate is None and job.eta is None  # one sample: no rate yet
+    job.progress(100 * MIB, 1000 * MIB, now=11.0)
+    assert job.rate == pytest.approx(100 * MIB)
+    assert job.eta == pytest.approx(9.0)
+    job.progress(300 * MIB, 1000 * MIB, now=12.0)
+    assert job.rate == pytest.approx(150 * MIB)  # over [10, 12]
+    assert job.eta == pytest.approx(700 / 150)
+
+
+def test_eta_none_when_stalled_or_unknown():
+    job = make_job()
+    job.progress(5, 10, now=0.0)
+    job.progress(5, 10, now=1.0)
+    assert job.rate == 0.0 and job.eta is None
+    job.bytes_total = 0
+    job.rate = 1.0
+    assert job.eta is None
+
+
+def test_rate_meter_window():
+    meter = RateMeter(window=3.0)
+    assert meter.add(0.0, 0) is None
+    assert meter.add(1.0, 100) == pytest.approx(100.0)
+    assert meter.add(2.0, 300) == pytest.approx(150.0)
+    # the samples at 0 and 1 fall out of the window; rate over [2, 5]
+    assert meter.add(5.0, 600) == pytest.approx(100.0)
+    assert [t for t, _ in meter.samples] == [2.0, 5.0]
+
+
+def test_rate_meter_keeps_two_samples_after_a_long_gap():
+    meter = RateMeter(window=3.0)
+    meter.add(0.0, 0)
+    assert meter.add(100.0, 1000) == pytest.approx(10.0)
+    assert len(meter.samples) == 2
+
+
+def test_rate_meter_never_negative_and_ignores_same_instant():
+    meter = RateMeter()
+    meter.add(0.0, 500)
+    assert meter.add(1.0, 100) == 0.0  # counters restarted (disk phase -> memory phase)
+    meter2 = RateMeter()
+    meter2.add(5.0, 0)
+    assert meter2.add(5.0, 100) is None
+
+
+# ---- phase ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("stats", "phase"), [
+    ({}, JobState.COPYING_MEMORY),
+    ({"disk_total": 100, "disk_processed": 10, "memory_processed": 0}, JobState.COPYING_DISKS),
+    ({"disk_total": 100, "disk_processed": 0}, JobState.COPYING_DISKS),
+    ({"disk_total": 100, "disk_processed": 100, "memory_processed": 0},
+     JobState.COPYING_MEMORY),
+    ({"disk_total": 100, "disk_processed": 10, "memory_processed": 5}, JobState.COPYING_MEMORY),
+    ({"disk_total": 0, "memory_processed": 0}, JobState.COPYING_MEMORY),
+    ({"memory_processed": 1234}, JobState.COPYING_MEMORY),
+])
+def test_phase_from_stats(stats, phase):
+    assert phase_from_stats(stats) is phase

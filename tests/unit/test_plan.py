@@ -1,0 +1,225 @@
+"""Migration plans built from a hand-made snapshot: which kind, which SR, which network."""
+
+from __future__ import annotations
+
+from builders import (
+    ADDRESSES,
+    GIB,
+    LOCAL_PATH,
+    SHARED_PATH,
+    cdrom,
+    disk,
+    local_disk,
+    shared_disk,
+)
+
+from xencenter_lite.core.plan import (
+    DiskMovePlan,
+    MigrationKind,
+    default_network,
+    default_sr,
+    volume_name_for,
+)
+
+
+def placement(plan, dev):
+    return next(d for d in plan.disks if d.dev == dev)
+
+
+# ---- kind and SR choice ---------------------------------------------------------------------
+def test_shared_disk_to_other_pool_member_is_memory_only(fleet):
+    vm = fleet.vm("web-1")
+    plan = fleet.plan(vm, "lab-a2")
+    assert plan.kind is MigrationKind.MEMORY
+    assert plan.copied_disks == ()
+    vda = placement(plan, "vda")
+    assert (vda.copy, vda.source_sr, vda.target_sr) == (False, "Shared storage", "Shared storage")
+    assert plan.bytes_to_copy == vm.memory
+    assert (plan.source, plan.destination, plan.home_server) == ("lab-a1", "lab-a2", "lab-a2")
+
+
+def test_shared_disk_to_standalone_server_copies_to_its_default_sr(fleet):
+    vm = fleet.vm("web-1")
+    plan = fleet.plan(vm, "lab-b1")
+    assert plan.kind is MigrationKind.STORAGE
+    vda = placement(plan, "vda")
+    assert vda.copy is True
+    assert vda.target_sr == "Local storage"  # lab-b1's default_sr
+    assert vda.source_path == f"{SHARED_PATH}/web-1-vda.qcow2"
+    assert plan.bytes_to_copy == vm.memory + 10 * GIB
+
+
+def test_local_disk_inside_pool_copies_to_pool_default_sr(fleet):
+    vm = fleet.vm("db-1", disks=(local_disk("lab-a1", "db-1"),))
+    plan = fleet.plan(vm, "lab-a2")
+    assert plan.kind is MigrationKind.STORAGE
+    vda = placement(plan, "vda")
+    assert (vda.copy, vda.target_sr) == (True, "Shared storage")
+
+
+def test_local_sr_with_same_name_but_other_path_is_copied(fleet):
+    # "Local storage" exists on both pool members, but at different paths: not shared
+    vm = fleet.vm("db-1", disks=(local_disk("lab-a1", "db-1"),))
+    plan = fleet.plan(vm, "lab-a2", sr="Local storage")
+    assert plan.kind is MigrationKind.STORAGE
+    assert placement(plan, "vda").target_sr == "Local storage"
+
+
+def test_same_name_and_path_outside_the_pool_is_not_shared(fleet):
+    # Two unrelated servers often both have their "Local storage" at the same default path;
+    # that does not make a disk visible on the other one.
+    fleet.sr("lab-b1", "Local storage", path=LOCAL_PATH["lab-a1"])
+    vm = fleet.vm("db-1", disks=(local_disk("lab-a1", "db-1"),))
+    plan = fleet.plan(vm, "lab-b1")
+    assert plan.kind is MigrationKind.STORAGE
+    assert placement(plan, "vda").copy is True
+
+
+def test_sr_option_applies_to_every_disk(fleet):
+    vm = fleet.vm("app-1", disks=(shared_disk("app-1", "vda"), local_disk("lab-a1", "app-1",
+                                                                          "vdb")))
+    plan = fleet.plan(vm, "lab-b1", sr="Fast storage")
+    assert [(d.dev, d.target_sr, d.copy) for d in plan.disks] == [
+        ("vda", "Fast storage", True), ("vdb", "Fast storage", True)]
+
+
+def test_disk_map_wins_over_sr_option(fleet):
+    vm = fleet.vm("app-1", disks=(shared_disk("app-1", "vda"), local_disk("lab-a1", "app-1",
+                                                                          "vdb")))
+    plan = fleet.plan(vm, "lab-b1", sr="Fast storage", disk_srs={"vdb": "Small storage"})
+    assert placement(plan, "vda").target_sr == "Fast storage"
+    assert placement(plan, "vdb").target_sr == "Small storage"
+    assert plan.unknown_devs == ()
+
+
+def test_mixed_disks_inside_pool_copy_only_the_local_one(fleet):
+    vm = fleet.vm("app-1", disks=(shared_disk("app-1", "vda"), local_disk("lab-a1", "app-1",
+                                                                          "vdb")))
+    plan = fleet.plan(vm, "lab-a2")
+    assert plan.kind is MigrationKind.STORAGE
+    assert [d.dev for d in plan.copied_disks] == ["vdb"]
+    assert placement(plan, "vda").copy is False
+    assert plan.bytes_to_copy == vm.memory + 10 * GIB
+
+
+def test_asking_for_the_current_shared_sr_keeps_it_memory_only(fleet):
+    vm = fleet.vm("web-1")
+    for request in ({"sr": "Shared storage"}, {"disk_srs": {"vda": "Shared storage"}}):
+        plan = fleet.plan(vm, "lab-a2", **request)
+        assert plan.kind is MigrationKind.MEMORY, request
+        assert placement(plan, "vda").copy is False
+
+
+def test_asking_for_another_sr_inside_the_pool_copies(fleet):
+    vm = fleet.vm("web-1")
+    plan = fleet.plan(vm, "lab-a2", sr="Local storage")
+    assert plan.kind is MigrationKind.STORAGE
+    assert placement(plan, "vda").target_sr == "Local storage"
+
+
+def test_no_default_sr_leaves_target_unset(fleet):
+    fleet.server("lab-b1", default_sr=None)
+    vm = fleet.vm("web-1")
+    plan = fleet.plan(vm, "lab-b1")
+    assert placement(plan, "vda").target_sr is None
+    assert placement(plan, "vda").copy is True
+
+
+def test_cdroms_are_not_placed(fleet):
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom(f"{SHARED_PATH}/iso/x.iso")))
+    plan = fleet.plan(vm, "lab-b1")
+    assert [d.dev for d in plan.disks] == ["vda"]
+
+
+def test_unknown_dev_in_disk_map_is_reported(fleet):
+    vm = fleet.vm("web-1", disks=(shared_disk("web-1"), cdrom(None, dev="sda")))
+    plan = fleet.plan(vm, "lab-b1", disk_srs={"vdz": "Fast storage", "sda": "Fast storage",
+                                              "vda": "Fast storage"})
+    assert plan.unknown_devs == ("sda", "vdz")  # a CD drive is not a disk that moves
+    assert placement(plan, "vda").target_sr == "Fast storage"
+
+
+def test_supported_flag(fleet):
+    fleet.add_sr("lab-a1", "Volume group", "/dev/vg0", type="logical")
+    vm = fleet.vm("odd-1", disks=(
+        shared_disk("odd-1", "vda"),
+        disk("vdb", "/dev/sdb", None, source_type="block", fmt="raw"),
+        disk("vdc", "/var/tmp/loose.qcow2", None),
+        disk("vdd", "/dev/vg0/odd", "Volume group", fmt="raw"),
+        disk("vde", None, None, source_type="network"),
+    ))
+    plan = fleet.plan(vm, "lab-b1")
+    assert {d.dev: d.supported for d in plan.disks} == {
+        "vda": True, "vdb": False, "vdc": False, "vdd": False, "vde": False}
+
+
+# ---- network and address --------------------------------------------------------------------
+def test_default_network_is_first_non_management_one(fleet):
+    vm = fleet.vm("web-1")
+    plan = fleet.plan(vm, "lab-a2")
+    assert plan.network == "storage"
+    assert plan.address == ADDRESSES["lab-a2"]["storage"]
+    assert default_network(fleet.snapshot(), "lab-a2") == "storage"
+
+
+def test_default_network_falls_back_to_management(fleet):
+    fleet.server("lab-a2", addresses={"management": "192.0.2.12"})
+    plan = fleet.plan(fleet.vm("web-1"), "lab-a2")
+    assert plan.network == "management"
+    assert plan.address == "192.0.2.12"
+
+
+def test_default_network_sorted_among_several(fleet):
+    fleet.server("lab-a2", addresses={"zeta": "10.0.0.3", "management": "192.0.2.12",
+                                      "backup": "10.0.1.3"})
+    assert default_network(fleet.snapshot(), "lab-a2") == "backup"
+
+
+def test_default_network_none_without_addresses_or_server(fleet):
+    fleet.server("lab-a2", addresses={})
+    snap = fleet.snapshot()
+    assert default_network(snap, "lab-a2") is None
+    assert default_network(snap, "nowhere") is None
+    plan = fleet.plan(fleet.vm("web-1"), "lab-a2")
+    assert (plan.network, plan.address) == (None, None)
+
+
+def test_explicit_network_and_bandwidth(fleet):
+    plan = fleet.plan(fleet.vm("web-1"), "lab-a2", network="management", bandwidth_mib_s=50)
+    assert (plan.network, plan.address) == ("management", ADDRESSES["lab-a2"]["management"])
+    assert plan.bandwidth_mib_s == 50
+
+
+def test_explicit_unknown_network_has_no_address(fleet):
+    plan = fleet.plan(fleet.vm("web-1"), "lab-a2", network="backup")
+    assert (plan.network, plan.address) == ("backup", None)
+
+
+def test_plan_to_unknown_server_still_builds(fleet):
+    plan = fleet.plan(fleet.vm("web-1"), "nowhere")
+    assert plan.destination == "nowhere"
+    assert plan.address is None
+    assert placement(plan, "vda").target_sr is None
+
+
+# ---- helpers --------------------------------------------------------------------------------
+def test_default_sr_pool_then_server(fleet):
+    snap = fleet.snapshot()
+    assert default_sr(snap, "lab-a2") == "Shared storage"
+    assert default_sr(snap, "lab-b1") == "Local storage"
+    assert default_sr(snap, "nowhere") is None
+    fleet.pool("Production", default_sr=None)
+    fleet.server("lab-a2", default_sr="Local storage")
+    assert default_sr(fleet.snapshot(), "lab-a2") == "Local storage"
+
+
+def test_volume_name_for():
+    assert volume_name_for("/srv/a/web-1-vda.qcow2", "vda", "web-1", "qcow2") == \
+        "web-1-vda.qcow2"
+    assert volume_name_for(None, "vdb", "web-1", "raw") == "web-1-vdb.raw"
+    assert volume_name_for("", "vdb", "web-1", "qcow2") == "web-1-vdb.qcow2"
+
+
+def test_disk_move_plan_server(fleet):
+    vm = fleet.vm("web-1", server="lab-b1")
+    assert DiskMovePlan(vm, "vda", "Fast storage").server == "lab-b1"
