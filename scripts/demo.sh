@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The demo: bring up the built-in lab (three real libvirt servers with running guests) and
+# move VMs around it with the same engine the console uses.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+inventory=$(xencenter-lite lab up | tee /dev/stderr | tail -n 1)
+export XENCENTER_LITE_INVENTORY="$inventory"
+echo
+echo "== The lab ($inventory)"
+xencenter-lite list
+
+where() {  # the server a VM runs on now
+    xencenter-lite list --json | python3 -c \
+        'import json,sys; print(next(v["server"] for v in json.load(sys.stdin)["vms"] if v["name"]==sys.argv[1]))' "$1"
+}
+
+# XenMotion: web-1's disk is on the pool's shared SR, so only its memory moves.
+src=$(where web-1)
+dst=$([ "$src" = lab-a1 ] && echo lab-a2 || echo lab-a1)
+echo; echo "== Memory-only live migration of web-1: $src -> $dst"
+xencenter-lite migrate web-1 --to "$dst"
+
+# Refused before anything moves: the small SR cannot hold db-1's disks.
+echo; echo "== A migration the checks refuse (nothing moves)"
+xencenter-lite precheck db-1 --to lab-b1 --sr "Small storage" || true
+
+# Storage XenMotion: db-1's two disks are copied over the storage network.
+src=$(where db-1)
+if [ "$src" = lab-b1 ]; then dst=lab-a1; args=(--sr "Local storage"); else dst=lab-b1; args=(--disk vda="Fast storage" --disk vdb="Local storage"); fi
+echo; echo "== Live migration with storage of db-1: $src -> $dst"
+xencenter-lite migrate db-1 --to "$dst" "${args[@]}"
+
+echo; echo "== The lab afterwards"
+xencenter-lite list
+echo
+echo "The lab keeps running. Use it with: export XENCENTER_LITE_INVENTORY=$inventory"
+echo "Remove it with: xencenter-lite lab down"

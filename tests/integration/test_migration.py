@@ -1,0 +1,158 @@
+"""Migrations on real libvirt servers with real QEMU guests.
+
+Tests look up where each VM is now rather than assuming an order, so each one stands alone.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tests.integration.labtools import iface_bytes, pattern_intact, virsh, vm_named
+from xencenter_lite.core.checks import blocking
+from xencenter_lite.core.jobs import JobState
+from xencenter_lite.core.model import VmState
+from xencenter_lite.core.plan import MigrationKind, MigrationRequest
+from xencenter_lite.engine import Engine
+
+MIB = 1024 * 1024
+POOL = ("lab-a1", "lab-a2")
+
+
+def _other_member(server: str) -> str:
+    return POOL[1] if server == POOL[0] else POOL[0]
+
+
+def _migrate(engine: Engine, run: Any, request: MigrationRequest) -> Any:
+    plan = engine.plan(request)
+    assert not blocking(engine.check([plan])), engine.check([plan])
+    (job,) = engine.migrate([request])
+    run(engine.wait([job]))
+    return plan, job
+
+
+def test_memory_only_migration_inside_the_pool(engine: Engine, run: Any) -> None:
+    vm = vm_named(engine, "web-1")
+    if vm.server not in POOL:  # another test may have moved it out of the pool
+        _migrate(engine, run, MigrationRequest(vm.key, "lab-a1", sr="Shared storage"))
+        vm = vm_named(engine, "web-1")
+    dest = _other_member(vm.server)
+    before_paths = [d.path for d in vm.disks]
+    plan, job = _migrate(engine, run, MigrationRequest(vm.key, dest))
+
+    assert plan.kind is MigrationKind.MEMORY
+    assert job.state is JobState.DONE, (job.error, job.error_details)
+    moved = vm_named(engine, "web-1")
+    assert moved.server == dest and moved.state is VmState.RUNNING
+    assert moved.home_server == dest  # recorded in the VM's own metadata
+    assert moved.folder == "/Web"  # and the folder travelled with it
+    assert [d.path for d in moved.disks] == before_paths  # the disk stayed on shared storage
+    assert os.path.exists(before_paths[0])
+    src_uri = engine.snapshot().servers[vm.server].uri
+    assert vm.name not in virsh(src_uri, "list", "--all", "--name").split()
+    dest_uri = engine.snapshot().servers[dest].uri
+    assert "yes" in virsh(dest_uri, "dominfo", vm.uuid).split("Persistent:")[1].split("\n")[0]
+
+
+def test_storage_migration_puts_every_disk_on_one_sr_over_the_storage_network(
+    engine: Engine, run: Any
+) -> None:
+    vm = vm_named(engine, "db-1")
+    dest, sr = ("lab-b1", "Fast storage") if vm.server != "lab-b1" else ("lab-a1",
+                                                                          "Local storage")
+    old_paths = {d.dev: d.path for d in vm.hard_disks}
+    formats = {d.dev: d.format for d in vm.hard_disks}
+    tx = {n: iface_bytes(vm.server, n) for n in ("storage", "management")}
+    plan, job = _migrate(engine, run, MigrationRequest(vm.key, dest, sr=sr))
+    sent = {n: iface_bytes(vm.server, n) - tx[n] for n in tx}
+
+    assert plan.kind is MigrationKind.STORAGE
+    assert job.state is JobState.DONE, (job.error, job.error_details)
+    moved = vm_named(engine, "db-1")
+    assert moved.server == dest and moved.state is VmState.RUNNING
+    dest_sr = engine.snapshot().sr(dest, sr)
+    assert dest_sr is not None
+    for d in moved.hard_disks:
+        assert d.sr == sr and d.path is not None and dest_sr.contains(d.path)
+        assert pattern_intact(d.path, formats[d.dev]), f"data of {d.dev} changed"
+    for path in old_paths.values():
+        assert path is not None and not os.path.exists(path), f"{path} left on the source"
+    # Both disks' written data (4 MiB each) crossed the storage network, not management.
+    assert sent["storage"] >= 8 * MIB, sent
+    assert sent["management"] < sent["storage"] / 10, sent
+    # The destination's persistent definition points at the new files.
+    inactive = virsh(engine.snapshot().servers[dest].uri, "dumpxml", "--inactive", vm.uuid)
+    for d in moved.hard_disks:
+        assert d.path is not None and d.path in inactive
+
+
+def test_storage_migration_with_an_sr_per_disk(engine: Engine, run: Any) -> None:
+    vm = vm_named(engine, "db-1")
+    dest = "lab-a2" if vm.server != "lab-a2" else "lab-b1"
+    second = "Shared storage" if dest in POOL else "Fast storage"
+    request = MigrationRequest(vm.key, dest, disk_srs={"vda": "Local storage", "vdb": second})
+    plan, job = _migrate(engine, run, request)
+
+    assert job.state is JobState.DONE, (job.error, job.error_details)
+    moved = vm_named(engine, "db-1")
+    assert moved.server == dest
+    placed = {d.dev: d.sr for d in moved.hard_disks}
+    assert placed == {"vda": "Local storage", "vdb": second}
+    assert all(pattern_intact(d.path or "", d.format) for d in moved.hard_disks)
+    assert {d.dev for d in plan.copied_disks} == {"vda", "vdb"}
+
+
+def test_cancel_during_the_disk_copy_leaves_the_vm_running_where_it_was(
+    engine: Engine, run: Any
+) -> None:
+    vm = vm_named(engine, "app-1")
+    dest = "lab-a1" if vm.server != "lab-a1" else "lab-b1"
+    (job,) = engine.migrate([MigrationRequest(vm.key, dest, sr="Local storage",
+                                              bandwidth_mib_s=1)])
+
+    async def cancel_when_copying() -> None:
+        import asyncio
+
+        while job.state not in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
+            assert not job.state.finished, (job.state, job.error, job.error_details)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # let some bytes move
+        await engine.cancel(job)
+        await engine.wait([job])
+
+    run(cancel_when_copying())
+    assert job.state is JobState.CANCELLED, (job.state, job.error, job.error_details)
+    created = [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
+               if m.startswith("Created ")]
+    assert created, job.messages
+    for path in created:
+        assert not os.path.exists(path), f"{path} left on the destination"
+    snap = run(engine.refresh())
+    still = snap.vm(vm.key)
+    assert still is not None and still.state is VmState.RUNNING
+    assert vm.name not in virsh(snap.servers[dest].uri, "list", "--all", "--name").split()
+    assert all(pattern_intact(d.path or "", d.format) for d in still.hard_disks)
+
+
+def test_live_disk_move_to_another_sr(engine: Engine, run: Any) -> None:
+    vm = vm_named(engine, "app-1")
+    disk = vm.disk("vda")
+    assert disk is not None and disk.path is not None
+    target = "Fast storage" if disk.sr != "Fast storage" else "Local storage"
+    if vm.server != "lab-b1":
+        target = "Shared storage" if disk.sr != "Shared storage" else "Local storage"
+    plan = engine.plan_disk_move(vm.key, "vda", target)
+    assert not blocking(engine.check_disk_move(plan))
+    job = engine.move_disk(vm.key, "vda", target)
+    run(engine.wait([job]))
+
+    assert job.state is JobState.DONE, (job.error, job.error_details)
+    moved = vm_named(engine, "app-1")
+    new = moved.disk("vda")
+    assert moved.state is VmState.RUNNING and moved.server == vm.server
+    assert new is not None and new.sr == target and new.path != disk.path
+    assert not os.path.exists(disk.path)
+    assert pattern_intact(new.path or "", new.format)
+    inactive = virsh(engine.snapshot().servers[vm.server].uri, "dumpxml", "--inactive",
+                     vm.uuid)
+    assert new.path is not None and new.path in inactive and disk.path not in inactive
