@@ -33,9 +33,10 @@ PATTERN_SIZE_MIB = 4  # the first 4 MiB of every guest disk hold the test patter
 
 _LAB_NAME = re.compile(r"[a-z][a-z0-9]{0,7}")
 _NETWORK_NAME = re.compile(r"[a-z][a-z0-9-]{0,9}")
-_SERVER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+SERVER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _GUEST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _DISK_DEV = re.compile(r"vd[a-z]")
+_INDEX = re.compile(r"\[\d+\]")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._+/-]+")
 # Paths the lab bind-mounts over inside each server: a state_dir there would be hidden.
 _SHADOWED_DIRS = tuple(
@@ -327,6 +328,13 @@ class _Parser:
         return self.value(table, where, key, _is_str_list, "an array of strings", example, **kw)
 
     def tables(self, table: dict[str, Any], where: str, key: str, example: str, **kw: Any) -> Any:
+        if key in table and not _is_table_list(table[key]):
+            header = _INDEX.sub("", f"{where}.{key}") if where else key
+            self.fail(
+                _key(where, key),
+                f"expected an array of tables, got {_describe(table[key])}; write one "
+                f"[[{header}]] table per item, or {key} = {example}.",
+            )
         return self.value(table, where, key, _is_table_list, "an array of tables", example, **kw)
 
     # ---- the file --------------------------------------------------------------------------
@@ -399,9 +407,15 @@ class _Parser:
         return Path(raw)
 
     def networks(self, data: dict[str, Any]) -> tuple[NetworkConfig, ...]:
-        raw = self.value(
-            data, "", "networks", _is_table, "a table of networks", "{...} (see [networks.NAME])"
-        )
+        raw = data.get("networks")
+        if raw is None:
+            self.fail("networks", "missing; add a [networks.NAME] table for each network.")
+        if not isinstance(raw, dict):
+            self.fail(
+                "networks",
+                f"expected tables like [networks.management], got {_describe(raw)}; write each "
+                "network as a [networks.NAME] table with subnet and rate_mib_s.",
+            )
         if not raw:
             self.fail("networks", "no networks; add at least [networks.management].")
         result: list[NetworkConfig] = []
@@ -472,7 +486,7 @@ class _Parser:
                 where, table, ("name", "host_number", "vm_memory_limit_mib", "default_sr")
             )
             name = self.string(table, where, "name", '"lab-a1"')
-            if not _SERVER_NAME.fullmatch(name) or name == "sw":
+            if not SERVER_NAME.fullmatch(name) or name == "sw":
                 self.fail(
                     _key(where, "name"),
                     f"server name {name!r} is not usable; use up to 32 lowercase letters, digits "
@@ -694,7 +708,7 @@ class _Parser:
             if any(d.dev == dev for d in result):
                 self.fail(
                     _key(dwhere, "dev"),
-                    f"{dev} is already used by another disk of this guest; give each its own.",
+                    f"{dev} is already used by another disk of this guest; give each disk its own.",
                 )
             result.append(DiskConfig(dev, sr, size, fmt))
         return tuple(result)
