@@ -257,8 +257,7 @@ class Engine:
             )
             if r is not None:
                 srs.extend(r.srs)
-                vms.extend(replace(v, job_running=v.job_running or v.key in self._active)
-                           for v in r.vms)
+                vms.extend(r.vms)
         # An SR is shared when every member of the server's pool has it at the same path.
         by_name: dict[tuple[str, str], set[str]] = {}
         for sr in srs:

@@ -30,19 +30,12 @@ def lab_inventory() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.fail("the integration tests bring up the lab, which needs root: run them as root")
     lab = Lab(load_lab_config(LAB_CONFIG))
+    lab.down()  # start from the lab's initial state, whatever an earlier run left
     path = lab.up()
     try:
         yield path
     finally:
         lab.down()
-
-
-@pytest.fixture(scope="session")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,12 +28,79 @@ def _ignore_libvirt_errors(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
 
 
+class _LoopEvents:
+    """libvirt's event callbacks, carried out by libvirtaio on the event loop's thread.
+
+    libvirt calls add/update/remove from whichever thread is using a connection (our
+    worker threads included), but libvirtaio touches the asyncio loop directly, which is
+    only safe on the loop's own thread. So every call is handed to the loop in order with
+    call_soon_threadsafe; the ids libvirt gets back are ours, mapped to libvirtaio's.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.impl = libvirtaio.virEventAsyncIOImpl(loop=loop)
+        self.ids: dict[int, int] = {}
+        self.counter = itertools.count(1)
+
+    def _later(self, fn: Callable[[], object]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to watch
+            self.loop.call_soon_threadsafe(fn)
+
+    def add_handle(self, fd: int, event: int, cb: Any, opaque: Any) -> int:
+        ours = next(self.counter)
+
+        def relay(_watch: int, fd: int, events: int, opaque: Any) -> None:
+            cb(ours, fd, events, opaque)
+
+        def add() -> None:
+            self.ids[ours] = self.impl._add_handle(fd, event, relay, opaque)
+
+        self._later(add)
+        return ours
+
+    def update_handle(self, watch: int, event: int) -> None:
+        self._later(lambda: self.impl._update_handle(self.ids[watch], event)
+                    if watch in self.ids else None)
+
+    def remove_handle(self, watch: int) -> int:
+        self._later(lambda: self.impl._remove_handle(self.ids.pop(watch))
+                    if watch in self.ids else None)
+        return 0
+
+    def add_timeout(self, timeout: int, cb: Any, opaque: Any) -> int:
+        ours = next(self.counter)
+
+        def relay(_timer: int, opaque: Any) -> None:
+            cb(ours, opaque)
+
+        def add() -> None:
+            self.ids[ours] = self.impl._add_timeout(timeout, relay, opaque)
+
+        self._later(add)
+        return ours
+
+    def update_timeout(self, timer: int, timeout: int) -> None:
+        self._later(lambda: self.impl._update_timeout(self.ids[timer], timeout)
+                    if timer in self.ids else None)
+
+    def remove_timeout(self, timer: int) -> int:
+        self._later(lambda: self.impl._remove_timeout(self.ids.pop(timer))
+                    if timer in self.ids else None)
+        return 0
+
+    def register(self) -> None:
+        libvirt.virEventRegisterImpl(self.add_handle, self.update_handle, self.remove_handle,
+                                     self.add_timeout, self.update_timeout,
+                                     self.remove_timeout)
+
+
 def register_event_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Deliver libvirt events on `loop` (the Qt loop under qasync). Once per process."""
     global _registered_loop
     with _register_lock:
         if _registered_loop is None:
-            libvirtaio.virEventRegisterAsyncIOImpl(loop=loop)
+            _LoopEvents(loop).register()
             _registered_loop = loop
 
 
@@ -195,7 +263,8 @@ class ServerLink:
         job = False
         if state is VmState.RUNNING:
             with contextlib.suppress(libvirt.libvirtError):
-                job = dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+                job = dom.jobInfo()[0] in (libvirt.VIR_DOMAIN_JOB_BOUNDED,
+                                           libvirt.VIR_DOMAIN_JOB_UNBOUNDED)
         return VM(server=self.name, uuid=dom.UUIDString(), name=dom.name(), state=state,
                   memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
@@ -235,7 +304,8 @@ class ServerLink:
             stats = self._c().lookupByUUIDString(uuid).jobStats(0)
         except libvirt.libvirtError:
             return {}
-        if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+        if stats.get("type") not in (libvirt.VIR_DOMAIN_JOB_BOUNDED,
+                                     libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
             return {}
         return {k: int(v) for k, v in stats.items() if isinstance(v, int | float)}
 
