@@ -1,7 +1,10 @@
-"""One Qt application and one qasync event loop for the whole test session.
+"""Session-wide fixtures: one Qt application and one qasync event loop, and the lab.
 
-libvirt's event implementation (libvirtaio) can be registered once per process, so the
-engine tests and the console tests share this loop.
+libvirt's event implementation can be registered once per process, so the engine tests
+and the console tests share one loop. The lab (real libvirtd servers in namespaces with
+real QEMU guests) is brought up once per session, from its initial state, and only for the
+tests that ask for it. XCL_TEST_LAB_SLOT=N (1-9) runs a separate lab under other names and
+subnets, so two test runs on one machine don't share servers.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 
 import pytest
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +34,46 @@ def loop(qapp: object) -> Iterator[asyncio.AbstractEventLoop]:
     gc.collect()  # free libvirt connections while their event handles can still be removed
     loop.run_until_complete(asyncio.sleep(0.1))
     asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def run(loop: asyncio.AbstractEventLoop) -> Any:
+    """Run a coroutine on the session loop (Qt events are processed meanwhile)."""
+
+    def _run(coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def lab_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.labtools import lab_config_for_slot
+
+    return lab_config_for_slot(tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="session")
+def lab_inventory(lab_config_path: Path) -> Iterator[Path]:
+    from xencenter_lite.lab import Lab, load_lab_config
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests bring up the lab of real libvirt servers, which needs root")
+    lab = Lab(load_lab_config(lab_config_path))
+    lab.down()  # start from the lab's initial state, whatever an earlier run left
+    path = lab.up()
+    try:
+        yield path
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="session")
+def engine(lab_inventory: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    from xencenter_lite.core.inventory import load_inventory
+    from xencenter_lite.engine import Engine
+
+    eng = Engine(load_inventory(lab_inventory), poll_interval=2.0)
+    loop.run_until_complete(eng.start())
+    yield eng
+    loop.run_until_complete(eng.close())

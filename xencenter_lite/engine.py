@@ -288,6 +288,28 @@ class Engine:
     def check(self, plans: Iterable[MigrationPlan]) -> list[Problem]:
         return check_plans(self.snapshot(), plans, self.busy)
 
+    async def precheck(
+        self, requests: Iterable[MigrationRequest]
+    ) -> tuple[list[MigrationPlan], list[Problem]]:
+        """Read the servers involved again, then plan and check `requests` together.
+
+        What the console runs in the background for each candidate destination."""
+        requests = list(requests)
+        names = {r.vm[0] for r in requests} | {r.destination for r in requests}
+        await asyncio.gather(*(self._read(n) for n in names if n in self._servers))
+        snap = self.snapshot()
+        plans = []
+        for r in requests:
+            vm = snap.vm(r.vm)
+            if vm is not None:
+                plans.append(build_plan(snap, vm, r))
+        problems = check_plans(snap, plans, self.busy)
+        missing = len(requests) - len(plans)
+        if missing:
+            problems.insert(0, Problem("VM_GONE", f"{missing} of the chosen VMs no longer "
+                                       "exist; refresh and choose again."))
+        return plans, problems
+
     # ---- jobs -----------------------------------------------------------------------------
     @property
     def jobs(self) -> list[Job]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.labtools import cli, virsh, vm_named
+from tests.labtools import cli, virsh, vm_named
 from xencenter_lite.engine import Engine
 
 

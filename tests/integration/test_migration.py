@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tests.integration.labtools import iface_bytes, pattern_intact, virsh, vm_named
+from tests.labtools import iface_bytes, pattern_intact, virsh, vm_named
 from xencenter_lite.core.checks import blocking
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.model import VmState

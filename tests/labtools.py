@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,7 +15,23 @@ from xencenter_lite.engine import Engine
 
 HERE = Path(__file__).parent
 LAB_CONFIG = HERE / "lab-test.toml"
-LAB_NAME = tomllib.loads(LAB_CONFIG.read_text())["name"]
+SLOT = os.environ.get("XCL_TEST_LAB_SLOT", "")
+if SLOT and not (SLOT.isdigit() and 1 <= int(SLOT) <= 9):
+    raise SystemExit("XCL_TEST_LAB_SLOT must be a number from 1 to 9")
+LAB_NAME = tomllib.loads(LAB_CONFIG.read_text())["name"] + SLOT
+
+
+def lab_config_for_slot(folder: Path) -> Path:
+    """The test lab's config, moved to its own names and subnets when a slot is set."""
+    if not SLOT:
+        return LAB_CONFIG
+    text = LAB_CONFIG.read_text()
+    text = re.sub(r'^name = "(\w+)"', rf'name = "\g<1>{SLOT}"', text, count=1, flags=re.M)
+    text = text.replace("/test-lab", f"/test-lab-{SLOT}").replace("10.241.",
+                                                                   f"10.{241 + int(SLOT)}.")
+    out = folder / "lab-test.toml"
+    out.write_text(text)
+    return out
 
 
 def vm_named(engine: Engine, name: str) -> VM:
