@@ -77,3 +77,13 @@ def engine(lab_inventory: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Any
     loop.run_until_complete(eng.start())
     yield eng
     loop.run_until_complete(eng.close())
+
+
+async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Wait on the running loop until `predicate()` is true (Qt and asyncio keep running)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,36 @@
+"""Small pieces every part of the console uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from PySide6.QtCore import QLocale, Qt
+
+log = logging.getLogger(__name__)
+_background: set[asyncio.Task[Any]] = set()
+
+# Roles shared by the console's item models.
+KeyRole = Qt.ItemDataRole.UserRole + 1  # ("vm"|"server"|"pool"|"sr"|"folder", identity)
+KindRole = Qt.ItemDataRole.UserRole + 2
+
+
+def format_size(n: int | float) -> str:
+    """Bytes as the operator's locale writes them (e.g. "12.3 GB")."""
+    return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeSIFormat)
+
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Run `coro` on the loop without awaiting it; keep it alive and log its failure."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+
+    def done(t: asyncio.Task[Any]) -> None:
+        _background.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task failed", exc_info=t.exception())
+
+    task.add_done_callback(done)
+    return task
