@@ -156,3 +156,30 @@ def test_live_disk_move_to_another_sr(engine: Engine, run: Any) -> None:
     inactive = virsh(engine.snapshot().servers[vm.server].uri, "dumpxml", "--inactive",
                      vm.uuid)
     assert new.path is not None and new.path in inactive and disk.path not in inactive
+
+
+def test_the_queue_runs_jobs_beyond_its_limit_later(lab_inventory: Any, run: Any,
+                                                    engine: Engine) -> None:
+    from tests.conftest import until
+    from xencenter_lite.core.inventory import load_inventory
+
+    one_at_a_time = Engine(load_inventory(lab_inventory), concurrency=1)
+    run(one_at_a_time.start(watch=False))
+    try:
+        app, web = vm_named(one_at_a_time, "app-1"), vm_named(one_at_a_time, "web-1")
+        app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
+        slow, quick = one_at_a_time.migrate([
+            MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
+            MigrationRequest(web.key, _other_member(web.server)),
+        ])
+        run(until(lambda: slow.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
+        assert quick.state is JobState.QUEUED  # waiting for the one slot, not refused
+        run(one_at_a_time.cancel(slow))
+        run(one_at_a_time.wait([slow, quick]))
+        assert slow.state is JobState.CANCELLED
+        assert quick.state is JobState.DONE, (quick.error, quick.error_details)
+        assert quick.started is not None and slow.ended is not None
+        assert quick.started >= slow.ended - 0.5  # it started once the slot was free
+    finally:
+        run(one_at_a_time.close())
+    run(engine.refresh())

@@ -1,0 +1,114 @@
+"""Connections: a server that can't be reached, events instead of polling, a lost link."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.conftest import until
+from tests.labtools import cli, virsh, vm_named
+from xencenter_lite.core.inventory import load_inventory
+from xencenter_lite.core.model import VmState
+from xencenter_lite.engine import Engine
+
+UNREACHABLE = """
+[[servers]]
+name = "lab-x9"
+uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+[servers.networks]
+storage = "10.9.9.9"
+"""
+
+
+def _libvirtd_pid(engine: Engine, server: str) -> int:
+    uri = engine.snapshot().servers[server].uri
+    socket = parse_qs(urlsplit(uri).query)["socket"][0]
+    return int(Path(socket).with_name("libvirtd.pid").read_text())
+
+
+def test_an_unreachable_server_is_listed_as_disconnected_and_refused(
+    lab_inventory: Path, tmp_path: Path
+) -> None:
+    inv = tmp_path / "inventory.toml"
+    inv.write_text(lab_inventory.read_text() + UNREACHABLE)
+    listed = cli("list", "--json", inventory=inv)
+    assert listed.returncode == 0, listed.stderr
+    servers = {s["name"]: s for s in json.loads(listed.stdout)["servers"]}
+    assert servers["lab-x9"]["connected"] is False and servers["lab-x9"]["error"]
+    assert servers["lab-a1"]["connected"] is True
+    refused = cli("precheck", "web-1", "--to", "lab-x9", "--json", inventory=inv)
+    assert refused.returncode == 2
+    codes = {p["code"] for p in json.loads(refused.stdout)["problems"]}
+    assert "DESTINATION_DISCONNECTED" in codes
+
+
+def test_libvirt_events_update_the_model_without_polling(
+    lab_inventory: Path, engine: Engine, run: Any
+) -> None:
+    quiet = Engine(load_inventory(lab_inventory), poll_interval=3600)
+    run(quiet.start())
+    try:
+        vm = vm_named(quiet, "build-1")
+        assert vm.state is VmState.HALTED
+        uri = quiet.snapshot().servers[vm.server].uri
+        virsh(uri, "start", vm.uuid)
+        try:
+            run(until(lambda: quiet.snapshot().vm(vm.key) is not None
+                      and quiet.snapshot().vm(vm.key).state is VmState.RUNNING,  # type: ignore[union-attr]
+                      timeout=5))
+        finally:
+            virsh(uri, "destroy", vm.uuid)
+        run(until(lambda: quiet.snapshot().vm(vm.key).state is VmState.HALTED,  # type: ignore[union-attr]
+                  timeout=5))
+    finally:
+        run(quiet.close())
+
+
+def test_a_lost_connection_shows_disconnected_and_comes_back(
+    lab_inventory: Path, engine: Engine, run: Any
+) -> None:
+    pid = _libvirtd_pid(engine, "lab-b1")
+    os.kill(pid, signal.SIGSTOP)  # the server stops answering; keepalive notices
+    try:
+        run(until(lambda: not engine.snapshot().servers["lab-b1"].connected, timeout=40))
+        assert engine.snapshot().servers["lab-a1"].connected
+        assert not [v for v in engine.snapshot().vms if v.server == "lab-b1"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    run(until(lambda: engine.snapshot().servers["lab-b1"].connected, timeout=40))
+    run(until(lambda: any(v.server == "lab-b1" for v in engine.snapshot().vms), timeout=10))
+
+
+def test_ctrl_c_cancels_the_migration_cleanly(lab_inventory: Path, engine: Engine,
+                                              run: Any) -> None:
+    vm = vm_named(engine, "app-1")
+    dest = "lab-a2" if vm.server != "lab-a2" else "lab-b1"
+    exe = str(Path(sys.executable).parent / "xencenter-lite")
+    proc = subprocess.Popen([exe, "--inventory", str(lab_inventory), "migrate", "app-1",
+                             "--to", dest, "--sr", "Local storage", "--bandwidth", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not engine.snapshot().vm(vm.key) or not engine.snapshot().vm(vm.key).job_running:  # type: ignore[union-attr]
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        run(asyncio.sleep(0.2))
+        run(engine.refresh(vm.server))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "cancelled" in out
+    snap = run(engine.refresh())
+    still = snap.vm(vm.key)
+    assert still is not None and still.state is VmState.RUNNING
+    assert vm.name not in virsh(snap.servers[dest].uri, "list", "--all", "--name").split()
+    dest_sr = snap.sr(dest, "Local storage")
+    assert dest_sr is not None
+    leftovers = [p for p in Path(dest_sr.path).iterdir() if p.name.startswith("app-1")]
+    assert leftovers == []
