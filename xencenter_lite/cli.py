@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "non-management network)")
         sp.add_argument("--bandwidth", type=int, metavar="MIB_S",
                         help="limit the transfer to this many MiB/s")
+        sp.add_argument("--tls", action="store_true",
+                        help="encrypt the migration with libvirt's TLS (the servers need "
+                             "certificates)")
         sp.add_argument("--json", action="store_true")
 
     pc = sub.add_parser("precheck", help="check a migration without moving anything")
@@ -85,9 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"xencenter-lite: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.command is None:
-        build_parser().print_help()
-        return EXIT_BAD_INPUT
+    if args.command is None:  # no command: open the console
+        try:
+            path = resolve_inventory_path(args.inventory)
+            load_inventory(path)
+        except InventoryError as exc:
+            print(f"xencenter-lite: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if sys.platform.startswith("linux") and not any(
+            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+        ):
+            print("xencenter-lite: no display to open the console on (set DISPLAY); for the "
+                  "command line see 'xencenter-lite --help'", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        from xencenter_lite.ui.app import run_gui
+
+        return run_gui(path)
     if args.command == "lab":
         from xencenter_lite.lab import run_lab_command
 
@@ -220,7 +237,8 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace) -> list[Migrati
     if len(vms) > 1 and disks:
         raise UsageError("--disk applies to one VM; migrate VMs with per-disk SRs one at a time")
     return [MigrationRequest(vm=vm.key, destination=args.to, sr=args.sr, disk_srs=disks,
-                             network=args.network, bandwidth_mib_s=args.bandwidth)
+                             network=args.network, bandwidth_mib_s=args.bandwidth,
+                             tls=args.tls)
             for vm in vms]
 
 

@@ -28,7 +28,13 @@ _BY_CODE: dict[int, str] = {
     84: "The server does not support this operation.",
 }
 
+_NO_TLS = ("The servers are not set up for TLS migration (no certificates); set up libvirt's "
+           "TLS certificates on both, or migrate without TLS.")
+
 _BY_TEXT: tuple[tuple[str, str], ...] = (
+    ("certificate", _NO_TLS),
+    ("unable to access credentials", _NO_TLS),
+    ("ca-cert.pem", _NO_TLS),
     ("no space left on device", "The destination SR ran out of space."),
     ("enospc", "The destination SR ran out of space."),
     ("canceled by client", "The operation was cancelled."),

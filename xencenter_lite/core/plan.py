@@ -29,6 +29,7 @@ class MigrationRequest:
     disk_srs: dict[str, str] = field(default_factory=dict)  # dev -> SR, wins over `sr`
     network: str | None = None
     bandwidth_mib_s: int | None = None  # cap the transfer (MiB/s); None = as fast as possible
+    tls: bool = False  # encrypt the migration stream with libvirt's TLS
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class MigrationPlan:
     network: str | None
     address: str | None  # the destination's address on `network`
     bandwidth_mib_s: int | None = None
-    unknown_devs: tuple[str, ...] = ()  # --disk DEV=SR naming a disk the VM does not have
+    unknown_devs: tuple[str, ...] = ()
+    tls: bool = False  # --disk DEV=SR naming a disk the VM does not have
 
     @property
     def source(self) -> str:
@@ -136,7 +138,7 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
     return MigrationPlan(
         vm=vm, destination=dest, kind=kind, disks=tuple(placements), network=network,
         address=address, bandwidth_mib_s=request.bandwidth_mib_s,
-        unknown_devs=tuple(sorted(set(request.disk_srs) - devs)),
+        unknown_devs=tuple(sorted(set(request.disk_srs) - devs)), tls=request.tls,
     )
 
 

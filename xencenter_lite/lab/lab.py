@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from xencenter_lite.lab import daemon, domains, network, system
+from xencenter_lite.lab import daemon, domains, guestimage, network, system
 from xencenter_lite.lab.config import (
     PATTERN_SIZE_MIB,
     SERVER_NAME,
@@ -153,6 +153,10 @@ class Lab:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda gd: self._create_disk(*gd), disks))
         self._say(f"SRs and {len(disks)} guest disks ready ({self._elapsed()})")
+        image = None
+        if any(g.linux for g in cfg.guests):
+            image = guestimage.ensure_image(self._say)
+            self._say(f"Linux guest image: {image.kernel.parent} ({self._elapsed()})")
 
         if "netns_dir" not in state:  # to leave /run/netns as it was found
             state["netns_dir"] = {
@@ -183,7 +187,8 @@ class Lab:
 
         with ThreadPoolExecutor(max_workers=len(cfg.servers)) as pool:
             futures = [
-                pool.submit(self._configure_server, s.name, domain_type) for s in cfg.servers
+                pool.submit(self._configure_server, s.name, domain_type, image)
+                for s in cfg.servers
             ]
             for future in futures:
                 future.result()
@@ -200,6 +205,19 @@ class Lab:
             f"Lab '{cfg.name}' is up ({self._elapsed()}, guests as domain type {domain_type})"
         )
         return path
+
+    def restart_server(self, server: str) -> None:
+        """Start `server`'s libvirtd again after it died; its running guests stay as they are.
+
+        libvirtd reconnects to the QEMU processes it left behind, as after a real crash."""
+        state = self._read_state()
+        if not state or server not in state.get("servers", {}):
+            raise LabError(f"The lab has no server '{server}' running; run `lab up` first.")
+        pid = state["servers"][server]["pid"]
+        if system.process_alive(pid) and daemon.is_libvirtd(pid):
+            return
+        self._start_daemon(state, server)
+        daemon.wait_until_ready(self.config, server, state["servers"][server]["pid"])
 
     def _start_daemon(self, state: dict[str, Any], server: str) -> None:
         pid = daemon.start(self.config, server)
@@ -230,7 +248,9 @@ class Lab:
             what=f"writing the test pattern to {path}",
         )
 
-    def _configure_server(self, server: str, domain_type: str) -> None:
+    def _configure_server(
+        self, server: str, domain_type: str, image: guestimage.GuestImage | None
+    ) -> None:
         cfg = self.config
         with tempfile.TemporaryDirectory(prefix="xcl-lab-") as tmp:
             for i, sr in enumerate(cfg.srs_on(server)):
@@ -241,7 +261,7 @@ class Lab:
                 self._virsh(server, "pool-autostart", sr.name)
             for guest in cfg.guests_on(server):
                 xml = Path(tmp) / f"guest-{guest.name}.xml"
-                xml.write_text(domains.guest_xml(cfg, guest, domain_type))
+                xml.write_text(domains.guest_xml(cfg, guest, domain_type, image))
                 self._virsh(server, "define", str(xml))
                 if guest.running:
                     self._virsh(server, "start", guest.name)

@@ -289,6 +289,18 @@ class ServerLink:
         except libvirt.libvirtError:
             return False
 
+    def locate(self, uuid: str) -> VmState | None:
+        """The VM's state here, None when this server has no such VM.
+
+        Raises VirtError when the server cannot answer, so "absent" is never a guess."""
+        try:
+            dom = self._c().lookupByUUIDString(uuid)
+            return _STATE.get(dom.state()[0], VmState.OTHER)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise VirtError.from_libvirt(exc) from exc
+
     def set_metadata(self, uuid: str, meta: VmMetadata) -> None:
         dom = self.domain(uuid)
         flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG

@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libvirt
 
@@ -32,15 +32,13 @@ class MigrationSpec:
     migrate_disks: tuple[str, ...] = ()  # devs to copy; empty = memory only
     keep_shared_disks: bool = False  # some disks stay on storage both servers see
     bandwidth_mib_s: int | None = None
-    extra_flags: int = 0
-    extra_params: dict[str, object] = field(default_factory=dict)
+    tls: bool = False
 
 
 def migrate(source_uri: str, spec: MigrationSpec) -> None:
     """Live-migrate (peer to peer) and make the VM persistent on the destination only."""
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
-             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-             | spec.extra_flags)
+             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
     params: dict[str, object] = {
         libvirt.VIR_MIGRATE_PARAM_URI: _tcp(spec.address),
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: spec.address,
@@ -57,7 +55,8 @@ def migrate(source_uri: str, spec: MigrationSpec) -> None:
         flags |= libvirt.VIR_MIGRATE_UNSAFE
     if spec.bandwidth_mib_s:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(spec.bandwidth_mib_s)
-    params.update(spec.extra_params)
+    if spec.tls:
+        flags |= libvirt.VIR_MIGRATE_TLS
     with virt_errors():
         conn = libvirt.open(source_uri)
     try:

@@ -1,0 +1,161 @@
+"""Migrations that break on the way: the VM keeps running exactly once, where it was,
+and nothing the job created is left on the destination."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import until
+from tests.labtools import cli, netns, virsh, vm_named
+from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.model import VmState
+from xencenter_lite.core.plan import MigrationRequest
+from xencenter_lite.engine import Engine
+from xencenter_lite.lab import Lab, load_lab_config
+
+
+def _pid_file(engine: Engine, server: str, name: str) -> Path:
+    uri = engine.snapshot().servers[server].uri
+    run_dir = Path(uri.split("socket=", 1)[1]).parent
+    return run_dir / name
+
+
+def _created(job: Job) -> list[str]:
+    return [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
+            if m.startswith("Created ")]
+
+
+def _start_slow(engine: Engine, run: Any, vm_name: str, dest: str, sr: str,
+                **kw: Any) -> Job:
+    vm = vm_named(engine, vm_name)
+    (job,) = engine.migrate([MigrationRequest(vm.key, dest, sr=sr, bandwidth_mib_s=1)], **kw)
+    run(until(lambda: job.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)
+              or job.state.finished))
+    assert not job.state.finished, (job.state, job.error, job.error_details)
+    run(until(lambda: job.bytes_done > 0, timeout=20))
+    return job
+
+
+def _assert_rolled_back(engine: Engine, run: Any, job: Job, vm_name: str, source: str,
+                        dest: str) -> None:
+    run(engine.wait([job]), 180)
+    assert job.state in (JobState.FAILED, JobState.CANCELLED), job.state
+    assert job.error and "keeps running on" in job.error, job.error
+    snap = run(engine.refresh())
+    copies = [v for v in snap.vms if v.name == vm_name]
+    assert [(v.server, v.state) for v in copies] == [(source, VmState.RUNNING)]
+    assert vm_name not in virsh(snap.servers[dest].uri, "list", "--all", "--name").split()
+    created = _created(job)
+    assert created, job.messages
+    assert [p for p in created if os.path.exists(p)] == []
+
+
+@pytest.fixture
+def app_route(engine: Engine) -> Iterator[tuple[str, str]]:
+    vm = vm_named(engine, "app-1")
+    yield vm.server, ("lab-a1" if vm.server != "lab-a1" else "lab-b1")
+
+
+def test_tls_without_certificates_fails_cleanly(lab_inventory: Path, engine: Engine,
+                                                run: Any) -> None:
+    vm = vm_named(engine, "web-1")
+    dest = "lab-a2" if vm.server == "lab-a1" else "lab-a1"
+    result = cli("migrate", "web-1", "--to", dest, "--tls", "--json", inventory=lab_inventory)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (res,) = json.loads(result.stdout)
+    assert res["ok"] is False and "TLS" in res["error"], res["details"]
+    snap = run(engine.refresh())
+    assert [v.server for v in snap.vms if v.name == "web-1"] == [vm.server]
+
+
+def test_destination_qemu_killed_mid_migration(engine: Engine, run: Any,
+                                               app_route: tuple[str, str]) -> None:
+    source, dest = app_route
+    job = _start_slow(engine, run, "app-1", dest, "Local storage")
+    pid = int(_pid_file(engine, dest, "qemu/app-1.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    _assert_rolled_back(engine, run, job, "app-1", source, dest)
+
+
+def test_destination_sr_fills_up_mid_copy(engine: Engine, run: Any) -> None:
+    vm = vm_named(engine, "db-1")
+    if vm.server == "lab-b1":
+        pytest.fail("db-1 is expected away from lab-b1, where the small SR is")
+    (job,) = engine.migrate([MigrationRequest(vm.key, "lab-b1", sr="Small storage")],
+                            skip_checks=frozenset({"NOT_ENOUGH_SPACE"}))
+    # The lab wrote 4 MiB into each disk; fill the 64 MiB SR so those no longer fit.
+    small = engine.snapshot().sr("lab-b1", "Small storage")
+    assert small is not None
+    filler = Path(small.path) / "filler.bin"
+    try:
+        subprocess.run(["fallocate", "-l", f"{small.available - 2 * 1024 * 1024}",
+                        str(filler)], check=True)
+        _assert_rolled_back(engine, run, job, "db-1", vm.server, "lab-b1")
+        assert job.state is JobState.FAILED
+    finally:
+        filler.unlink(missing_ok=True)
+
+
+def test_destination_libvirtd_killed_mid_migration(engine: Engine, run: Any,
+                                                   lab_config_path: Path,
+                                                   app_route: tuple[str, str]) -> None:
+    source, dest = app_route
+    job = _start_slow(engine, run, "app-1", dest, "Local storage")
+    pid = int(_pid_file(engine, dest, "libvirtd.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    run(engine.wait([job]), 180)
+    assert job.state is JobState.FAILED
+    Lab(load_lab_config(lab_config_path)).restart_server(dest)
+    # Once the destination is back, what the job made there is removed.
+    run(until(lambda: engine.snapshot().servers[dest].connected, timeout=60))
+    created = _created(job)
+    run(until(lambda: not any(os.path.exists(p) for p in created), timeout=30))
+    _assert_rolled_back(engine, run, job, "app-1", source, dest)
+
+
+def test_storage_network_cut_mid_transfer_then_restored(engine: Engine, run: Any,
+                                                        app_route: tuple[str, str]) -> None:
+    source, dest = app_route
+    job = _start_slow(engine, run, "app-1", dest, "Local storage")
+    link = ["ip", "netns", "exec", netns(dest), "ip", "link", "set", "storage"]
+    subprocess.run([*link, "down"], check=True)
+    try:
+        run(asyncio.sleep(1))
+        stalled_at = job.bytes_done
+        run(asyncio.sleep(3))
+        assert job.bytes_done - stalled_at < 1024 * 1024  # nothing crosses a cut link
+        assert not job.state.finished or job.state is not JobState.DONE
+    finally:
+        subprocess.run([*link, "up"], check=True)
+    # The transfer resumes over the restored link (TCP retransmits); then let it go.
+    resumed_from = job.bytes_done
+    run(until(lambda: job.bytes_done > resumed_from or job.state.finished, timeout=60), 90)
+    run(engine.cancel(job))
+    run(engine.wait([job]), 120)
+    snap = run(engine.refresh())
+    copies = [(v.server, v.state) for v in snap.vms if v.name == "app-1"]
+    assert len(copies) == 1 and copies[0][1] is VmState.RUNNING
+    if job.state is JobState.DONE:
+        assert copies[0][0] == dest
+    else:
+        assert copies[0][0] == source
+        assert [p for p in _created(job) if os.path.exists(p)] == []
+
+
+def test_the_same_vm_twice_at_once_is_refused(engine: Engine, run: Any,
+                                              app_route: tuple[str, str]) -> None:
+    source, dest = app_route
+    first = _start_slow(engine, run, "app-1", dest, "Local storage")
+    (second,) = engine.migrate([MigrationRequest(first.vm_key, dest, sr="Local storage")])
+    assert second.state is JobState.FAILED and "already has a migration" in (second.error or "")
+    run(engine.cancel(first))
+    _assert_rolled_back(engine, run, first, "app-1", source, dest)
