@@ -34,6 +34,7 @@ def loop(qapp: object) -> Iterator[asyncio.AbstractEventLoop]:
     gc.collect()  # free libvirt connections while their event handles can still be removed
     loop.run_until_complete(asyncio.sleep(0.1))
     asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pytest.fixture

@@ -432,3 +432,13 @@ def test_random_bytes_give_only_inventory_error(tmp_path_factory, data):
         assert str(exc).startswith(f"{path}: ")
     else:
         assert_consistent(inv)
+
+
+def test_redact_secret_blanks_the_uri_password_wherever_it_appears() -> None:
+    from xencenter_lite.core.inventory import redact_secret
+
+    uri = "qemu+tcp://admin:hunter2@host/system"
+    text = "cannot connect to qemu+tcp://admin:hunter2@host/system (hunter2 rejected)"
+    assert redact_secret(text, uri) == ("cannot connect to qemu+tcp://admin:***@host/system "
+                                        "(*** rejected)")
+    assert redact_secret(text, "qemu:///system") == text

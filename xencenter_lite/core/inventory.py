@@ -86,6 +86,15 @@ def redact_uri(uri: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def redact_secret(text: str, uri: str) -> str:
+    """`text` with the URI's password (if it has one) blanked out wherever it appears."""
+    try:
+        password = urlsplit(uri).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text
+
+
 class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -14,6 +14,7 @@ import libvirt
 import libvirtaio
 
 from xencenter_lite.core.domxml import parse_domain, parse_pool
+from xencenter_lite.core.inventory import redact_secret
 from xencenter_lite.core.metadata import KEY, NAMESPACE, VmMetadata, render_metadata
 from xencenter_lite.core.model import SR, VM, Disk, VmState
 
@@ -158,8 +159,11 @@ class ServerLink:
 
     # ---- connection ---------------------------------------------------------------------
     def open(self) -> None:
-        with virt_errors():
+        try:
             self.conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            err = VirtError.from_libvirt(exc)
+            raise VirtError(redact_secret(err.raw, self.uri), err.code) from None
         with contextlib.suppress(libvirt.libvirtError):
             self.conn.setKeepAlive(5, 3)
 
