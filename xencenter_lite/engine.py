@@ -21,6 +21,7 @@ from xencenter_lite.core.checks import (
     blocking,
     check_disk_move,
     check_plans,
+    squeeze_targets,
 )
 from xencenter_lite.core.domxml import rewrite_domain
 from xencenter_lite.core.errors import ABORTED, friendly
@@ -35,6 +36,7 @@ from xencenter_lite.core.plan import (
     build_plan,
     volume_name_for,
 )
+from xencenter_lite.core.units import format_bytes
 from xencenter_lite.virt import ServerLink, ServerReading, VirtError, register_event_loop
 from xencenter_lite.virt import migrate as vmigrate
 
@@ -84,6 +86,8 @@ class Engine:
         # What failed jobs could not remove because the server was unreachable.
         self._pending: dict[str, list[tuple[str, str]]] = {}
         self.reconcile_wait = 90.0  # how long a job waits for a lost source to come back
+        self.dmc_timeout = 15.0  # how long squeezed guests get to give their memory back
+        self._squeezed: dict[int, list[tuple[str, str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._job_listeners: list[Callable[[Job], None]] = []
@@ -463,6 +467,7 @@ class Engine:
         created: list[str] = []
         job.bytes_total = plan.bytes_to_copy
         try:
+            await self._squeeze(job, plan)
             new_paths: dict[str, str] = {}
             for d in plan.copied_disks:
                 assert d.target_sr is not None
@@ -474,7 +479,7 @@ class Engine:
                 job.messages.append(f"Created {path} on '{plan.destination}'")
             if job.cancel_requested:
                 raise _Cancelled()
-            meta = VmMetadata(home_server=plan.home_server, folder=plan.vm.folder)
+            meta = replace(metadata_of(plan.vm), home_server=plan.home_server)
             live_xml = await self._run(src_link.migratable_xml, uuid)
             conf_xml = await self._run(src_link.migratable_xml, uuid, True)
             spec = vmigrate.MigrationSpec(
@@ -495,9 +500,15 @@ class Engine:
             fut = loop.run_in_executor(self._long, vmigrate.migrate, src_link.uri, spec)
             await self._follow_migration(job, uuid, fut)
             fut.result()
+        except _DmcFailed as exc:
+            await self._release(job)
+            job.fail(str(exc))
+            return
         except (VirtError, _Cancelled) as exc:
             await self._migration_failed(job, plan, created, exc)
+            await self._release(job)
             return
+        self._squeezed.pop(job.id, None)
         job.set_state(JobState.FINISHING, "Removing the old disks from the source")
         await self._finish_migration(job, plan)
 
@@ -627,6 +638,93 @@ class Engine:
         if todo:
             log.info("cleaned up after failed jobs on %s: %s", server, todo)
 
+    # ---- Dynamic Memory Control -----------------------------------------------------------
+    async def _squeeze(self, job: Job, plan: MigrationPlan) -> None:
+        """Balloon the destination's VMs down so the incoming VM fits, and check they did."""
+        dest = plan.destination
+        targets = squeeze_targets(self.snapshot(), dest, plan.vm.memory)
+        if not targets:
+            return
+        link = self.link(dest)
+        changed = self._squeezed.setdefault(job.id, [])
+        freed = sum(vm.memory_in_use - size for vm, size in targets)
+        job.messages.append(f"Freeing {format_bytes(freed)} on '{dest}' with Dynamic Memory "
+                            "Control: " + ", ".join(f"'{vm.name}' to {format_bytes(size)}"
+                                                    for vm, size in targets))
+        try:
+            for vm, size in targets:
+                changed.append((dest, vm.uuid, vm.memory_in_use))
+                await self._run(link.set_balloon, vm.uuid, size)
+        except VirtError as exc:
+            raise _DmcFailed(f"Could not balloon a VM on '{dest}': {exc.raw}. Nothing was "
+                             "copied; the memory of its VMs was restored.") from exc
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.dmc_timeout
+        slack = 4 * 1024 * 1024
+        while True:
+            stubborn = []
+            for vm, size in targets:
+                try:
+                    actual = await self._run(link.balloon_actual, vm.uuid)
+                except VirtError:
+                    actual = vm.memory_in_use
+                if actual > size + slack:
+                    stubborn.append(vm.name)
+            if not stubborn:
+                break
+            if loop.time() > end:
+                raise _DmcFailed(
+                    f"Could not free enough memory on '{dest}' with Dynamic Memory Control: "
+                    + ", ".join(f"'{n}'" for n in stubborn) + " did not give memory back "
+                    "(is the balloon driver loaded in the guest?). Nothing was copied; the "
+                    "memory of its VMs was restored.")
+            await asyncio.sleep(0.25)
+        await self._read(dest)
+
+    async def _release(self, job: Job) -> None:
+        """Give back the memory this job squeezed out of other VMs."""
+        for server, uuid, size in self._squeezed.pop(job.id, []):
+            try:
+                await self._run(self.link(server).set_balloon, uuid, size)
+                job.messages.append(f"Restored the memory of VM {uuid} on '{server}'")
+            except VirtError as exc:
+                job.messages.append(f"Could not restore the memory of VM {uuid}: {exc.raw}")
+        await self._read(job.destination)
+
+    async def set_dynamic_memory(self, vm_key: tuple[str, str], dynamic_min: int,
+                                 dynamic_max: int) -> None:
+        """Set a VM's Dynamic Memory Control range; a running VM is ballooned into it."""
+        vm = self.snapshot().vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        if not 0 < dynamic_min <= dynamic_max <= vm.memory:
+            raise ValueError(
+                f"The dynamic range of '{vm.name}' must satisfy 0 < minimum <= maximum <= "
+                f"{format_bytes(vm.memory)} (its static maximum).")
+        link = self.link(vm.server)
+        await self._run(link.set_metadata, vm.uuid,
+                        replace(metadata_of(vm), dynamic_min=dynamic_min,
+                                dynamic_max=dynamic_max))
+        if vm.is_running and not dynamic_min <= vm.memory_in_use <= dynamic_max:
+            size = min(max(vm.memory_in_use, dynamic_min), dynamic_max)
+            await self._run(link.set_balloon, vm.uuid, size)
+        await self._read(vm.server)
+
+    async def set_memory(self, vm_key: tuple[str, str], size: int) -> None:
+        """Balloon a running VM to `size` bytes, inside its dynamic range."""
+        vm = self.snapshot().vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        if not vm.is_running:
+            raise ValueError(f"'{vm.name}' is not running; its balloon can't be set.")
+        low = vm.dynamic_min if vm.dynamic_min is not None else 1
+        high = vm.dynamic_max if vm.dynamic_max is not None else vm.memory
+        if not low <= size <= high:
+            raise ValueError(f"The memory of '{vm.name}' must stay between "
+                             f"{format_bytes(low)} and {format_bytes(high)}.")
+        await self._run(self.link(vm.server).set_balloon, vm.uuid, size)
+        await self._read(vm.server)
+
     # ---- live disk move -------------------------------------------------------------------
     def plan_disk_move(self, vm_key: tuple[str, str], dev: str, sr: str) -> DiskMovePlan:
         vm = self.snapshot().vm(vm_key)
@@ -706,10 +804,20 @@ class Engine:
         vm = self.snapshot().vm(vm_key)
         if vm is None:
             raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
-        meta = VmMetadata(home_server=vm.home_server, folder=folder)
+        meta = replace(metadata_of(vm), folder=folder)
         await self._run(self.link(vm.server).set_metadata, vm.uuid, meta)
         await self._read(vm.server)
 
 
 class _Cancelled(Exception):
     pass
+
+
+class _DmcFailed(Exception):
+    """Dynamic Memory Control could not free the memory a migration needs."""
+
+
+def metadata_of(vm: VM) -> VmMetadata:
+    """The VM's own metadata as it stands, to be changed with dataclasses.replace."""
+    return VmMetadata(home_server=vm.home_server, folder=vm.folder,
+                      dynamic_min=vm.dynamic_min, dynamic_max=vm.dynamic_max)

@@ -169,13 +169,23 @@ def check_plans(
     for dest, dest_plans in memory_needed.items():
         need = sum(p.vm.memory for p in dest_plans)
         have = snapshot.memory_available(dest)
-        if need > have:
-            names = ", ".join(f"'{p.vm.name}'" for p in dest_plans)
-            for p in dest_plans:
+        if need <= have:
+            continue
+        names = ", ".join(f"'{p.vm.name}'" for p in dest_plans)
+        with_dmc = snapshot.memory_available_with_dmc(dest)
+        for p in dest_plans:
+            if need <= with_dmc:
+                out.append(_warn("DMC_SQUEEZE", p.vm,
+                                 f"Will free {format_bytes(need - have)} on '{dest}' using "
+                                 "Dynamic Memory Control (its VMs are ballooned down towards "
+                                 "their dynamic minimum)."))
+            else:
+                dmc = (f" (or {format_bytes(with_dmc)} after Dynamic Memory Control)"
+                       if with_dmc > have else "")
                 out.append(_err("NOT_ENOUGH_MEMORY", p.vm,
                                 f"Not enough memory on '{dest}': {names} need "
-                                f"{format_bytes(need)}, {format_bytes(have)} is available. "
-                                "Free memory there or choose another server."))
+                                f"{format_bytes(need)}, {format_bytes(have)} is available"
+                                f"{dmc}. Free memory there or choose another server."))
 
     for (dest, sr_name), uses in space_needed.items():
         sr = snapshot.sr(dest, sr_name)
@@ -191,6 +201,22 @@ def check_plans(
     if not blocking(out):
         out += warnings_for(snapshot, plans)
     return out
+
+
+def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM, int]]:
+    """Balloon targets (VM, bytes) on `server` that free enough for `need` more bytes.
+
+    Squeezes the VMs with the most to give first, never below their dynamic minimum.
+    Empty when nothing has to be freed; short of `need` when DMC cannot free enough."""
+    missing = need - snapshot.memory_available(server)
+    targets: list[tuple[VM, int]] = []
+    for vm in sorted(snapshot.vms_on(server), key=lambda v: v.reclaimable, reverse=True):
+        if missing <= 0 or vm.reclaimable <= 0:
+            break
+        take = min(vm.reclaimable, missing)
+        targets.append((vm, vm.memory_in_use - take))
+        missing -= take
+    return targets
 
 
 def estimate_seconds(snapshot: Snapshot, plan: MigrationPlan) -> float | None:

@@ -10,7 +10,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from xencenter_lite.core.metadata import NAMESPACE, PREFIX, VmMetadata, parse_metadata
+from xencenter_lite.core.metadata import (
+    NAMESPACE,
+    PREFIX,
+    VmMetadata,
+    parse_metadata,
+    render_metadata,
+)
 
 ET.register_namespace(PREFIX, NAMESPACE)
 
@@ -113,11 +119,7 @@ def rewrite_domain(xml: str, new_paths: dict[str, str], metadata: VmMetadata | N
             meta = ET.SubElement(root, "metadata")
         for old in meta.findall(f"{{{NAMESPACE}}}vm"):
             meta.remove(old)
-        el = ET.SubElement(meta, f"{{{NAMESPACE}}}vm")
-        if metadata.home_server:
-            ET.SubElement(el, f"{{{NAMESPACE}}}home").text = metadata.home_server
-        if metadata.folder:
-            ET.SubElement(el, f"{{{NAMESPACE}}}folder").text = metadata.folder
+        meta.append(ET.fromstring(render_metadata(metadata)))
     return ET.tostring(root, encoding="unicode")
 
 

@@ -1,4 +1,5 @@
-"""Our own metadata inside a VM's libvirt XML: home server and folder travel with the VM."""
+"""Our own metadata inside a VM's libvirt XML: home server, folder and the Dynamic Memory
+Control range travel with the VM."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ KEY = PREFIX  # libvirt's metadata key (the element prefix it uses)
 class VmMetadata:
     home_server: str | None = None
     folder: str = ""
+    dynamic_min: int | None = None  # bytes: the balloon may squeeze the VM down to this
+    dynamic_max: int | None = None  # bytes: and let it grow up to this
+
+
+def _bytes(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def parse_metadata(xml: str | None) -> VmMetadata:
@@ -26,7 +36,10 @@ def parse_metadata(xml: str | None) -> VmMetadata:
         return VmMetadata()
     home = root.findtext(f"{{{NAMESPACE}}}home") or None
     folder = root.findtext(f"{{{NAMESPACE}}}folder") or ""
-    return VmMetadata(home_server=home, folder=folder)
+    mem = root.find(f"{{{NAMESPACE}}}memory")
+    dmin = _bytes(mem.get("dynamic-min")) if mem is not None else None
+    dmax = _bytes(mem.get("dynamic-max")) if mem is not None else None
+    return VmMetadata(home_server=home, folder=folder, dynamic_min=dmin, dynamic_max=dmax)
 
 
 def render_metadata(meta: VmMetadata) -> str:
@@ -36,5 +49,11 @@ def render_metadata(meta: VmMetadata) -> str:
         ET.SubElement(root, f"{{{NAMESPACE}}}home").text = meta.home_server
     if meta.folder:
         ET.SubElement(root, f"{{{NAMESPACE}}}folder").text = meta.folder
+    if meta.dynamic_min is not None or meta.dynamic_max is not None:
+        mem = ET.SubElement(root, f"{{{NAMESPACE}}}memory", {"unit": "bytes"})
+        if meta.dynamic_min is not None:
+            mem.set("dynamic-min", str(meta.dynamic_min))
+        if meta.dynamic_max is not None:
+            mem.set("dynamic-max", str(meta.dynamic_max))
     ET.register_namespace(PREFIX, NAMESPACE)
     return ET.tostring(root, encoding="unicode")

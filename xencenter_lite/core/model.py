@@ -56,6 +56,9 @@ class VM:
     has_hostdev: bool = False
     persistent: bool = True
     job_running: bool = False  # libvirt reports an active job (e.g. a migration) on it
+    current_memory: int = 0  # bytes the balloon leaves the guest now (0: not known)
+    dynamic_min: int | None = None  # Dynamic Memory Control range, bytes
+    dynamic_max: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,6 +67,18 @@ class VM:
     @property
     def is_running(self) -> bool:
         return self.state is VmState.RUNNING
+
+    @property
+    def memory_in_use(self) -> int:
+        """What the VM holds on its server now: its balloon size if known, else its maximum."""
+        return self.current_memory or self.memory
+
+    @property
+    def reclaimable(self) -> int:
+        """What Dynamic Memory Control could take back by squeezing it to its dynamic minimum."""
+        if self.state is not VmState.RUNNING or self.dynamic_min is None:
+            return 0
+        return max(0, self.memory_in_use - self.dynamic_min)
 
     def disk(self, dev: str) -> Disk | None:
         return next((d for d in self.disks if d.dev == dev), None)
@@ -171,11 +186,25 @@ class Snapshot:
         return max(found, key=lambda s: len(s.path), default=None)
 
     def running_memory(self, server: str) -> int:
-        return sum(v.memory for v in self.vms_on(server) if v.state is not VmState.HALTED)
+        return sum(v.memory_in_use for v in self.vms_on(server)
+                   if v.state is not VmState.HALTED)
 
     def memory_available(self, server: str) -> int:
         srv = self.servers[server]
         return srv.vm_memory_available(self.running_memory(server))
+
+    def memory_reclaimable(self, server: str) -> int:
+        """Memory Dynamic Memory Control can free on `server` by squeezing its VMs."""
+        return sum(v.reclaimable for v in self.vms_on(server))
+
+    def memory_available_with_dmc(self, server: str) -> int:
+        """What a new VM could get once the other VMs are squeezed to their dynamic minimum."""
+        srv = self.servers[server]
+        freed = self.memory_reclaimable(server)
+        free = srv.free_memory + freed
+        if srv.memory_limit is None:
+            return free
+        return max(0, min(free, srv.memory_limit - (self.running_memory(server) - freed)))
 
     def management_network(self) -> str | None:
         return next((n.name for n in self.networks.values() if n.management), None)

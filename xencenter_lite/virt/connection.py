@@ -245,7 +245,7 @@ class ServerLink:
 
     def _read_vm(self, conn: libvirt.virConnect, dom: libvirt.virDomain,
                  srs: tuple[SR, ...]) -> VM:
-        state_code, max_mem_kib, _mem, vcpus, _cpu = dom.info()
+        state_code, max_mem_kib, cur_mem_kib, vcpus, _cpu = dom.info()
         state = _STATE.get(state_code, VmState.OTHER)
         dx = parse_domain(dom.XMLDesc(0))
         disks = []
@@ -273,7 +273,9 @@ class ServerLink:
                   memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
                   has_hostdev=dx.has_hostdev, persistent=dom.isPersistent() == 1,
-                  job_running=job)
+                  job_running=job,
+                  current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
+                  dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max)
 
     # ---- small operations -----------------------------------------------------------------
     def domain(self, uuid: str) -> libvirt.virDomain:
@@ -313,6 +315,17 @@ class ServerLink:
         with virt_errors():
             dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, render_metadata(meta), KEY,
                             NAMESPACE, flags)
+
+    def set_balloon(self, uuid: str, size: int) -> None:
+        """Ask the running VM's balloon to leave it `size` bytes."""
+        with virt_errors():
+            self.domain(uuid).setMemoryFlags(size // 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def balloon_actual(self, uuid: str) -> int:
+        """Bytes the guest really holds now, as its balloon driver reports them."""
+        with virt_errors():
+            stats = self.domain(uuid).memoryStats()
+        return int(stats.get("actual", 0)) * 1024
 
     def job_stats(self, uuid: str) -> dict[str, int]:
         """libvirt's statistics of the VM's running job ({} when there is none)."""
