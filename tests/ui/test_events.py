@@ -1,0 +1,150 @@
+"""The Events view: a row per job with live progress, Cancel, Dismiss and expandable details."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QModelIndex
+from PySide6.QtGui import QGuiApplication
+
+from tests.conftest import until
+from tests.ui.vm_placement import place
+from xencenter_lite.core.jobs import Job, JobKind, JobState
+from xencenter_lite.core.plan import MigrationRequest
+from xencenter_lite.ui.events import PROGRESS, STATUS, TITLE, TRANSFERRED, EventsView, JobsModel
+
+# The model tester reports through Qt warnings: make them fail the test.
+pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
+              pytest.mark.qt_log_ignore("does not support propagateSizeHints")]
+
+
+class FakeEngine:
+    """Just the part of the engine the Events view uses, to drive jobs by hand."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self._listeners: list[Any] = []
+        self.cancelled: list[Job] = []
+
+    def subscribe_jobs(self, listener: Any) -> None:
+        self._listeners.append(listener)
+
+    def add(self, title: str) -> Job:
+        job = Job(JobKind.MIGRATE, title, ("lab-a1", title), title, "lab-a1", "lab-b1")
+        self.jobs.append(job)
+        for listener in self._listeners:
+            job.subscribe(listener)
+        job._changed()
+        return job
+
+    async def cancel(self, job: Job) -> None:
+        self.cancelled.append(job)
+        job.cancelled()
+
+
+def cell(model: JobsModel, job: Job, column: int, parent: QModelIndex | None = None) -> str:
+    row = model.row_of(job.id)
+    assert row is not None
+    return model.index(row, column).data()
+
+
+def lines(model: JobsModel, job: Job) -> list[str]:
+    parent = model.index(model.row_of(job.id) or 0, 0)
+    return [model.index(i, 0, parent).data() for i in range(model.rowCount(parent))]
+
+
+def test_model_updates_in_place_and_coalesces_bursts(qtbot, qtmodeltester, run):
+    engine = FakeEngine()
+    old = engine.add("Migrating 'old' to 'lab-b1'")
+    view = EventsView(engine)
+    qtbot.addWidget(view)
+    model = view.model
+    qtmodeltester.check(model)
+    qtmodeltester.check(model, force_py=True)
+    resets, changes = [], []
+    model.modelReset.connect(lambda: resets.append(1))
+    model.dataChanged.connect(lambda a, b, roles=(): changes.append((a.row(), b.column())))
+
+    job = engine.add("Migrating 'web-1' to 'lab-b1'")
+    assert model.rowCount() == 2 and cell(model, job, TITLE) == job.title  # newest on top
+    job.set_state(JobState.COPYING_DISKS, "Copying")
+    for done in range(0, 1000):
+        job.progress(done * 1_000_000, 1_000_000_000)
+    assert changes == []  # nothing yet: the burst is folded into one update
+    run(asyncio.sleep(0.2))
+    assert len(changes) == 1 and resets == []
+    assert cell(model, job, PROGRESS) == "100 %"
+    assert cell(model, job, STATUS) == "copying disks"
+    assert cell(model, job, TRANSFERRED).startswith("999.0 MB of 1.0 GB")
+
+    job.fail("The destination went away.", "libvirt: error code 38: Cannot recv data")
+    run(asyncio.sleep(0.2))
+    assert lines(model, job)[-2:] == ["Error details:",
+                                      "    libvirt: error code 38: Cannot recv data"]
+    assert lines(model, job)[0] == "Copying"
+    view.tree.setCurrentIndex(model.index(model.row_of(job.id), 0))
+    view.copy_details()
+    copied = QGuiApplication.clipboard().text()
+    assert "Status: failed" in copied and "Cannot recv data" in copied
+
+    button = view.buttons[old.id]
+    assert button.text() == "Cancel"
+    button.click()
+    run(until(lambda: old.state is JobState.CANCELLED))
+    run(asyncio.sleep(0.2))
+    assert engine.cancelled == [old] and button.text() == "Dismiss"
+    button.click()
+    assert model.row_of(old.id) is None and model.rowCount() == 1
+    old._changed()  # a dismissed job stays out of the view
+    run(asyncio.sleep(0.2))
+    assert model.rowCount() == 1 and resets == []
+
+
+def test_cancel_a_real_migration_from_its_row(qtbot, qtmodeltester, run, engine):
+    app = place(engine, run, "app-1", "lab-b1", sr="Local storage")
+    view = EventsView(engine)
+    qtbot.addWidget(view)
+    view.show()
+    model = view.model
+    qtmodeltester.check(model)
+    (job,) = engine.migrate([MigrationRequest(app.key, "lab-a1", sr="Local storage",
+                                              bandwidth_mib_s=1)])
+    assert model.row_of(job.id) == 0 and cell(model, job, TITLE) == \
+        "Migrating 'app-1' to 'lab-a1'"
+    seen: set[str] = set()
+
+    def progress_moves() -> bool:
+        text = cell(model, job, TRANSFERRED)
+        seen.add(text)
+        return job.state.finished or (len(seen - {""}) >= 2 and "/s" in text
+                                      and cell(model, job, PROGRESS) != "0 %")
+
+    run(until(progress_moves, timeout=40))
+    assert not job.state.finished, (job.state, job.error)
+    view.tree.expand(model.index(model.row_of(job.id), 0))
+    assert any("storage" in line for line in lines(model, job))
+
+    view.buttons[job.id].click()
+    run(engine.wait([job]))
+    assert job.state is JobState.CANCELLED, (job.state, job.error, job.error_details)
+    run(until(lambda: view.buttons[job.id].text() == "Dismiss"))
+    assert cell(model, job, STATUS) == "cancelled"
+    still = engine.snapshot().vm(app.key)
+    assert still is not None and still.server == "lab-b1" and still.is_running
+    view.buttons[job.id].click()
+    assert model.row_of(job.id) is None
+
+
+def test_a_failed_job_expands_into_its_raw_error(qtbot, run, engine):
+    view = EventsView(engine)
+    qtbot.addWidget(view)
+    vm = engine.snapshot().vms_named("web-1")[0]
+    (job,) = engine.migrate([MigrationRequest(vm.key, vm.server)])  # refused: same server
+    run(engine.wait([job]))
+    assert cell(view.model, job, STATUS) == "failed"
+    run(until(lambda: "Error details:" in lines(view.model, job)))
+    view.tree.expand(view.model.index(view.model.row_of(job.id), 0))
+    details = lines(view.model, job)
+    assert any(line.strip().startswith("SAME_SERVER: ") for line in details), details

@@ -1,0 +1,246 @@
+"""The Migrate VM wizard on the real lab: its pages, their entries and reasons, a real run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import shiboken6
+from PySide6.QtWidgets import QComboBox, QWizard
+
+from tests.conftest import until
+from tests.labtools import vm_named
+from tests.ui.vm_placement import place
+from xencenter_lite.core.jobs import JobState
+from xencenter_lite.ui.wizard import (
+    DESTINATION,
+    HOME_SERVER,
+    MANAGEMENT_WARNING,
+    REVIEW,
+    STORAGE,
+    STORAGE_NETWORK,
+    MigrateWizard,
+)
+
+pytestmark = pytest.mark.lab
+
+
+def texts(combo: QComboBox) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def entry(combo: QComboBox, prefix: str) -> int:
+    found = [i for i, t in enumerate(texts(combo)) if t.startswith(prefix)]
+    assert len(found) == 1, (prefix, texts(combo))
+    return found[0]
+
+
+def enabled(combo: QComboBox, i: int) -> bool:
+    return combo.model().item(i).isEnabled()
+
+
+def open_wizard(qtbot: Any, run: Any, engine: Any, name: str,
+                destination: str | None = None) -> MigrateWizard:
+    wizard = MigrateWizard(engine, [vm_named(engine, name).key], destination)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    combo = wizard.page(DESTINATION).combo
+    run(until(lambda: not any("waiting" in t for t in texts(combo))))
+    return wizard
+
+
+def go_next(wizard: MigrateWizard, expected: int) -> None:
+    wizard.next()
+    assert wizard.currentId() == expected, wizard.currentPage().objectName()
+
+
+def test_destination_entries_wait_for_their_checks_then_say_why(qtbot, run, engine):
+    place(engine, run, "app-1", "lab-b1", sr="Local storage")
+    wizard = MigrateWizard(engine, [vm_named(engine, "app-1").key])
+    qtbot.addWidget(wizard)
+    wizard.show()
+    combo = wizard.page(DESTINATION).combo
+    assert any(t.endswith("(waiting…)") for t in texts(combo)), texts(combo)
+    run(until(lambda: not any("waiting" in t for t in texts(combo))))
+
+    assert texts(combo) == ["Production", "lab-b1 - Current server",
+                            "Add a pool or standalone server…"]
+    assert not enabled(combo, 1) and enabled(combo, 0)
+    assert combo.currentText() == "Production"  # the only usable one is pre-selected
+    assert wizard.currentPage().objectName() == "destinationPage"
+    assert wizard.currentPage().accessibleName() == "destinationPage"
+
+    asked = []
+    wizard.addServerRequested.connect(lambda: asked.append(True))
+    combo.setCurrentIndex(2)
+    assert asked == [True] and combo.currentText() == "Production"
+
+
+def test_a_halted_vm_can_go_nowhere(qtbot, run, engine):
+    wizard = open_wizard(qtbot, run, engine, "build-1")
+    combo = wizard.page(DESTINATION).combo
+    targets = texts(combo)[:-1]
+    assert targets and all(t.endswith(" - The VM is not running") for t in targets), targets
+    assert not any(enabled(combo, i) for i in range(len(targets)))
+    assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+
+
+def test_pool_destination_asks_for_the_home_server(qtbot, run, engine):
+    place(engine, run, "db-1", "lab-a1", sr="Local storage")
+    wizard = open_wizard(qtbot, run, engine, "db-1", destination="lab-a2")
+    assert wizard.page(DESTINATION).combo.currentText() == "Production"
+    go_next(wizard, HOME_SERVER)
+    assert wizard.currentPage().objectName() == "homeServerPage"
+    (home,) = wizard.page(HOME_SERVER).combos.values()
+    assert texts(home)[0] == "lab-a1 - Current server" and not enabled(home, 0)
+    assert home.currentText().startswith("lab-a2 (") and "free memory" in home.currentText()
+    go_next(wizard, STORAGE)  # db-1's disks are on lab-a1's own Local storage
+
+
+def test_standalone_destination_skips_the_home_server_page(qtbot, run, engine):
+    place(engine, run, "db-1", "lab-a1", sr="Local storage")
+    wizard = open_wizard(qtbot, run, engine, "db-1", destination="lab-b1")
+    assert wizard.path() == [DESTINATION, STORAGE, STORAGE_NETWORK, REVIEW]
+    go_next(wizard, STORAGE)
+    page = wizard.page(STORAGE)
+    same = page.sr_combo
+    assert same.currentText().startswith("Local storage, ")  # lab-b1's default SR
+    assert same.currentText().endswith(" available")
+    small = entry(same, "Small storage - Not enough space: ")
+    assert not enabled(same, small)
+
+    page.specific.setChecked(True)
+    vda = page.disk_combos[(wizard.vm_keys[0], "vda")]
+    assert texts(vda)[entry(vda, "Small storage")].startswith("Small storage - Not enough space")
+    assert not enabled(vda, entry(vda, "Small storage"))
+    assert enabled(vda, entry(vda, "Fast storage, "))
+
+
+def test_memory_only_move_inside_the_pool_skips_storage(qtbot, run, engine):
+    web = vm_named(engine, "web-1")
+    if web.server not in ("lab-a1", "lab-a2"):
+        web = place(engine, run, "web-1", "lab-a1", sr="Shared storage")
+    other = "lab-a2" if web.server == "lab-a1" else "lab-a1"
+    wizard = open_wizard(qtbot, run, engine, "web-1", destination=other)
+    go_next(wizard, HOME_SERVER)
+    go_next(wizard, STORAGE_NETWORK)
+    (request,) = wizard.requests()
+    assert request.destination == other and request.sr is None and not request.disk_srs
+
+
+def test_management_network_warning(qtbot, run, engine):
+    place(engine, run, "db-1", "lab-a1", sr="Local storage")
+    wizard = open_wizard(qtbot, run, engine, "db-1", destination="lab-b1")
+    go_next(wizard, STORAGE)
+    go_next(wizard, STORAGE_NETWORK)
+    page = wizard.page(STORAGE_NETWORK)
+    assert page.combo.currentData() == "storage" and not page.warning.isVisible()
+    page.combo.setCurrentIndex(entry(page.combo, "management"))
+    assert page.warning.isVisible() and page.warning.text() == MANAGEMENT_WARNING
+    assert wizard.requests()[0].network == "management"
+
+
+def test_a_server_that_disconnects_is_reported_on_the_next_page_change(
+    qtbot, run, engine, monkeypatch
+):
+    place(engine, run, "db-1", "lab-a1", sr="Local storage")
+    wizard = open_wizard(qtbot, run, engine, "db-1", destination="lab-b1")
+    go_next(wizard, STORAGE)
+    real = engine.snapshot()
+    gone = replace(real.servers["lab-b1"], connected=False, error="connection lost")
+    monkeypatch.setattr(engine, "snapshot",
+                        lambda: replace(real, servers={**real.servers, "lab-b1": gone}))
+    wizard.next()
+    assert wizard.currentId() == STORAGE  # refused to go on
+    problem = wizard.page(STORAGE).problem
+    assert problem.isVisible()
+    assert problem.text().startswith("'lab-b1' is no longer connected (connection lost)")
+
+
+def test_review_disables_finish_while_a_check_fails(qtbot, run, engine):
+    app = place(engine, run, "app-1", "lab-b1", sr="Local storage")
+    wizard = open_wizard(qtbot, run, engine, "app-1", destination="lab-a1")
+    for page in (HOME_SERVER, STORAGE, STORAGE_NETWORK):
+        go_next(wizard, page)
+    disk = app.disk("vda")
+    assert disk is not None
+    busy = engine.move_disk(app.key, "vda", "Fast storage" if disk.sr != "Fast storage"
+                            else "Local storage", bandwidth_mib_s=1)
+    try:
+        go_next(wizard, REVIEW)
+        review = wizard.page(REVIEW)
+        assert review.status.text() == "Checking…"
+        run(until(lambda: review.status.text() != "Checking…"))
+        finish = wizard.button(QWizard.WizardButton.FinishButton)
+        assert not finish.isEnabled()
+        assert "resolve these problems" in review.status.text()
+        listed = [review.problems.item(i).text() for i in range(review.problems.count())]
+        assert any("already has a migration or disk move running" in t for t in listed), listed
+    finally:
+        run(engine.cancel(busy))
+        run(engine.wait([busy]))
+
+
+def test_full_run_with_an_sr_per_disk_rechecks_after_going_back(qtbot, run, engine):
+    db = place(engine, run, "db-1", "lab-a1", sr="Local storage")
+    wizard = open_wizard(qtbot, run, engine, "db-1", destination="lab-b1")
+    go_next(wizard, STORAGE)
+    storage = wizard.page(STORAGE)
+    storage.specific.setChecked(True)
+    combos = {dev: storage.disk_combos[(db.key, dev)] for dev in ("vda", "vdb")}
+    for combo in combos.values():
+        combo.setCurrentIndex(entry(combo, "Local storage, "))
+    go_next(wizard, STORAGE_NETWORK)
+    go_next(wizard, REVIEW)
+    review = wizard.page(REVIEW)
+    finish = wizard.button(QWizard.WizardButton.FinishButton)
+    run(until(finish.isEnabled))
+    assert "Estimated time: about" in review.status.text()
+
+    wizard.back()
+    wizard.back()
+    assert wizard.currentId() == STORAGE
+    combos["vdb"].setCurrentIndex(entry(combos["vdb"], "Fast storage, "))
+    go_next(wizard, STORAGE_NETWORK)
+    go_next(wizard, REVIEW)
+    assert review.status.text() == "Checking…" and not finish.isEnabled()
+    vm_item = review.summary.topLevelItem(0)
+    rows = {vm_item.child(i).text(0): vm_item.child(i).text(1)
+            for i in range(vm_item.childCount())}
+    assert rows["Home server"] == "lab-b1" and rows["Storage network"] == "storage"
+    assert [v for k, v in rows.items() if k.startswith("Disk ")] == ["Local storage",
+                                                                     "Fast storage"]
+    run(until(finish.isEnabled))
+    finish.click()
+    assert not wizard.isVisible()
+    (job,) = wizard.jobs
+    run(engine.wait([job]))
+    assert job.state is JobState.DONE, (job.error, job.error_details)
+    moved = vm_named(engine, "db-1")
+    assert moved.server == "lab-b1"
+    assert {d.dev: d.sr for d in moved.hard_disks} == {"vda": "Local storage",
+                                                       "vdb": "Fast storage"}
+
+
+def test_several_vms_get_one_request_each(qtbot, run, engine):
+    keys = [vm_named(engine, n).key for n in ("web-1", "db-1")]
+    on_b1 = [k for k in keys if k[0] == "lab-b1"]
+    wizard = MigrateWizard(engine, keys, "lab-b1" if not on_b1 else "lab-a1")
+    qtbot.addWidget(wizard)
+    wizard.show()
+    run(until(lambda: wizard.page(DESTINATION).isComplete(), timeout=10))
+    assert wizard.page(DESTINATION).grid.topLevelItemCount() == 2
+    while wizard.currentId() != STORAGE:
+        wizard.next()
+    assert len(wizard.page(STORAGE).disk_combos) == 3  # web-1's disk and db-1's two
+    assert [r.vm for r in wizard.requests()] == keys
+
+
+def test_open_shows_it_without_blocking_and_cancel_disposes_of_it(qtbot, run, engine):
+    wizard = MigrateWizard(engine, [vm_named(engine, "web-1").key])
+    wizard.open()
+    assert wizard.isVisible() and not wizard.isModal()
+    assert wizard.objectName() == "migrateWizard"
+    wizard.reject()
+    run(until(lambda: not shiboken6.isValid(wizard)))
