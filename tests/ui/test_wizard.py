@@ -244,3 +244,30 @@ def test_open_shows_it_without_blocking_and_cancel_disposes_of_it(qtbot, run, en
     assert wizard.objectName() == "migrateWizard"
     wizard.reject()
     run(until(lambda: not shiboken6.isValid(wizard)))
+
+
+def test_tls_is_offered_on_the_network_page_and_fails_clearly_without_certificates(
+    qtbot, run, engine
+):
+    web = place(engine, run, "web-1", "lab-a1")
+    wizard = open_wizard(qtbot, run, engine, "web-1", destination="lab-a2")
+    go_next(wizard, HOME_SERVER)
+    go_next(wizard, STORAGE_NETWORK)
+    page = wizard.page(STORAGE_NETWORK)
+    assert not page.tls.isChecked() and wizard.requests()[0].tls is False
+    page.tls.setChecked(True)
+    assert wizard.requests()[0].tls is True
+    go_next(wizard, REVIEW)
+    review = wizard.page(REVIEW)
+    vm_item = review.summary.topLevelItem(0)
+    rows = {vm_item.child(i).text(0): vm_item.child(i).text(1)
+            for i in range(vm_item.childCount())}
+    assert rows["Encryption"] == "TLS"
+    finish = wizard.button(QWizard.WizardButton.FinishButton)
+    run(until(finish.isEnabled))
+    finish.click()
+    (job,) = wizard.jobs
+    run(engine.wait([job]))
+    # The lab's servers have no TLS certificates: a clear refusal, and nothing moved.
+    assert job.state is JobState.FAILED and "TLS" in (job.error or ""), job.error
+    assert vm_named(engine, "web-1").server == web.server == "lab-a1"

@@ -16,6 +16,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QLabel,
@@ -156,8 +157,8 @@ def grid_table(table: QTableWidget) -> None:
 
 
 def request_key(requests: list[MigrationRequest]) -> tuple[Any, ...]:
-    return tuple((r.vm, r.destination, r.sr, tuple(sorted(r.disk_srs.items())), r.network)
-                 for r in requests)
+    return tuple((r.vm, r.destination, r.sr, tuple(sorted(r.disk_srs.items())), r.network,
+                  r.tls) for r in requests)
 
 
 _shown: set[QWizard] = set()  # parentless wizards shown with open() stay alive until closed
@@ -185,6 +186,7 @@ class MigrateWizard(QWizard):
         self.sr: str | None = None
         self.disk_srs: dict[VmKey, dict[str, str]] = {}
         self.network: str | None = None
+        self.tls = False
         self.jobs: list[Job] = []
         self._checks: dict[str, list[Problem]] = {}
         self._checking: set[str] = set()
@@ -349,12 +351,13 @@ class MigrateWizard(QWizard):
         for key in self.vm_keys:
             home = self.home(key) or ""
             if not storage:
-                out.append(MigrationRequest(key, home, network=self.network))
+                out.append(MigrationRequest(key, home, network=self.network, tls=self.tls))
             elif self.same_sr:
-                out.append(MigrationRequest(key, home, sr=self.sr, network=self.network))
+                out.append(MigrationRequest(key, home, sr=self.sr, network=self.network,
+                                            tls=self.tls))
             else:
                 out.append(MigrationRequest(key, home, disk_srs=dict(self.disk_srs.get(key, {})),
-                                            network=self.network))
+                                            network=self.network, tls=self.tls))
         return out
 
     def connectivity_problem(self, page: int) -> str | None:
@@ -758,9 +761,19 @@ class StorageNetworkPage(WizardPage):
         row = QFormLayout()
         row.addRow(self.warning_icon, self.warning)
         self.layout_.addLayout(row)
+        self.tls = QCheckBox("&Encrypt the migration (TLS; both servers need libvirt's TLS "
+                             "certificates)")
+        self.tls.setObjectName("tlsCheck")
+        self.tls.setAccessibleName("tlsCheck")
+        self.layout_.addWidget(self.tls)
         self.layout_.addStretch(1)
         self.finish_layout()
         self.combo.currentIndexChanged.connect(self._picked)
+        self.tls.toggled.connect(self._tls_toggled)
+
+    def _tls_toggled(self, on: bool) -> None:
+        self.w.tls = on
+        self.changed()
 
     def initializePage(self) -> None:
         w = self.w
@@ -859,6 +872,7 @@ class ReviewPage(WizardPage):
                     where = d.target_sr if d.copy else f"stays on {d.source_sr}"
                     rows.append((f"Disk {d.dev} ({format_size(d.capacity)})", where or "?"))
             rows.append(("Storage network", network or "(none)"))
+            rows.append(("Encryption", "TLS" if req.tls else "none"))
             for name, value in rows:
                 QTreeWidgetItem(top, [name, value])
             top.setExpanded(True)
