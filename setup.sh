@@ -19,8 +19,10 @@ packages=(
     qemu-system-x86 qemu-utils                                  # guests, qemu-img, qemu-io
     libvirt-dev pkg-config gcc                                  # to build libvirt-python
     iproute2 procps util-linux                                  # namespaces, tc, unshare
-    xvfb xauth xdotool                                          # a real screen for the console
+    xvfb xauth xdotool imagemagick                              # a real screen, screenshots
     libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3     # what Qt needs at run time
+    libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
+    libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
 )
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     packages+=(python3-venv python3-dev)

@@ -42,15 +42,17 @@ def parse_metadata(xml: str | None) -> VmMetadata:
     return VmMetadata(home_server=home, folder=folder, dynamic_min=dmin, dynamic_max=dmax)
 
 
-def render_metadata(meta: VmMetadata) -> str:
-    """The `<vm>` element for `meta`, ready for libvirt's setMetadata or a domain's XML."""
-    root = ET.Element(f"{{{NAMESPACE}}}vm")
+def render_metadata(meta: VmMetadata, *, namespaced: bool = True) -> str:
+    """The `<vm>` element for `meta`: in our namespace for a domain's XML, or plain for
+    libvirt's setMetadata, which puts it in the namespace itself (and refuses one given)."""
+    ns = f"{{{NAMESPACE}}}" if namespaced else ""
+    root = ET.Element(f"{ns}vm")
     if meta.home_server:
-        ET.SubElement(root, f"{{{NAMESPACE}}}home").text = meta.home_server
+        ET.SubElement(root, f"{ns}home").text = meta.home_server
     if meta.folder:
-        ET.SubElement(root, f"{{{NAMESPACE}}}folder").text = meta.folder
+        ET.SubElement(root, f"{ns}folder").text = meta.folder
     if meta.dynamic_min is not None or meta.dynamic_max is not None:
-        mem = ET.SubElement(root, f"{{{NAMESPACE}}}memory", {"unit": "bytes"})
+        mem = ET.SubElement(root, f"{ns}memory", {"unit": "bytes"})
         if meta.dynamic_min is not None:
             mem.set("dynamic-min", str(meta.dynamic_min))
         if meta.dynamic_max is not None:

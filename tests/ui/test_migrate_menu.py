@@ -1,0 +1,143 @@
+"""Migrate to Server ▸: every server, checked in the background, disabled with a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from tests.conftest import until
+from tests.labtools import vm_named
+from tests.ui.test_resources import FakeEngine, lab_fleet
+from xencenter_lite.core.checks import Problem
+from xencenter_lite.ui import migrate_menu
+from xencenter_lite.ui.main_window import MainWindow
+from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, first_refusal, short_reason
+
+WEB = ("lab-a1", "uuid-web-1")
+BUILD = ("lab-a2", "uuid-build-1")
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return FakeEngine(lab_fleet())
+
+
+@pytest.fixture
+def wizards(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    opened: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(migrate_menu, "open_wizard",
+                        lambda engine, keys, dest, parent: opened.append((keys, dest)))
+    return opened
+
+
+def menu_for(qtbot: Any, run: Any, engine: Any, keys: list[Any]) -> MigrateToServerMenu:
+    menu = MigrateToServerMenu(engine, lambda: list(keys))
+    qtbot.addWidget(menu)
+    menu.refresh()
+    assert all(not enabled and text.endswith("(Updating…)")
+               for text, enabled in menu.entries()[:-1])
+    run(until(lambda: menu.pending == 0))
+    return menu
+
+
+def test_entries_say_why_a_server_cannot_take_the_vm(qtbot: Any, run: Any,
+                                                     fake: FakeEngine) -> None:
+    menu = menu_for(qtbot, run, fake, [WEB])
+    assert menu.entries() == [("lab-a1 (Current server)", False), ("lab-a2", True),
+                              ("lab-b1", True), ("Migrate VM wizard…", True)]
+
+    fake.fleet.server("lab-a2", free_memory=256 * MIB)
+    fake.fleet.server("lab-b1", connected=False, error="connection refused")
+    fake.push()
+    menu = menu_for(qtbot, run, fake, [WEB])
+    assert menu.entries()[:3] == [("lab-a1 (Current server)", False),
+                                  ("lab-a2 (Not enough memory)", False),
+                                  ("lab-b1 (Disconnected)", False)]
+    tips = [a.toolTip() for a in menu.actions()]
+    assert "Not enough memory on 'lab-a2'" in tips[1]
+    assert "connection refused" in tips[2]
+
+
+def test_a_halted_vm_is_not_running_anywhere(qtbot: Any, run: Any, fake: FakeEngine) -> None:
+    menu = menu_for(qtbot, run, fake, [BUILD])
+    assert menu.entries()[:3] == [("lab-a1 (Not running)", False),
+                                  ("lab-a2 (Current server)", False),
+                                  ("lab-b1 (Not running)", False)]
+
+
+def test_storage_choices_do_not_disable_an_entry(qtbot: Any, run: Any, fake: FakeEngine,
+                                                 wizards: list[Any]) -> None:
+    fake.fleet.sr("lab-b1", "Local storage", available=1 * MIB)  # default SR too small
+    fake.push()
+    menu = menu_for(qtbot, run, fake, [WEB])
+    assert ("lab-b1", True) in menu.entries()  # the wizard lets the operator pick an SR
+    next(a for a in menu.actions() if a.text() == "lab-b1").trigger()
+    assert wizards == [([WEB], "lab-b1")]
+    assert fake.migrated == []
+
+
+def test_choosing_a_pool_member_confirms_then_migrates(qtbot: Any, run: Any,
+                                                        fake: FakeEngine) -> None:
+    menu = menu_for(qtbot, run, fake, [WEB])
+    next(a for a in menu.actions() if a.text() == "lab-a2").trigger()
+    boxes = [w for w in QApplication.topLevelWidgets()
+             if isinstance(w, QMessageBox) and w.isVisible()]
+    assert [b.text() for b in boxes] == [
+        "Do you want to migrate the VM 'web-1' to the server 'lab-a2'?"]
+    boxes[0].button(QMessageBox.StandardButton.Yes).click()
+    assert [[(r.vm, r.destination) for r in reqs] for reqs in fake.migrated] == [
+        [(WEB, "lab-a2")]]
+
+
+def test_the_wizard_entry_opens_the_wizard_without_a_destination(
+    qtbot: Any, run: Any, fake: FakeEngine, wizards: list[Any],
+) -> None:
+    menu = menu_for(qtbot, run, fake, [WEB, ("lab-b1", "uuid-app-1")])
+    menu.actions()[-1].trigger()
+    assert wizards == [([WEB, ("lab-b1", "uuid-app-1")], None)]
+
+
+def test_a_rebuilt_menu_ignores_late_answers(qtbot: Any, run: Any, fake: FakeEngine) -> None:
+    menu = MigrateToServerMenu(fake, lambda: [WEB])
+    qtbot.addWidget(menu)
+    menu.refresh()
+    menu.refresh()  # the first round's checks come back to deleted actions
+    run(until(lambda: menu.pending == 0))
+    assert [t for t, _ in menu.entries()] == ["lab-a1 (Current server)", "lab-a2", "lab-b1",
+                                              "Migrate VM wizard…"]
+
+
+def test_problem_codes_map_to_short_reasons() -> None:
+    problems = [Problem("NOT_ENOUGH_SPACE", "x"), Problem("NOT_ENOUGH_MEMORY", "m"),
+                Problem("SAME_SERVER", "s")]
+    refusal = first_refusal(problems)
+    assert refusal is not None and short_reason(refusal) == "Current server"
+    assert first_refusal([Problem("NOT_ENOUGH_SPACE", "x")]) is None
+    assert short_reason(Problem("SOMETHING_NEW", "?")) == "Something new"
+
+
+@pytest.mark.lab
+def test_real_menu_checks_every_server(qtbot: Any, run: Any, engine: Any) -> None:
+    window = MainWindow(engine)
+    qtbot.addWidget(window)
+    web = vm_named(engine, "web-1")
+    build = vm_named(engine, "build-1")
+    window.resources.select(("vm", web.key))
+    assert window.migrate_menu.isEnabled()
+    window.migrate_menu.refresh()
+    run(until(lambda: window.migrate_menu.pending == 0))
+    entries = dict(window.migrate_menu.entries())
+    assert entries[f"{web.server} (Current server)"] is False
+    pool_mate = {"lab-a1": "lab-a2", "lab-a2": "lab-a1"}.get(web.server)
+    if pool_mate:
+        assert entries[pool_mate] is True
+
+    window.resources.select(("vm", build.key))
+    assert not window.migrate_menu.isEnabled()  # halted: Migrate is off
+    menu = menu_for(qtbot, run, engine, [build.key])
+    assert (f"{build.server} (Current server)", False) in menu.entries()
+    others = [t for t, _ in menu.entries()[:-1] if not t.startswith(build.server)]
+    assert others and all(t.endswith("(Not running)") for t in others)

@@ -1,0 +1,127 @@
+"""The General and Storage tabs for the selected object."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from tests.labtools import vm_named
+from tests.ui.test_resources import FakeEngine, change, lab_fleet
+from xencenter_lite.core.jobs import Job, JobKind, JobState
+from xencenter_lite.core.model import VmState
+from xencenter_lite.ui.properties import PropertiesView
+
+WEB = ("lab-a1", "uuid-web-1")
+DB = ("lab-a1", "uuid-db-1")
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return FakeEngine(lab_fleet())
+
+
+@pytest.fixture
+def view(qtbot: Any, fake: FakeEngine) -> PropertiesView:
+    widget = PropertiesView(fake)  # type: ignore[arg-type]
+    qtbot.addWidget(widget)
+    return widget
+
+
+def tabs(view: PropertiesView) -> list[str]:
+    return [view.tabText(i) for i in range(view.count())]
+
+
+def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView) -> None:
+    view.show_object(("vm", WEB))
+    g = view.general
+    assert g.heading.text() == "web-1"
+    assert (g.value("State"), g.value("Memory"), g.value("vCPUs"), g.value("Server"),
+            g.value("Folder")) == ("Running", "1.1 GB", "1", "lab-a1", "/Web")
+    assert g.value("Home server") == "(none)"
+    assert tabs(view) == ["General", "Storage"]
+
+    change(fake.fleet, "web-1", state=VmState.PAUSED, home_server="lab-a1")
+    fake.push()
+    assert g.value("State") == "Paused" and g.value("Home server") == "lab-a1"
+
+    job = Job(JobKind.MIGRATE, "Migrating 'web-1' to 'lab-a2'", WEB, "web-1", "lab-a1",
+              "lab-a2")
+    job.set_state(JobState.COPYING_MEMORY)
+    job.progress(1, 4)
+    fake.push_job(job)
+    assert g.value("State") == ("Paused — Migrating 'web-1' to 'lab-a2' (copying memory, 25%)")
+
+
+def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView) -> None:
+    view.show_object(("server", "lab-a1"))
+    g = view.general
+    assert g.value("Pool") == "Production" and g.value("Status") == "Connected"
+    assert g.value("Memory free for VMs") == "8.6 GB"  # what libvirt reports free
+    assert g.value("Address (storage)") == "198.51.100.11"
+    assert tabs(view) == ["General"]  # Storage is a VM's tab
+
+    fake.fleet.server("lab-b1", connected=False, error="connection refused")
+    fake.push()
+    view.show_object(("server", "lab-b1"))
+    assert g.value("Status") == "Disconnected: connection refused"
+    assert g.value("Pool") == "(standalone)"
+
+    view.show_object(("pool", "Production"))
+    assert g.value("Servers") == "lab-a1, lab-a2" and g.value("Default SR") == "Shared storage"
+
+    view.show_object(("sr", ("Production", "Shared storage")))
+    assert (g.value("Type"), g.value("Shared"), g.value("Path"), g.value("Seen by")) == (
+        "netfs", "Yes", "/srv/nfs/shared", "pool Production")
+    assert g.value("Size") == "536.9 GB" and g.value("Free") == "214.7 GB"
+
+    view.show_object(("folder", "/Web"))
+    assert g.value("VMs") == "web-1"
+    view.show_object(None)
+    assert g.heading.text() == "" and tabs(view) == ["General"]
+
+
+def test_storage_tab_lists_disks_and_moves_the_selected_one(
+    fake: FakeEngine, view: PropertiesView, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[tuple[Any, ...]] = []
+
+    class FakeDialog:
+        def __init__(self, engine: Any, vm_key: Any, dev: Any = None, parent: Any = None):
+            opened.append((engine, vm_key, dev, parent))
+
+        def open(self) -> None:
+            opened.append(("open",))
+
+    monkeypatch.setitem(sys.modules, "xencenter_lite.ui.move_disk",
+                        types.SimpleNamespace(MoveDiskDialog=FakeDialog))
+    view.show_object(("vm", DB))
+    storage = view.storage
+    table = storage.table
+    cells = [[table.item(r, c).text() for c in range(table.columnCount())]
+             for r in range(table.rowCount())]
+    assert cells == [
+        ["vda", "Local storage", "10.7 GB", "1.1 GB", "/srv/lab-a1/local/db-1-vda.qcow2"],
+        ["vdb", "Local storage", "10.7 GB", "1.1 GB", "/srv/lab-a1/local/db-1-vdb.qcow2"],
+    ]
+    assert not storage.move_button.isEnabled()  # nothing selected yet
+    storage.select_dev("vdb")
+    assert storage.move_button.isEnabled()
+    fake.push()  # an update with the same disks keeps the selection
+    assert storage.selected_dev() == "vdb"
+    storage.move_button.click()
+    assert opened[0][1:3] == (DB, "vdb") and opened[-1] == ("open",)
+
+
+@pytest.mark.lab
+def test_real_server_tab(qtbot: Any, engine: Any) -> None:
+    view = PropertiesView(engine)
+    qtbot.addWidget(view)
+    web = vm_named(engine, "web-1")
+    view.show_object(("server", web.server))
+    assert view.general.value("Status") == "Connected"
+    assert view.general.value("Address (storage)") is not None
+    view.show_object(("vm", web.key))
+    assert view.storage.table.item(0, 1).text() == "Shared storage"

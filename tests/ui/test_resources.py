@@ -1,0 +1,362 @@
+"""The Resources pane's models and tree: contents per view, incremental updates that keep
+selection and expansion, search. Hand-built snapshots (no libvirt) keep these fast; the
+last tests check the same on the real lab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QModelIndex
+
+from tests.conftest import until
+from tests.labtools import vm_named
+from tests.unit.builders import Fleet, disk, local_disk, shared_disk, standard_fleet
+from xencenter_lite.core.checks import check_plans
+from xencenter_lite.core.jobs import Job, JobKind, JobState
+from xencenter_lite.core.model import VmState
+from xencenter_lite.core.plan import MigrationRequest, build_plan
+from xencenter_lite.ui.common import KeyRole
+from xencenter_lite.ui.resources import (
+    FOLDERS,
+    INFRASTRUCTURE,
+    NO_FOLDER,
+    SERVERS_GROUP,
+    ResourceModel,
+    ResourcesPane,
+)
+
+
+# ---- a fake engine over a hand-built fleet -------------------------------------------------
+class FakeEngine:
+    """Just enough engine for console tests without libvirt: a snapshot changed by hand,
+    the real pure plans and checks, and a record of what the console asked for."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._snap = fleet.snapshot()
+        self.listeners: list[Any] = []
+        self.job_listeners: list[Any] = []
+        self.busy: set[tuple[str, str]] = set()
+        self.jobs: list[Job] = []
+        self.migrated: list[list[MigrationRequest]] = []
+
+    def snapshot(self) -> Any:
+        return self._snap
+
+    def subscribe(self, fn: Any) -> None:
+        self.listeners.append(fn)
+
+    def subscribe_jobs(self, fn: Any) -> None:
+        self.job_listeners.append(fn)
+
+    def push(self) -> None:
+        self._snap = self.fleet.snapshot()
+        for fn in list(self.listeners):
+            fn(self._snap)
+
+    def push_job(self, job: Job) -> None:
+        if job not in self.jobs:
+            self.jobs.append(job)
+        for fn in list(self.job_listeners):
+            fn(job)
+
+    def plan(self, request: MigrationRequest) -> Any:
+        vm = self._snap.vm(request.vm)
+        if vm is None:
+            raise LookupError(request.vm)
+        return build_plan(self._snap, vm, request)
+
+    def check(self, plans: Any) -> Any:
+        return check_plans(self._snap, plans, self.busy)
+
+    async def precheck(self, requests: Any) -> Any:
+        plans = [self.plan(r) for r in requests]
+        return plans, check_plans(self._snap, plans, self.busy)
+
+    def migrate(self, requests: Any) -> list[Job]:
+        self.migrated.append(list(requests))
+        return []
+
+    async def cancel(self, job: Job) -> None:
+        job.cancelled()
+
+    async def wait(self, jobs: Any) -> None:
+        return None
+
+    async def set_folder(self, key: tuple[str, str], folder: str) -> None:
+        change(self.fleet, key[1].removeprefix("uuid-"), folder=folder)
+        self.push()
+
+
+def lab_fleet() -> Fleet:
+    """The lab's shape: web-1 and db-1 on lab-a1, build-1 (halted) on lab-a2, app-1 on lab-b1."""
+    f = standard_fleet()
+    f.vm("web-1", "lab-a1", folder="/Web")
+    f.vm("db-1", "lab-a1", folder="/Databases/Prod",
+         disks=(local_disk("lab-a1", "db-1"), local_disk("lab-a1", "db-1", "vdb")))
+    f.vm("build-1", "lab-a2", state=VmState.HALTED, disks=(shared_disk("build-1"),))
+    f.vm("app-1", "lab-b1", disks=(disk("vda", "/srv/lab-b1/local/app-1.qcow2",
+                                        "Local storage"),))
+    return f
+
+
+def change(fleet: Fleet, name: str, **changes: Any) -> None:
+    for i, vm in enumerate(fleet.vms):
+        if vm.name == name:
+            fleet.vms[i] = replace(vm, **changes)
+            return
+    raise KeyError(name)
+
+
+def vm_key(name: str, server: str) -> tuple[str, Any]:
+    return ("vm", (server, f"uuid-{name}"))
+
+
+def shown(model: Any, parent: QModelIndex | None = None, depth: int = 0) -> list[str]:
+    """The tree as the operator reads it, one indented line per row."""
+    parent = parent or QModelIndex()
+    lines = []
+    for r in range(model.rowCount(parent)):
+        index = model.index(r, 0, parent)
+        lines.append("  " * depth + index.data())
+        lines += shown(model, index, depth + 1)
+    return lines
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return FakeEngine(lab_fleet())
+
+
+@pytest.fixture
+def pane(qtbot: Any, fake: FakeEngine) -> ResourcesPane:
+    widget = ResourcesPane(fake)  # type: ignore[arg-type]
+    qtbot.addWidget(widget)
+    return widget
+
+
+# ---- contents ------------------------------------------------------------------------------
+def test_infrastructure_view_groups_pools_servers_vms_and_srs(pane: ResourcesPane) -> None:
+    assert shown(pane.proxy) == [
+        "Production",
+        "  lab-a1",
+        "    db-1",
+        "    web-1",
+        "    Local storage",
+        "  lab-a2",
+        "    build-1",
+        "    Local storage",
+        "  Shared storage",
+        "lab-b1",
+        "  app-1",
+        "  Fast storage",
+        "  Local storage",
+        "  Small storage",
+    ]
+    index = pane.index_of(vm_key("web-1", "lab-a1"))
+    assert index.data(KeyRole) == vm_key("web-1", "lab-a1")
+    assert pane.index_of(("sr", ("Production", "Shared storage"))).isValid()
+
+
+def test_folder_view_nests_folders_and_lists_servers_as_drop_targets(
+    pane: ResourcesPane,
+) -> None:
+    pane.set_view(FOLDERS)
+    assert shown(pane.proxy) == [
+        "Databases",
+        "  Prod",
+        "    db-1",
+        "Web",
+        "  web-1",
+        "(no folder)",
+        "  app-1",
+        "  build-1",
+        "Servers",
+        "  lab-a1",
+        "  lab-a2",
+        "  lab-b1",
+    ]
+    assert pane.model.keys(SERVERS_GROUP) == [("server", s) for s in ("lab-a1", "lab-a2",
+                                                                      "lab-b1")]
+    assert pane.view_selector.currentText() == "Folder View"
+
+
+def test_disconnected_and_migrating_rows_say_so(fake: FakeEngine, pane: ResourcesPane) -> None:
+    fake.fleet.server("lab-b1", connected=False, error="connection lost")
+    fake.push()
+    model = pane.models[INFRASTRUCTURE]
+    assert model.row_for(("server", "lab-b1")).icon == "server-disconnected"  # type: ignore[union-attr]
+    assert pane.index_of(("server", "lab-b1")).data() == "lab-b1"
+
+    job = Job(JobKind.MIGRATE, "Migrating 'web-1' to 'lab-a2'", ("lab-a1", "uuid-web-1"),
+              "web-1", "lab-a1", "lab-a2")
+    fake.push_job(job)
+    assert model.row_for(vm_key("web-1", "lab-a1")).text == "web-1 (Migrating: queued)"  # type: ignore[union-attr]
+    job.set_state(JobState.COPYING_MEMORY)
+    job.progress(42, 100)
+    fake.push_job(job)
+    row = model.row_for(vm_key("web-1", "lab-a1"))
+    assert row is not None and row.text == "web-1 (Migrating 42%)" and row.icon == "vm-migrating"
+    job.done()
+    fake.push_job(job)
+    assert model.row_for(vm_key("web-1", "lab-a1")).text == "web-1"  # type: ignore[union-attr]
+
+
+def test_the_incoming_copy_of_a_migrating_vm_is_not_shown_twice(
+    fake: FakeEngine, pane: ResourcesPane,
+) -> None:
+    web = fake.snapshot().vm(("lab-a1", "uuid-web-1"))
+    assert web is not None
+    fake.fleet.vms.append(replace(web, server="lab-a2", state=VmState.PAUSED, persistent=False))
+    fake.push()
+    assert pane.index_of(vm_key("web-1", "lab-a1")).isValid()
+    assert not pane.index_of(vm_key("web-1", "lab-a2")).isValid()
+    pane.set_view(FOLDERS)
+    assert pane.model.keys(("folder", "/Web")) == [vm_key("web-1", "lab-a1")]
+
+
+# ---- models -------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", [INFRASTRUCTURE, FOLDERS])
+def test_models_pass_the_model_tester_through_updates(qtmodeltester: Any, mode: str) -> None:
+    fleet = lab_fleet()
+    model = ResourceModel(mode)
+    qtmodeltester.check(model)  # stays attached: every later change is checked too
+    model.apply(fleet.snapshot())
+    change(fleet, "web-1", server="lab-a2", folder="/Databases")
+    fleet.server("lab-b1", connected=False, error="refused")
+    fleet.vms = [v for v in fleet.vms if v.server != "lab-b1"]
+    model.apply(fleet.snapshot())
+    fleet.vm("new-1", "lab-a1", folder="/A/B/C")
+    model.apply(fleet.snapshot())
+    model.apply(standard_fleet().snapshot())
+    qtmodeltester.check(model)
+
+
+def test_updates_are_incremental_and_keep_selection_and_expansion(
+    fake: FakeEngine, pane: ResourcesPane, qtmodeltester: Any,
+) -> None:
+    qtmodeltester.check(pane.proxy)
+    model, tree = pane.models[INFRASTRUCTURE], pane.tree
+    signals: list[str] = []
+    model.modelReset.connect(lambda: signals.append("reset"))
+    model.layoutChanged.connect(lambda: signals.append("layout"))
+    model.rowsRemoved.connect(lambda *a: signals.append("removed"))
+    model.rowsInserted.connect(lambda *a: signals.append("inserted"))
+    changed: list[Any] = []
+    model.dataChanged.connect(lambda a, b, *r: changed.append(a.data(KeyRole)))
+    app = vm_key("app-1", "lab-b1")
+    assert pane.select(app)
+    tree.collapse(pane.index_of(("server", "lab-a2")))
+
+    change(fake.fleet, "web-1", server="lab-a2")  # web-1 migrated to lab-a2
+    fake.push()
+
+    assert signals == ["removed", "inserted"]
+    assert pane.models[INFRASTRUCTURE].keys(("server", "lab-a2"))[-1] == vm_key("web-1",
+                                                                                 "lab-a2")
+    assert vm_key("web-1", "lab-a1") not in model.keys(("server", "lab-a1"))
+    assert pane.selected_keys() == [app]
+    assert not tree.isExpanded(pane.index_of(("server", "lab-a2")))
+    assert tree.isExpanded(pane.index_of(("server", "lab-a1")))
+
+    signals.clear()
+    change(fake.fleet, "app-1", state=VmState.PAUSED)
+    fake.push()
+    assert signals == [] and changed == [app]  # one row changed, nothing else touched
+    assert pane.selected_keys() == [app]
+
+
+def test_a_selected_vm_stays_selected_when_it_moves(fake: FakeEngine,
+                                                    pane: ResourcesPane) -> None:
+    pane.select(vm_key("web-1", "lab-a1"))
+    change(fake.fleet, "web-1", server="lab-b1")
+    fake.push()
+    assert pane.selected_keys() == [vm_key("web-1", "lab-b1")]
+    assert pane.current_key() == vm_key("web-1", "lab-b1")
+
+
+def test_search_filters_live_and_keeps_ancestors(pane: ResourcesPane) -> None:
+    pane.search.setText("WEB")
+    assert shown(pane.proxy) == ["Production", "  lab-a1", "    web-1"]
+    pane.search.setText("storage")
+    assert "  Shared storage" in shown(pane.proxy) and "    db-1" not in shown(pane.proxy)
+    pane.set_view(FOLDERS)
+    pane.search.setText("app")
+    assert shown(pane.proxy) == ["(no folder)", "  app-1"]
+    pane.search.clear()
+    assert len(shown(pane.proxy)) == 12
+
+
+def test_view_selector_and_set_view_stay_in_step(pane: ResourcesPane) -> None:
+    seen: list[str] = []
+    pane.viewChanged.connect(seen.append)
+    pane.view_selector.setCurrentIndex(pane.view_selector.findData(FOLDERS))
+    assert pane.mode == FOLDERS and pane.proxy.sourceModel() is pane.models[FOLDERS]
+    assert pane.new_folder_button.isVisibleTo(pane)
+    pane.set_view(INFRASTRUCTURE)
+    assert pane.view_selector.currentText() == "Infrastructure"
+    assert seen == [FOLDERS, INFRASTRUCTURE]
+
+
+def test_new_folder_stays_until_a_vm_moves_in_and_rename_rewrites_vm_folders(
+    fake: FakeEngine, pane: ResourcesPane, run: Any, qtbot: Any,
+) -> None:
+    pane.set_view(FOLDERS)
+    pane.select(("folder", "/Web"))
+    dialog = pane.new_folder()
+    assert "/Web" in dialog.labelText()
+    dialog.setTextValue("Frontend")
+    dialog.accept()
+    assert pane.current_key() == ("folder", "/Web/Frontend")
+    fake.push()  # an unrelated update does not drop the empty folder
+    assert ("folder", "/Web/Frontend") in pane.model.keys(("folder", "/Web"))
+
+    run(pane.move_to_folder([("lab-b1", "uuid-app-1")], "/Web/Frontend"))
+    assert pane.model.keys(("folder", "/Web/Frontend")) == [vm_key("app-1", "lab-b1")]
+    assert pane.model.extra_folders == set()  # now it exists because a VM is in it
+
+    pane.select(("folder", "/Web"))
+    rename = pane.rename_folder()
+    assert rename is not None
+    rename.setTextValue("Public")
+    rename.accept()
+    run(until(lambda: pane.current_key() == ("folder", "/Public")))
+    folders = {v.name: v.folder for v in fake.snapshot().vms}
+    assert folders["web-1"] == "/Public" and folders["app-1"] == "/Public/Frontend"
+    assert folders["db-1"] == "/Databases/Prod"
+    assert pane.index_of(("folder", "/Web")).isValid() is False
+
+
+def test_bad_folder_names_are_refused(pane: ResourcesPane, qtbot: Any) -> None:
+    with qtbot.waitSignal(pane.message) as blocker:
+        assert pane.create_folder("a/b") is None
+    assert "'/'" in blocker.args[0]
+    assert pane.create_folder("  ") is None
+
+
+def test_memory_is_shown_in_tooltips(pane: ResourcesPane) -> None:
+    tip = pane.index_of(vm_key("web-1", "lab-a1")).data(3)  # ToolTipRole
+    assert "web-1 (running) on lab-a1" in tip and "1 vCPU" in tip
+
+
+# ---- the real lab ---------------------------------------------------------------------------
+@pytest.mark.lab
+def test_real_lab_tree_follows_the_engine(qtbot: Any, engine: Any, run: Any,
+                                          qtmodeltester: Any) -> None:
+    pane = ResourcesPane(engine)
+    qtbot.addWidget(pane)
+    qtmodeltester.check(pane.models[INFRASTRUCTURE])
+    qtmodeltester.check(pane.models[FOLDERS])
+    for name in ("web-1", "db-1", "app-1", "build-1"):
+        vm = vm_named(engine, name)
+        parent = pane.proxy.parent(pane.index_of(("vm", vm.key)))
+        assert parent.data(KeyRole) == ("server", vm.server)
+    pane.set_view(FOLDERS)
+    web = vm_named(engine, "web-1")
+    assert pane.proxy.parent(pane.index_of(("vm", web.key))).data(KeyRole) == ("folder", "/Web")
+    assert ("vm", vm_named(engine, "app-1").key) in pane.model.keys(NO_FOLDER)
+    run(engine.refresh())  # a fresh reading changes nothing visible: rows stay
+    assert pane.index_of(("vm", web.key)).isValid()

@@ -1,0 +1,184 @@
+"""File ▸ Add Server…: a new libvirt server in the inventory file and in the running console.
+
+The server is appended to the file as text (the operator's comments and layout stay), the
+result is read back with load_inventory before anything is written, and a refusal names the
+field to fix. Only then is the engine told to connect to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from xencenter_lite.core.inventory import InventoryConfig, InventoryError, load_inventory
+from xencenter_lite.ui.common import spawn
+
+if TYPE_CHECKING:
+    from xencenter_lite.engine import Engine
+
+NO_POOL = "(none: standalone server)"
+
+
+class AddServerError(Exception):
+    """Bad input; the message starts with the field to fix."""
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def server_block(name: str, uri: str, addresses: dict[str, str]) -> str:
+    lines = ["", "[[servers]]", f"name = {_toml_str(name)}", f"uri = {_toml_str(uri)}"]
+    if addresses:
+        lines.append("[servers.networks]")
+        lines += [f"{_toml_str(net)} = {_toml_str(addr)}" for net, addr in addresses.items()]
+    return "\n".join(lines) + "\n"
+
+
+def add_to_pool(text: str, pool: str, server: str) -> str:
+    """`text` with `server` appended to the members of [[pools]] `pool`."""
+    sections = re.split(r"(?m)^(?=\s*\[)", text)
+    for i, section in enumerate(sections):
+        if not re.match(r"\s*\[\[pools\]\]", section):
+            continue
+        if not re.search(rf"(?m)^\s*name\s*=\s*{re.escape(_toml_str(pool))}\s*$", section):
+            continue
+        new, count = re.subn(r"(members\s*=\s*\[[^\]]*?)\s*,?\s*\]",
+                             lambda m: f"{m.group(1)}, {_toml_str(server)}]", section, count=1)
+        if count:
+            sections[i] = new
+            return "".join(sections)
+    raise AddServerError(f"Pool: cannot find the members of pool '{pool}' in the inventory "
+                         "file; add the server to it by hand")
+
+
+_FIELD = re.compile(r"servers\[\d+\]\.(\w+)(?:\.(\w+))?: (.*)", re.S)
+
+
+def _field_message(exc: InventoryError) -> str:
+    m = _FIELD.search(str(exc))
+    if m is None:
+        return f"Inventory file: {exc}"
+    key, sub, problem = m.groups()
+    label = {"name": "Name", "uri": "URI"}.get(key, key)
+    if key == "networks" and sub:
+        label = f"Address on '{sub}'"
+    return f"{label}: {problem}"
+
+
+def validated(text: str, path: Path) -> InventoryConfig:
+    """Read `text` as the inventory would be read, without touching `path`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", dir=path.parent, delete=False,
+                                     encoding="utf-8") as tmp:
+        tmp.write(text)
+    try:
+        return load_inventory(tmp.name)
+    finally:
+        os.unlink(tmp.name)
+
+
+def append_server(path: Path, name: str, uri: str, addresses: dict[str, str],
+                  pool: str | None) -> InventoryConfig:
+    """Write the server into the inventory file; nothing is written if anything is wrong."""
+    name, uri = name.strip(), uri.strip()
+    if not name:
+        raise AddServerError("Name: enter the server's name")
+    if not uri:
+        raise AddServerError('URI: enter a libvirt URI, like "qemu+ssh://root@host/system"')
+    addresses = {n: a.strip() for n, a in addresses.items() if a.strip()}
+    for net, addr in addresses.items():
+        if any(c.isspace() for c in addr):
+            raise AddServerError(f"Address on '{net}': an address has no spaces")
+    old = path.read_text(encoding="utf-8")
+    current = load_inventory(path)
+    if current.server(name) is not None:
+        raise AddServerError(f"Name: a server named '{name}' is already in the inventory")
+    text = old + ("" if old.endswith("\n") else "\n") + server_block(name, uri, addresses)
+    if pool:
+        text = add_to_pool(text, pool, name)
+    try:
+        inventory = validated(text, path)
+    except InventoryError as exc:
+        raise AddServerError(_field_message(exc)) from None
+    joined = inventory.pool_of(name)
+    if (joined.name if joined else None) != (pool or None):
+        raise AddServerError(f"Pool: the server did not end up in pool '{pool}'")
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return inventory
+
+
+class AddServerDialog(QDialog):
+    """Name, URI, optional pool, and an address on each network the inventory knows."""
+
+    def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("addServerDialog")
+        self.setWindowTitle("Add New Server")
+        self.engine = engine
+        self.name = QLineEdit(self)
+        self.name.setObjectName("serverName")
+        self.uri = QLineEdit(self)
+        self.uri.setObjectName("serverUri")
+        self.uri.setPlaceholderText("qemu+ssh://root@host/system")
+        self.pool = QComboBox(self)
+        self.pool.setObjectName("serverPool")
+        self.pool.addItem(NO_POOL, None)
+        for p in engine.inventory.pools:
+            self.pool.addItem(p.name, p.name)
+        self.addresses: dict[str, QLineEdit] = {}
+        form = QFormLayout()
+        form.addRow("&Name:", self.name)
+        form.addRow("libvirt &URI:", self.uri)
+        form.addRow("&Pool to join:", self.pool)
+        mgmt = engine.inventory.management_network
+        for net in engine.inventory.networks:
+            edit = QLineEdit(self)
+            edit.setObjectName(f"address_{net.name}")
+            edit.setPlaceholderText("address (optional)")
+            self.addresses[net.name] = edit
+            role = "management" if net.name == mgmt else "migration"
+            form.addRow(f"Address on '{net.name}' ({role}):", edit)
+        self.error = QLabel(self)
+        self.error.setObjectName("errorLabel")
+        self.error.setStyleSheet("color: #c62828")
+        self.error.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"The server is added to {engine.inventory.path}.", self))
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def accept(self) -> None:
+        pool = self.pool.currentData()
+        try:
+            inventory = append_server(
+                Path(self.engine.inventory.path), self.name.text(), self.uri.text(),
+                {n: e.text() for n, e in self.addresses.items()}, pool)
+        except (AddServerError, InventoryError, OSError) as exc:
+            self.error.setText(str(exc))
+            return
+        config = inventory.server(self.name.text().strip())
+        assert config is not None
+        spawn(self.engine.add_server(config, pool))
+        super().accept()

@@ -1,0 +1,301 @@
+"""The console's main window: Resources on the left, the selected object's tabs on the right,
+Events at the bottom, XenCenter's menus and toolbar, and a status bar with the latest job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QWidget,
+)
+
+from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.model import Snapshot
+from xencenter_lite.ui.add_server import AddServerDialog
+from xencenter_lite.ui.common import spawn
+from xencenter_lite.ui.events import EventsView
+from xencenter_lite.ui.icons import icon
+from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, open_wizard
+from xencenter_lite.ui.properties import PropertiesView
+from xencenter_lite.ui.resources import (
+    FOLDERS,
+    INFRASTRUCTURE,
+    ResourcesPane,
+    find_object,
+    follow_engine,
+)
+
+if TYPE_CHECKING:
+    from xencenter_lite.engine import Engine
+
+APP_TITLE = "XenCenter Lite"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xencenter-lite")
+    except PackageNotFoundError:
+        return "(development)"
+
+
+class MainWindow(QMainWindow):
+    closed = Signal()  # the window really closed: the app stops the engine and quits
+
+    def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setAccessibleName("mainWindow")
+        self.engine = engine
+        self._really_close = False
+        self.resize(1200, 780)
+
+        self.resources = ResourcesPane(engine, self)
+        self.properties = PropertiesView(engine, self)
+        self.events = EventsView(engine, self)
+        if not self.events.accessibleName():
+            self.events.setAccessibleName(self.events.objectName())
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.resources)
+        top.addWidget(self.properties)
+        top.setStretchFactor(1, 1)
+        top.setSizes([320, 880])
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(self.events)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([540, 220])
+        self.setCentralWidget(self.splitter)
+
+        self._build_actions()
+        self._build_menus()
+        self._build_status_bar()
+
+        self.resources.selectionChanged.connect(self._selection_changed)
+        self.resources.viewChanged.connect(self._view_changed)
+        self.resources.message.connect(self._show_message)
+        self.resources.vm_menu_hook = self._vm_context_menu
+        follow_engine(engine, self._on_snapshot, self._on_job)
+        self._selection_changed()
+        self._update_jobs()
+
+    # ---- actions and menus --------------------------------------------------------------
+    def _build_actions(self) -> None:
+        self.add_server_action = QAction(icon("server-connected"), "&Add Server…", self)
+        self.add_server_action.setObjectName("addServerAction")
+        self.add_server_action.triggered.connect(self.add_server)
+        self.exit_action = QAction("E&xit", self)
+        self.exit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        self.exit_action.triggered.connect(self.close)
+        self.migrate_action = QAction(icon("vm-migrating"), "&Migrate VM…", self)
+        self.migrate_action.setObjectName("migrateAction")
+        self.migrate_action.setToolTip("Migrate the selected VMs to another server")
+        self.migrate_action.triggered.connect(self.open_migrate_wizard)
+        self.move_disk_action = QAction(icon("sr"), "Move &Virtual Disk…", self)
+        self.move_disk_action.setObjectName("moveDiskAction")
+        self.move_disk_action.triggered.connect(self.open_move_disk)
+        self.view_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        for mode, text in ((INFRASTRUCTURE, "&Infrastructure"), (FOLDERS, "&Folder View")):
+            action = QAction(text, self, checkable=True)
+            action.setChecked(mode == self.resources.mode)
+            action.triggered.connect(lambda _=False, m=mode: self.resources.set_view(m))
+            group.addAction(action)
+            self.view_actions[mode] = action
+        self.about_action = QAction("&About XenCenter Lite", self)
+        self.about_action.triggered.connect(self.about)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.add_server_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.exit_action)
+        view_menu = bar.addMenu("&View")
+        for action in self.view_actions.values():
+            view_menu.addAction(action)
+        vm_menu = bar.addMenu("V&M")
+        self.migrate_menu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys,
+                                                self)
+        vm_menu.addMenu(self.migrate_menu)
+        vm_menu.addAction(self.migrate_action)
+        vm_menu.addAction(self.move_disk_action)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.setIconSize(QSize(24, 24))
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addAction(self.add_server_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.migrate_action)
+        toolbar.addAction(self.move_disk_action)
+
+    def _vm_context_menu(self, menu: Any) -> None:
+        submenu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys, menu)
+        submenu.setEnabled(self.migrate_action.isEnabled())
+        menu.addMenu(submenu)
+        menu.addAction(self.migrate_action)
+        menu.addAction(self.move_disk_action)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.job_label = QLabel(self)
+        self.job_label.setObjectName("jobStatus")
+        self.job_progress = QProgressBar(self)
+        self.job_progress.setObjectName("jobProgress")
+        self.job_progress.setRange(0, 100)
+        self.job_progress.setMaximumWidth(140)
+        self.job_progress.setMaximumHeight(16)
+        self.failed_label = QLabel(self)
+        self.failed_label.setObjectName("failedJobs")
+        self.failed_label.setStyleSheet("color: #c62828; font-weight: bold")
+        bar.addPermanentWidget(self.job_label)
+        bar.addPermanentWidget(self.job_progress)
+        bar.addPermanentWidget(self.failed_label)
+
+    # ---- reactions ----------------------------------------------------------------------
+    def _on_snapshot(self, _snap: Snapshot) -> None:
+        self._update_actions()
+        self._update_title()
+
+    def _on_job(self, _job: Job) -> None:
+        self._update_jobs()
+        self._update_actions()
+
+    def _selection_changed(self) -> None:
+        keys = self.resources.selected_keys()
+        current = self.resources.current_key()
+        self.properties.show_object(current if current in keys else (keys[0] if keys else None))
+        self._update_title()
+        self._update_actions()
+
+    def _view_changed(self, mode: str) -> None:
+        self.view_actions[mode].setChecked(True)
+
+    def _show_message(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text, 8000)
+        else:
+            self.statusBar().clearMessage()
+
+    def _update_title(self) -> None:
+        keys = self.resources.selected_keys()
+        if len(keys) > 1:
+            self.setWindowTitle(f"{APP_TITLE} - {len(keys)} items")
+            return
+        name = ""
+        if keys:
+            obj = find_object(self.engine.snapshot(), keys[0])
+            name = getattr(obj, "name", None) or self.properties.general.heading.text()
+        self.setWindowTitle(f"{APP_TITLE} - {name}" if name else APP_TITLE)
+
+    def _update_actions(self) -> None:
+        keys = self.resources.selected_keys()
+        snap = self.engine.snapshot()
+        vms = [snap.vm(k[1]) for k in keys if k[0] == "vm"]
+        only_vms = bool(keys) and len(vms) == len(keys) and all(v is not None for v in vms)
+        busy = self.engine.busy
+        can_migrate = only_vms and all(v is not None and v.is_running and v.key not in busy
+                                       for v in vms)
+        self.migrate_action.setEnabled(can_migrate)
+        self.migrate_menu.setEnabled(can_migrate)
+        self.move_disk_action.setEnabled(only_vms and len(vms) == 1)
+
+    def _update_jobs(self) -> None:
+        jobs = self.engine.jobs
+        failed = sum(1 for j in jobs if j.state is JobState.FAILED)
+        self.failed_label.setText(f"{failed} failed" if failed else "")
+        self.failed_label.setVisible(bool(failed))
+        latest = jobs[-1] if jobs else None
+        self.job_label.setVisible(latest is not None)
+        self.job_progress.setVisible(latest is not None and not latest.state.finished)
+        if latest is None:
+            return
+        if latest.state.finished:
+            outcome = {JobState.DONE: "Completed", JobState.FAILED: "Failed",
+                       JobState.CANCELLED: "Cancelled"}[latest.state]
+            self.job_label.setText(f"{latest.title}: {outcome}")
+        else:
+            self.job_label.setText(f"{latest.title}: {latest.percent:.0f}%")
+            self.job_progress.setValue(int(latest.percent))
+
+    # ---- commands -----------------------------------------------------------------------
+    def add_server(self) -> AddServerDialog:
+        dialog = AddServerDialog(self.engine, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def open_migrate_wizard(self) -> QWidget | None:
+        keys = self.resources.selected_vm_keys()
+        return open_wizard(self.engine, keys, None, self) if keys else None
+
+    def open_move_disk(self) -> QWidget | None:
+        keys = self.resources.selected_vm_keys()
+        if len(keys) != 1:
+            return None
+        from xencenter_lite.ui.move_disk import MoveDiskDialog
+
+        dev = self.properties.storage.selected_dev() if self.properties.storage.vm_key == \
+            keys[0] else None
+        dialog = MoveDiskDialog(self.engine, keys[0], dev, parent=self)
+        dialog.open()
+        return dialog
+
+    def about(self) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.Information, "About XenCenter Lite",
+                          f"XenCenter Lite {_version()}\n\nLive migration of virtual machines "
+                          "between libvirt servers.", QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def select(self, key: Any) -> bool:
+        return self.resources.select(key)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        running = [j for j in self.engine.jobs if not j.state.finished]
+        if running and not self._really_close:
+            event.ignore()
+            box = QMessageBox(QMessageBox.Icon.Warning, "Exit XenCenter Lite",
+                              f"{len(running)} migration(s) or disk move(s) are still running. "
+                              "Cancel them and exit? Each VM keeps running where it was.",
+                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                              self)
+            box.setObjectName("confirmExit")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+            def finished(_r: int) -> None:
+                if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+                    spawn(self._cancel_then_close(running))
+
+            box.finished.connect(finished)
+            box.open()
+            return
+        super().closeEvent(event)
+        self.closed.emit()
+
+    async def _cancel_then_close(self, jobs: list[Job]) -> None:
+        """Roll the jobs back properly (the engine's cancel) before the engine shuts down."""
+        self.statusBar().showMessage(f"Cancelling {len(jobs)} job(s) before exiting…")
+        await asyncio.gather(*(self.engine.cancel(j) for j in jobs), return_exceptions=True)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.engine.wait(jobs), 120)
+        self._really_close = True
+        self.close()

@@ -1,0 +1,197 @@
+"""Migrate to Server ▸ and the other quick ways into a migration (drag and drop).
+
+XenCenter lists every server and says why one can't take the VMs instead of hiding it; the
+entry is checked in the background (engine.precheck) and reads "(Updating…)" meanwhile. A
+choice that needs no disk copy only asks for confirmation; anything else opens the wizard
+with that server chosen, because only the wizard lets the operator pick SRs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import shiboken6
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
+
+from xencenter_lite.core.checks import (
+    Problem,
+    check_destination,
+    check_plans,
+    check_vm_movable,
+)
+from xencenter_lite.core.model import Snapshot
+from xencenter_lite.core.plan import MigrationKind, MigrationRequest, build_plan
+from xencenter_lite.ui.common import spawn
+
+if TYPE_CHECKING:
+    from xencenter_lite.engine import Engine
+
+VmKey = tuple[str, str]
+
+# Problem code -> the few words shown after a server's name, most telling first.
+SHORT_REASONS = {
+    "SAME_SERVER": "Current server",
+    "DESTINATION_DISCONNECTED": "Disconnected",
+    "DESTINATION_UNKNOWN": "Unknown server",
+    "VM_GONE": "VM no longer exists",
+    "SOURCE_DISCONNECTED": "Source server disconnected",
+    "VM_NOT_RUNNING": "Not running",
+    "MIGRATION_RUNNING": "Migration in progress",
+    "PCI_PASSTHROUGH": "PCI device passed through",
+    "NOT_ENOUGH_MEMORY": "Not enough memory",
+    "NETWORK_UNKNOWN": "No migration network",
+    "DISK_UNSUPPORTED": "Disk cannot be migrated",
+    "CD_NOT_VISIBLE": "CD cannot be seen there",
+    "HA_ENABLED": "HA is enabled",
+    "DUPLICATE_VM": "VM listed twice",
+}
+# Problems with the default choice of SRs: the wizard lets the operator choose others.
+STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
+                           "NOT_ENOUGH_SPACE", "UNKNOWN_DISK"})
+_ORDER = {code: i for i, code in enumerate(SHORT_REASONS)}
+
+
+def first_refusal(problems: Iterable[Problem]) -> Problem | None:
+    """The blocking problem that rules a server out (storage choices don't: the wizard can fix
+    them), most telling first."""
+    found = [p for p in problems if p.blocking and p.code not in STORAGE_CODES]
+    return min(found, key=lambda p: _ORDER.get(p.code, len(_ORDER)), default=None)
+
+
+def short_reason(problem: Problem) -> str:
+    return SHORT_REASONS.get(problem.code, problem.code.replace("_", " ").capitalize())
+
+
+def drop_refusal(snapshot: Snapshot, keys: Sequence[VmKey], destination: str,
+                 busy: set[VmKey]) -> Problem | None:
+    """Why these VMs can't be dropped on `destination`, from the snapshot alone (fast enough
+    to run on every mouse move; the job checks everything again before it moves a byte)."""
+    vms = [snapshot.vm(k) for k in keys]
+    if not vms or any(v is None for v in vms):
+        return Problem("VM_GONE", "The VM no longer exists; the tree is being refreshed.")
+    problems: list[Problem] = []
+    for vm in vms:
+        assert vm is not None
+        problems += check_destination(snapshot, vm, destination)
+        problems += check_vm_movable(snapshot, vm, busy)
+    if not problems:
+        plans = [build_plan(snapshot, vm, MigrationRequest(vm.key, destination))
+                 for vm in vms if vm is not None]
+        problems = [p for p in check_plans(snapshot, plans, busy)
+                    if p.code == "NOT_ENOUGH_MEMORY"]
+    return first_refusal(problems)
+
+
+def _quoted(names: Sequence[str]) -> str:
+    q = [f"'{n}'" for n in names]
+    return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " and " + q[-1]
+
+
+def confirm_text(vm_names: Sequence[str], destination: str) -> str:
+    what = "the VM" if len(vm_names) == 1 else "the VMs"
+    return f"Do you want to migrate {what} {_quoted(vm_names)} to the server '{destination}'?"
+
+
+def open_wizard(engine: Engine, keys: list[VmKey], destination: str | None,
+                parent: QWidget | None) -> QWidget:
+    from xencenter_lite.ui.wizard import MigrateWizard
+
+    wizard = MigrateWizard(engine, keys, destination=destination, parent=parent)
+    add_server = getattr(parent, "add_server", None)  # "Add a pool or standalone server…"
+    if add_server is not None and hasattr(wizard, "addServerRequested"):
+        wizard.addServerRequested.connect(add_server)
+    wizard.open()
+    return wizard
+
+
+def migrate_or_open_wizard(engine: Engine, keys: list[VmKey], destination: str,
+                           parent: QWidget | None) -> QWidget:
+    """XenCenter's drop/menu command: confirm a memory-only move, else open the wizard."""
+    requests = [MigrationRequest(k, destination) for k in keys]
+    try:
+        plans = [engine.plan(r) for r in requests]
+    except LookupError:
+        plans = []
+    if not plans or any(p.kind is not MigrationKind.MEMORY for p in plans):
+        return open_wizard(engine, keys, destination, parent)
+    box = QMessageBox(QMessageBox.Icon.Question, "Migrate VM",
+                      confirm_text([p.vm.name for p in plans], destination),
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setObjectName("confirmMigration")
+    box.setDefaultButton(QMessageBox.StandardButton.Yes)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def finished(_result: int) -> None:
+        if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+            engine.migrate(requests)
+
+    box.finished.connect(finished)
+    box.open()
+    return box
+
+
+class MigrateToServerMenu(QMenu):
+    """Every server, each checked in the background against the selected VMs."""
+
+    def __init__(self, engine: Engine, vm_keys: Callable[[], list[VmKey]],
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Migrate to &Server", parent)
+        self.setObjectName("migrateToServerMenu")
+        self.setToolTipsVisible(True)
+        self.engine = engine
+        self._vm_keys = vm_keys
+        self._generation = 0
+        self.pending = 0  # checks still running (tests wait on it)
+        self.aboutToShow.connect(self.refresh)
+
+    def _dialog_parent(self) -> QWidget | None:
+        parent = self.parentWidget()
+        return parent.window() if parent is not None else None
+
+    def refresh(self) -> None:
+        self.clear()
+        self._generation += 1
+        keys = self._vm_keys()
+        snapshot: Snapshot = self.engine.snapshot()
+        self.pending = 0
+        for name in sorted(snapshot.servers):
+            action = self.addAction(f"{name} (Updating…)")
+            action.setEnabled(False)
+            action.setData(name)
+            if keys:
+                self.pending += 1
+                spawn(self._check(action, name, keys, self._generation))
+        self.addSeparator()
+        wizard = self.addAction("Migrate VM wizard…")
+        wizard.setEnabled(bool(keys))
+        wizard.triggered.connect(
+            lambda: open_wizard(self.engine, keys, None, self._dialog_parent()))
+
+    async def _check(self, action: QAction, server: str, keys: list[VmKey],
+                     generation: int) -> None:
+        try:
+            _plans, problems = await self.engine.precheck(
+                [MigrationRequest(k, server) for k in keys])
+            refusal = first_refusal(problems)
+            reason = short_reason(refusal) if refusal else None
+            detail = refusal.message if refusal else ""
+        except Exception as exc:  # a failed check must still settle the entry
+            reason, detail = "Check failed", str(exc)
+        if generation != self._generation or not shiboken6.isValid(action):
+            return  # the menu was rebuilt meanwhile
+        self.pending -= 1
+        if reason is not None:
+            action.setText(f"{server} ({reason})")
+            action.setToolTip(detail)
+            return
+        action.setText(server)
+        action.setEnabled(True)
+        action.triggered.connect(
+            lambda: migrate_or_open_wizard(self.engine, keys, server, self._dialog_parent()))
+
+    def entries(self) -> list[tuple[str, bool]]:
+        """(text, enabled) of each entry, for tests and accessibility checks."""
+        return [(a.text(), a.isEnabled()) for a in self.actions() if not a.isSeparator()]

@@ -1,0 +1,248 @@
+"""The tabs on the right: General (what the selected object is) and, for a VM, Storage.
+
+Both follow the engine's snapshots, and only rebuild what changed, so a selected disk row
+stays selected while the VM's numbers update.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from xencenter_lite.core.inventory import redact_uri
+from xencenter_lite.core.jobs import Job
+from xencenter_lite.core.model import SR, VM, Disk, Pool, Server, Snapshot
+from xencenter_lite.ui.common import format_size
+from xencenter_lite.ui.resources import NodeKey, find_object, follow_engine, norm_folder
+
+if TYPE_CHECKING:
+    from xencenter_lite.engine import Engine
+
+
+def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
+             ) -> tuple[str, list[tuple[str, str]]]:
+    """(heading, [(label, value)]) for the General tab."""
+    if key is None:
+        return "", []
+    obj = find_object(snap, key)
+    if isinstance(obj, VM):
+        state = obj.state.value.capitalize()
+        if job is not None and not job.state.finished:
+            state += f" — {job.title} ({job.state.value}, {job.percent:.0f}%)"
+        return obj.name, [
+            ("Name", obj.name), ("State", state), ("Memory", format_size(obj.memory)),
+            ("vCPUs", str(obj.vcpus)), ("Server", obj.server),
+            ("Home server", obj.home_server or "(none)"), ("Folder", obj.folder or "(none)"),
+            ("Virtual disks", str(len(obj.hard_disks))), ("UUID", obj.uuid),
+        ]
+    if isinstance(obj, Server):
+        rows = [("Name", obj.name), ("Pool", obj.pool or "(standalone)")]
+        if obj.connected:
+            rows += [("Status", "Connected"), ("Host name", obj.hostname or "?"),
+                     ("Memory", format_size(obj.host_memory)),
+                     ("Memory free for VMs", format_size(snap.memory_available(obj.name))),
+                     ("VMs", str(len(snap.vms_on(obj.name))))]
+        else:
+            rows.append(("Status", f"Disconnected: {obj.error}" if obj.error
+                         else "Connecting…"))
+        if obj.memory_limit:
+            rows.append(("VM memory limit", format_size(obj.memory_limit)))
+        if obj.default_sr:
+            rows.append(("Default SR", obj.default_sr))
+        rows += [(f"Address ({net})", addr) for net, addr in sorted(obj.addresses.items())]
+        rows.append(("URI", redact_uri(obj.uri)))
+        return obj.name, rows
+    if isinstance(obj, Pool):
+        return obj.name, [("Name", obj.name), ("Servers", ", ".join(obj.members)),
+                          ("Default SR", obj.default_sr or "(none)"),
+                          ("HA", "Enabled" if obj.ha_enabled else "Disabled")]
+    if isinstance(obj, SR):
+        where = (f"pool {snap.servers[obj.server].pool}" if obj.shared
+                 and obj.server in snap.servers else obj.server)
+        return obj.name, [
+            ("Name", obj.name), ("Type", obj.type + ("" if obj.supported else " (unsupported)")),
+            ("Path", obj.path), ("Shared", "Yes" if obj.shared else "No"), ("Seen by", where),
+            ("Size", format_size(obj.capacity)), ("Free", format_size(obj.available)),
+            ("Used", format_size(obj.allocation)),
+        ]
+    if key[0] == "folder":
+        path = key[1]
+        inside = [v.name for v in snap.vms if norm_folder(v.folder) == path]
+        return path or "(no folder)", [("Folder", path or "(no folder)"),
+                                       ("VMs", ", ".join(sorted(inside)) or "(empty)")]
+    if key[0] == "group":
+        return "Servers", [("Servers", ", ".join(sorted(snap.servers)))]
+    return "", []
+
+
+class GeneralTab(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("generalTab")
+        self.heading = QLabel(self)
+        font = self.heading.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        self.heading.setFont(font)
+        self.form = QFormLayout()
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.heading)
+        layout.addLayout(self.form)
+        layout.addStretch(1)
+        self._shown: tuple[str, list[tuple[str, str]]] = ("", [])
+
+    def show_rows(self, heading: str, rows: list[tuple[str, str]]) -> None:
+        if (heading, rows) == self._shown:
+            return  # unchanged: don't disturb a text selection
+        self._shown = (heading, rows)
+        self.heading.setText(heading)
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        for label, value in rows:
+            field = QLabel(value)
+            field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            field.setWordWrap(True)
+            self.form.addRow(f"{label}:", field)
+
+    def value(self, label: str) -> str | None:
+        return dict(self._shown[1]).get(label)
+
+
+DISK_COLUMNS = ("Device", "SR", "Size", "Allocation", "Path")
+
+
+class StorageTab(QWidget):
+    """The VM's disks; Move… opens the live disk move for the selected one."""
+
+    def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("storageTab")
+        self.engine = engine
+        self.vm_key: tuple[str, str] | None = None
+        self._disks: tuple[Disk, ...] | None = None
+        self.table = QTableWidget(0, len(DISK_COLUMNS), self)
+        self.table.setObjectName("disksTable")
+        self.table.setHorizontalHeaderLabels(DISK_COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.
+                                                           ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.move_button = QPushButton("Move…", self)
+        self.move_button.setObjectName("moveDiskButton")
+        self.move_button.setToolTip("Move the selected virtual disk to another SR while the VM "
+                                    "keeps running")
+        self.move_button.clicked.connect(self.move_selected)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.move_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self._update_buttons()
+
+    def show_vm(self, vm: VM | None) -> None:
+        self.vm_key = vm.key if vm else None
+        disks = vm.disks if vm else ()
+        if disks == self._disks:
+            return
+        selected = self.selected_dev()
+        self._disks = disks
+        self.table.setRowCount(len(disks))
+        for r, d in enumerate(disks):
+            values = (d.dev, d.sr or ("(CD drive)" if d.is_cdrom else "(none)"),
+                      format_size(d.capacity) if d.capacity else "",
+                      format_size(d.allocation) if d.allocation else "", d.path or "(empty)")
+            for c, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                item.setData(Qt.ItemDataRole.UserRole, d.dev)
+                self.table.setItem(r, c, item)
+            if d.dev == selected:
+                self.table.selectRow(r)
+        self._update_buttons()
+
+    def selected_dev(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 0)
+        return item.data(Qt.ItemDataRole.UserRole) if item else None
+
+    def select_dev(self, dev: str) -> None:
+        for r in range(self.table.rowCount()):
+            item = self.table.item(r, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == dev:
+                self.table.selectRow(r)
+
+    def _update_buttons(self) -> None:
+        dev = self.selected_dev()
+        disk = next((d for d in self._disks or () if d.dev == dev), None)
+        self.move_button.setEnabled(disk is not None and not disk.is_cdrom)
+
+    def move_selected(self) -> Any:
+        dev = self.selected_dev()
+        if self.vm_key is None or dev is None:
+            return None
+        from xencenter_lite.ui.move_disk import MoveDiskDialog
+
+        dialog = MoveDiskDialog(self.engine, self.vm_key, dev, parent=self.window())
+        dialog.open()
+        return dialog
+
+
+class PropertiesView(QTabWidget):
+    """What XenCenter shows on the right for the selected object."""
+
+    def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("propertiesTabs")
+        self.setAccessibleName("propertiesTabs")
+        self.engine = engine
+        self.key: NodeKey | None = None
+        self.general = GeneralTab(self)
+        self.storage = StorageTab(engine, self)
+        self.addTab(self.general, "General")
+        follow_engine(engine, self._on_snapshot, self._on_job)
+
+    def show_object(self, key: NodeKey | None) -> None:
+        self.key = key
+        self._refresh(self.engine.snapshot())
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self._refresh(snap)
+
+    def _on_job(self, job: Job) -> None:
+        if self.key is not None and self.key == ("vm", job.vm_key):
+            self._refresh(self.engine.snapshot())
+
+    def _refresh(self, snap: Snapshot) -> None:
+        job = None
+        if self.key is not None and self.key[0] == "vm":
+            job = next((j for j in reversed(self.engine.jobs) if j.vm_key == self.key[1]),
+                       None)
+        self.general.show_rows(*describe(snap, self.key, job))
+        vm = find_object(snap, self.key) if self.key and self.key[0] == "vm" else None
+        has_storage = self.indexOf(self.storage) >= 0
+        if vm is not None and not has_storage:
+            self.addTab(self.storage, "Storage")
+        elif vm is None and has_storage:
+            self.removeTab(self.indexOf(self.storage))
+        self.storage.show_vm(vm)
