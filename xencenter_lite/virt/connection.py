@@ -313,8 +313,8 @@ class ServerLink:
         if dom.isActive():
             flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
         with virt_errors():
-            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, render_metadata(meta), KEY,
-                            NAMESPACE, flags)
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                            render_metadata(meta, namespaced=False), KEY, NAMESPACE, flags)
 
     def set_balloon(self, uuid: str, size: int) -> None:
         """Ask the running VM's balloon to leave it `size` bytes."""
