@@ -50,8 +50,9 @@ def blocking(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.blocking]
 
 
-def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
-    """What stops this VM from moving anywhere at all."""
+def _vm_ready(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]],
+              operation: str) -> list[Problem]:
+    """Its server answers, it runs, and nothing else is moving it."""
     out: list[Problem] = []
     src = snapshot.servers.get(vm.server)
     if src is not None and not src.connected:
@@ -59,16 +60,22 @@ def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> 
                         f"The VM's server '{vm.server}' is not connected; reconnect it first."))
     if not vm.is_running:
         out.append(_err("VM_NOT_RUNNING", vm,
-                        f"'{vm.name}' is {vm.state.value}: live migration needs a running VM. "
+                        f"'{vm.name}' is {vm.state.value}: {operation} needs a running VM. "
                         "Start it first."))
-    if vm.has_hostdev:
-        out.append(_err("PCI_PASSTHROUGH", vm,
-                        f"'{vm.name}' has a PCI device passed through; remove the device "
-                        "before migrating it."))
     if vm.key in busy or vm.job_running:
         out.append(_err("MIGRATION_RUNNING", vm,
                         f"'{vm.name}' already has a migration or disk move running; wait for "
                         "it to finish or cancel it."))
+    return out
+
+
+def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
+    """What stops this VM from moving anywhere at all."""
+    out = _vm_ready(snapshot, vm, busy, "live migration")
+    if vm.has_hostdev:
+        out.append(_err("PCI_PASSTHROUGH", vm,
+                        f"'{vm.name}' has a PCI device passed through; remove the device "
+                        "before migrating it."))
     return out
 
 
@@ -266,19 +273,7 @@ def sr_refusal(snapshot: Snapshot, server: str, sr_name: str, needed: int,
 def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
                     busy: set[tuple[str, str]] = frozenset()) -> list[Problem]:  # type: ignore[assignment]
     vm = plan.vm
-    out: list[Problem] = []
-    src = snapshot.servers.get(vm.server)
-    if src is not None and not src.connected:
-        out.append(_err("SOURCE_DISCONNECTED", vm,
-                        f"The VM's server '{vm.server}' is not connected; reconnect it first."))
-    if not vm.is_running:
-        out.append(_err("VM_NOT_RUNNING", vm,
-                        f"'{vm.name}' is {vm.state.value}: a live disk move needs a running "
-                        "VM. Start it first."))
-    if vm.key in busy or vm.job_running:
-        out.append(_err("MIGRATION_RUNNING", vm,
-                        f"'{vm.name}' already has a migration or disk move running; wait for "
-                        "it to finish or cancel it."))
+    out = _vm_ready(snapshot, vm, busy, "a live disk move")
     disk = vm.disk(plan.dev)
     if disk is None or disk.is_cdrom:
         out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{plan.dev}'; its disks "
