@@ -61,7 +61,7 @@ def test_layout_names_and_menus(window: MainWindow) -> None:
     assert menu_texts(menus["File"]) == ["Add Server…", "Exit"]
     assert menu_texts(menus["View"]) == ["Infrastructure", "Folder View"]
     assert menu_texts(menus["VM"]) == ["Migrate to Server", "Migrate VM…",
-                                       "Move Virtual Disk…"]
+                                       "Move Virtual Disk…", "Memory…"]
     assert menu_texts(menus["Help"]) == ["About XenCenter Lite"]
     toolbar = [a.text().replace("&", "") for a in window.findChild(QWidget, "mainToolbar")
                .actions() if not a.isSeparator()]
@@ -107,7 +107,8 @@ def test_vm_context_menu_and_real_wizard(window: MainWindow, engine: Engine, qtb
     db = vm_named(engine, "db-1")
     window.resources.select(("vm", db.key))
     menu = window.resources.context_menu(("vm", db.key))
-    assert menu_texts(menu) == ["Migrate to Server", "Migrate VM…", "Move Virtual Disk…"]
+    assert menu_texts(menu) == ["Migrate to Server", "Migrate VM…", "Move Virtual Disk…",
+                                "Memory…"]
     wizard = window.open_migrate_wizard()
     assert wizard is not None and wizard.isVisible() and wizard.parent() is window
     assert wizard.vm_keys == [db.key]  # type: ignore[attr-defined]

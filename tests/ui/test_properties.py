@@ -38,14 +38,25 @@ def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView)
     view.show_object(("vm", WEB))
     g = view.general
     assert g.heading.text() == "web-1"
-    assert (g.value("State"), g.value("Memory"), g.value("vCPUs"), g.value("Server"),
+    assert (g.value("State"), g.value("Static maximum"), g.value("vCPUs"), g.value("Server"),
             g.value("Folder")) == ("Running", "1.1 GB", "1", "lab-a1", "/Web")
+    assert g.value("Current memory") == "1.1 GB"
+    assert g.value("Dynamic minimum / maximum") == "Not set"
+    assert g.memory_button.isVisibleTo(view)
+
+    mib = 1024 * 1024
+    change(fake.fleet, "web-1", current_memory=768 * mib, dynamic_min=512 * mib,
+           dynamic_max=1024 * mib)
+    fake.push()
+    assert g.value("Current memory") == "805.3 MB"
+    assert g.value("Dynamic minimum / maximum") == "536.9 MB / 1.1 GB"
     assert g.value("Home server") == "(none)"
     assert tabs(view) == ["General", "Storage"]
 
     change(fake.fleet, "web-1", state=VmState.PAUSED, home_server="lab-a1")
     fake.push()
     assert g.value("State") == "Paused" and g.value("Home server") == "lab-a1"
+    assert g.value("Current memory") == "(not running)"
 
     job = Job(JobKind.MIGRATE, "Migrating 'web-1' to 'lab-a2'", WEB, "web-1", "lab-a1",
               "lab-a2")
@@ -59,6 +70,7 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     view.show_object(("server", "lab-a1"))
     g = view.general
     assert g.value("Pool") == "Production" and g.value("Status") == "Connected"
+    assert not g.memory_button.isVisibleTo(view)  # a VM's button
     assert g.value("Memory free for VMs") == "8.6 GB"  # what libvirt reports free
     assert g.value("Address (storage)") == "198.51.100.11"
     assert tabs(view) == ["General"]  # Storage is a VM's tab

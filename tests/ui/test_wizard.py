@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +13,7 @@ import shiboken6
 from PySide6.QtWidgets import QComboBox, QWizard
 
 from tests.conftest import until
-from tests.labtools import vm_named
+from tests.labtools import virsh, vm_named
 from tests.ui.vm_placement import place
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.ui.wizard import (
@@ -271,3 +274,48 @@ def test_tls_is_offered_on_the_network_page_and_fails_clearly_without_certificat
     # The lab's servers have no TLS certificates: a clear refusal, and nothing moved.
     assert job.state is JobState.FAILED and "TLS" in (job.error or ""), job.error
     assert vm_named(engine, "web-1").server == web.server == "lab-a1"
+
+
+def test_a_vm_deleted_while_the_wizard_is_open_is_reported_and_nothing_starts(
+    qtbot, run, engine, tmp_path
+):
+    uri = engine.snapshot().servers["lab-a2"].uri
+    kind = "kvm" if os.path.exists("/dev/kvm") else "qemu"
+    xml = tmp_path / "gone.xml"
+    xml.write_text(f"""<domain type='{kind}'><name>gone-1</name><memory unit='MiB'>64</memory>
+      <os><type arch='x86_64' machine='pc'>hvm</type></os><devices/></domain>""")
+    virsh(uri, "define", str(xml))
+    try:
+        virsh(uri, "start", "gone-1")
+        run(until(lambda: any(v.is_running for v in engine.snapshot().vms_named("gone-1"))))
+        jobs = len(engine.jobs)
+        wizard = open_wizard(qtbot, run, engine, "gone-1", destination="lab-b1")
+        key = wizard.vm_keys[0]
+        while wizard.currentId() != REVIEW:
+            wizard.next()
+        finish = wizard.button(QWizard.WizardButton.FinishButton)
+        run(until(finish.isEnabled))
+
+        virsh(uri, "destroy", "gone-1")
+        virsh(uri, "undefine", "gone-1")
+        run(until(lambda: engine.snapshot().vm(key) is None))
+        review = wizard.page(REVIEW)
+        assert not finish.isEnabled()  # the result in hand is stale: checked again
+        run(until(lambda: review.status.text() != "Checking…"))
+        assert not finish.isEnabled()
+        listed = [review.problems.item(i).text() for i in range(review.problems.count())]
+        assert any("'gone-1' no longer exists" in t for t in listed), listed
+        assert "cannot start" in review.status.text()
+        assert not wizard.validateCurrentPage()  # Finish would refuse too
+
+        wizard.back()  # and any page refuses to go on, saying why
+        wizard.next()
+        assert wizard.currentId() == STORAGE_NETWORK
+        problem = wizard.page(STORAGE_NETWORK).problem
+        assert problem.isVisible() and "'gone-1' no longer exists" in problem.text()
+        assert wizard.jobs == [] and len(engine.jobs) == jobs
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            virsh(uri, "destroy", "gone-1")
+        with contextlib.suppress(subprocess.CalledProcessError):
+            virsh(uri, "undefine", "gone-1")

@@ -106,6 +106,11 @@ class MainWindow(QMainWindow):
         self.move_disk_action = QAction(icon("sr"), "Move &Virtual Disk…", self)
         self.move_disk_action.setObjectName("moveDiskAction")
         self.move_disk_action.triggered.connect(self.open_move_disk)
+        self.memory_action = QAction("M&emory…", self)
+        self.memory_action.setObjectName("memoryAction")
+        self.memory_action.setToolTip("Dynamic Memory Control: the VM's memory range and the "
+                                      "memory it has now")
+        self.memory_action.triggered.connect(self.open_memory)
         self.view_actions: dict[str, QAction] = {}
         group = QActionGroup(self)
         group.setExclusive(True)
@@ -133,6 +138,7 @@ class MainWindow(QMainWindow):
         vm_menu.addMenu(self.migrate_menu)
         vm_menu.addAction(self.migrate_action)
         vm_menu.addAction(self.move_disk_action)
+        vm_menu.addAction(self.memory_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
 
@@ -152,6 +158,7 @@ class MainWindow(QMainWindow):
         menu.addMenu(submenu)
         menu.addAction(self.migrate_action)
         menu.addAction(self.move_disk_action)
+        menu.addAction(self.memory_action)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -216,6 +223,7 @@ class MainWindow(QMainWindow):
         self.migrate_action.setEnabled(can_migrate)
         self.migrate_menu.setEnabled(can_migrate)
         self.move_disk_action.setEnabled(only_vms and len(vms) == 1)
+        self.memory_action.setEnabled(only_vms and len(vms) == 1)
 
     def _update_jobs(self) -> None:
         jobs = self.engine.jobs
@@ -255,6 +263,16 @@ class MainWindow(QMainWindow):
         dev = self.properties.storage.selected_dev() if self.properties.storage.vm_key == \
             keys[0] else None
         dialog = MoveDiskDialog(self.engine, keys[0], dev, parent=self)
+        dialog.open()
+        return dialog
+
+    def open_memory(self) -> QWidget | None:
+        keys = self.resources.selected_vm_keys()
+        if len(keys) != 1:
+            return None
+        from xencenter_lite.ui.memory_dialog import MemoryDialog
+
+        dialog = MemoryDialog(self.engine, keys[0], parent=self)
         dialog.open()
         return dialog
 

@@ -44,7 +44,7 @@ def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
         if job is not None and not job.state.finished:
             state += f" — {job.title} ({job.state.value}, {job.percent:.0f}%)"
         return obj.name, [
-            ("Name", obj.name), ("State", state), ("Memory", format_size(obj.memory)),
+            ("Name", obj.name), ("State", state), *memory_rows(obj),
             ("vCPUs", str(obj.vcpus)), ("Server", obj.server),
             ("Home server", obj.home_server or "(none)"), ("Folder", obj.folder or "(none)"),
             ("Virtual disks", str(len(obj.hard_disks))), ("UUID", obj.uuid),
@@ -89,6 +89,17 @@ def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
     return "", []
 
 
+def memory_rows(vm: VM) -> list[tuple[str, str]]:
+    """Static maximum, what the balloon leaves the VM now, and its Dynamic Memory Control range."""
+    if vm.dynamic_min is not None and vm.dynamic_max is not None:
+        dynamic = f"{format_size(vm.dynamic_min)} / {format_size(vm.dynamic_max)}"
+    else:
+        dynamic = "Not set"
+    current = format_size(vm.memory_in_use) if vm.is_running else "(not running)"
+    return [("Static maximum", format_size(vm.memory)), ("Current memory", current),
+            ("Dynamic minimum / maximum", dynamic)]
+
+
 class GeneralTab(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -100,9 +111,18 @@ class GeneralTab(QWidget):
         self.heading.setFont(font)
         self.form = QFormLayout()
         self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.memory_button = QPushButton("&Memory…", self)
+        self.memory_button.setObjectName("memoryButton")
+        self.memory_button.setToolTip("Set the VM's Dynamic Memory Control range and the "
+                                      "memory it has now")
+        self.memory_button.hide()  # a VM's button
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.memory_button)
+        buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
         layout.addLayout(self.form)
+        layout.addLayout(buttons)
         layout.addStretch(1)
         self._shown: tuple[str, list[tuple[str, str]]] = ("", [])
 
@@ -220,6 +240,7 @@ class PropertiesView(QTabWidget):
         self.general = GeneralTab(self)
         self.storage = StorageTab(engine, self)
         self.addTab(self.general, "General")
+        self.general.memory_button.clicked.connect(self.open_memory)
         follow_engine(engine, self._on_snapshot, self._on_job)
 
     def show_object(self, key: NodeKey | None) -> None:
@@ -240,9 +261,20 @@ class PropertiesView(QTabWidget):
                        None)
         self.general.show_rows(*describe(snap, self.key, job))
         vm = find_object(snap, self.key) if self.key and self.key[0] == "vm" else None
+        self.general.memory_button.setVisible(vm is not None)
         has_storage = self.indexOf(self.storage) >= 0
         if vm is not None and not has_storage:
             self.addTab(self.storage, "Storage")
         elif vm is None and has_storage:
             self.removeTab(self.indexOf(self.storage))
         self.storage.show_vm(vm)
+
+    def open_memory(self) -> Any:
+        vm = find_object(self.engine.snapshot(), self.key) if self.key else None
+        if not isinstance(vm, VM):
+            return None
+        from xencenter_lite.ui.memory_dialog import MemoryDialog
+
+        dialog = MemoryDialog(self.engine, vm.key, parent=self.window())
+        dialog.open()
+        return dialog

@@ -170,6 +170,7 @@ class MigrateWizard(QWizard):
     addServerRequested = Signal()
     checksChanged = Signal()  # a destination server's background check came back
     targetsChanged = Signal()  # servers or pools appeared or went
+    vmsGone = Signal()  # one of the VMs no longer exists (deleted while the wizard is open)
 
     def __init__(self, engine: Any, vm_keys: list[VmKey], destination: str | None = None,
                  parent: QWidget | None = None) -> None:
@@ -192,6 +193,7 @@ class MigrateWizard(QWizard):
         self._checking: set[str] = set()
         self._connected = {n: s.connected for n, s in snap.servers.items()}
         self._targets = targets_of(snap)
+        self._gone = self.gone(snap)
 
         self.setWindowTitle("Migrate VM" if len(self.vm_keys) == 1 else "Migrate VMs")
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
@@ -276,6 +278,12 @@ class MigrateWizard(QWizard):
             if self._connected.get(name) != srv.connected:
                 self._connected[name] = srv.connected
                 self.check_server(name)
+        gone = self.gone(snap)
+        if gone - self._gone:
+            for name in snap.servers:  # the destinations say so too
+                self.check_server(name)
+            self.vmsGone.emit()
+        self._gone = gone
         targets = targets_of(snap)
         if targets != self._targets:
             self._targets = targets
@@ -360,15 +368,28 @@ class MigrateWizard(QWizard):
                                             network=self.network, tls=self.tls))
         return out
 
+    def gone(self, snap: Snapshot) -> set[VmKey]:
+        """The VMs their (connected) server no longer has: deleted, or moved elsewhere."""
+        return {k for k in self.vm_keys if snap.vm(k) is None
+                and (srv := snap.servers.get(k[0])) is not None and srv.connected}
+
+    def gone_problem(self) -> str | None:
+        gone = self.gone(self.engine.snapshot())
+        if not gone:
+            return None
+        what = "; ".join(f"'{self.names[k]}' no longer exists on '{k[0]}'"
+                         for k in self.vm_keys if k in gone)
+        return f"{what}; close the wizard and choose the VM{'s' if len(gone) > 1 else ''} again."
+
     def connectivity_problem(self, page: int) -> str | None:
         """Why the wizard cannot go on with the servers as they are now (None: it can)."""
+        gone = self.gone_problem()
+        if gone is not None:
+            return gone
         snap = self.engine.snapshot()
         for key in self.vm_keys:
             name = self.names[key]
             src = snap.servers.get(key[0])
-            if snap.vm(key) is None:
-                return f"'{name}' no longer exists on '{key[0]}'; close the wizard and " \
-                       "choose the VM again."
             if src is None or not src.connected:
                 return f"'{key[0]}', the server of '{name}', is no longer connected; wait " \
                        "for it to reconnect."
@@ -419,6 +440,11 @@ class WizardPage(QWizardPage):
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #b71c1c;")
         self.problem.hide()
+        wizard.vmsGone.connect(self._vms_gone)
+
+    def _vms_gone(self) -> None:
+        if self.w.currentPage() is self:
+            self.show_problem(self.w.gone_problem())
 
     def finish_layout(self) -> None:
         self.layout_.addWidget(self.problem)
@@ -844,6 +870,11 @@ class ReviewPage(WizardPage):
             self._show_result()
         self.changed()
 
+    def _vms_gone(self) -> None:
+        if self.w.currentPage() is self:  # the result in hand is stale: check again
+            self._result = None
+            self.initializePage()
+
     async def _check(self, key: tuple[Any, ...], requests: list[MigrationRequest]) -> None:
         try:
             result = await self.w.engine.precheck(requests)
@@ -888,7 +919,8 @@ class ReviewPage(WizardPage):
         style = self.style()
         for p, icon in [*((p, QStyle.StandardPixmap.SP_MessageBoxCritical) for p in errors),
                         *((p, QStyle.StandardPixmap.SP_MessageBoxWarning) for p in warnings)]:
-            QListWidgetItem(style.standardIcon(icon), p.message, self.problems)
+            text = (self.w.gone_problem() or p.message) if p.code == "VM_GONE" else p.message
+            QListWidgetItem(style.standardIcon(icon), text, self.problems)
         if errors:
             self.status.setText("The migration cannot start. Go Back and resolve these "
                                 "problems:")
