@@ -6,6 +6,7 @@ No root and no libvirt needed: nothing here builds a lab.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import tomllib
@@ -25,11 +26,13 @@ from xencenter_lite.lab import (
     run_lab_command,
 )
 from xencenter_lite.lab.domains import guest_xml, pool_xml
+from xencenter_lite.lab.guestimage import GuestImage
 from xencenter_lite.lab.inventory import render_inventory, toml_string
 from xencenter_lite.lab.lab import config_fingerprint
 from xencenter_lite.lab.network import tbf_args
 
 LAB_PACKAGE = Path(DEFAULT_CONFIG_PATH).parents[1] / "xencenter_lite" / "lab"
+IMAGE = GuestImage(Path("/cache/guest/vmlinuz"), Path("/cache/guest/initrd.gz"))
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -136,6 +139,7 @@ def test_default_guests(config: LabConfig) -> None:
         ("lab-a2", "halted", ""),
     ]
     assert all((g.memory_mib, g.vcpus) == (128, 1) for g in guests.values())
+    assert all((g.os, g.dirty_mib) == ("linux", 8) for g in guests.values())
     web, db = guests["web-1"], guests["db-1"]
     assert [(d.dev, d.sr, d.size_mib, d.format) for d in web.disks] == [
         ("vda", "Shared storage", 256, "qcow2")
@@ -162,6 +166,7 @@ def test_optional_keys_take_defaults(tmp_path: Path) -> None:
     assert config.pools == ()
     (guest,) = config.guests
     assert (guest.state, guest.memory_mib, guest.vcpus, guest.folder) == ("running", 128, 1, "")
+    assert (guest.os, guest.dirty_mib) == ("none", 8)
     assert [(d.dev, d.format) for d in guest.disks] == [("vda", "qcow2")]
     assert config.server("h1").vm_memory_limit_mib is None
 
@@ -245,7 +250,7 @@ def test_shaping_bucket_allows_the_full_rate() -> None:
 
 def test_guest_xml(config: LabConfig) -> None:
     db = next(g for g in config.guests if g.name == "db-1")
-    text = guest_xml(config, db, "kvm")
+    text = guest_xml(config, db, "kvm", IMAGE)
     assert (
         '<metadata><xcl:vm xmlns:xcl="urn:xencenter-lite:vm:1"><xcl:home>lab-a1</xcl:home>'
         "<xcl:folder>/Databases</xcl:folder></xcl:vm></metadata>"
@@ -257,7 +262,17 @@ def test_guest_xml(config: LabConfig) -> None:
     assert dom.find("devices/interface") is None
     assert dom.find("devices/memballoon").get("model") == "virtio"
     assert dom.find("devices/serial").get("type") == "file"
+    assert dom.findtext("os/kernel") == "/cache/guest/vmlinuz"
+    assert dom.findtext("os/initrd") == "/cache/guest/initrd.gz"
+    assert dom.find("os/boot") is None
+    cmdline = dom.findtext("os/cmdline").split()
+    assert cmdline[:2] == ["console=ttyS0", "quiet"]
+    # vdb (64 MiB) is the last disk: records from 8 MiB to its end, and it is marked for /init.
+    assert {"xcl.name=db-1", "xcl.dirty_mib=8", "xcl.start=16384", "xcl.slots=32768"} <= set(
+        cmdline
+    )
     disks = dom.findall("devices/disk")
+    assert [d.findtext("serial") for d in disks] == [None, "xcl-records"]
     assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]
     assert [d.find("target").get("bus") for d in disks] == ["virtio", "virtio"]
     assert [d.find("driver").get("type") for d in disks] == ["qcow2", "raw"]
@@ -266,9 +281,19 @@ def test_guest_xml(config: LabConfig) -> None:
     assert dom.findtext("memory") == "128"
 
 
+def test_guest_xml_without_an_os(config: LabConfig) -> None:
+    web = dataclasses.replace(config.guests[0], os="none")
+    dom = ET.fromstring(guest_xml(config, web, "kvm"))
+    assert dom.find("os/boot").get("dev") == "hd"
+    assert dom.find("os/kernel") is None
+    assert dom.find("devices/disk/serial") is None
+    with pytest.raises(ValueError, match="linux guest"):
+        guest_xml(config, config.guests[0], "kvm")
+
+
 def test_guest_xml_without_folder_and_tcg(config: LabConfig) -> None:
     app = next(g for g in config.guests if g.name == "app-1")
-    dom = ET.fromstring(guest_xml(config, app, "qemu"))
+    dom = ET.fromstring(guest_xml(config, app, "qemu", IMAGE))
     assert dom.get("type") == "qemu"
     meta = dom.find("metadata/{urn:xencenter-lite:vm:1}vm")
     assert meta.findtext("{urn:xencenter-lite:vm:1}home") == "lab-b1"
@@ -528,6 +553,10 @@ ERROR_CASES = [
     (_set("guests.0.disks.0.format", "vmdk"), "guests[0].disks[0].format", "qcow2, raw"),
     (_set("guests.0.disks.0.dev", "sda"), "guests[0].disks[0].dev", "not a virtio disk name"),
     (_set("srs.3.size_mib", 0), "srs[3].size_mib", "out of range"),
+    (_set("guests.0.os", "windows"), "guests[0].os", "use one of: linux, none"),
+    (_set("guests.0.dirty_mib", 64), "guests[0].dirty_mib", "use 0 to 32"),
+    (_set("guests.0.disks.0.size_mib", 8), "guests[0].disks", "at least 9 MiB"),
+    (_set("guests.0.memory_mib", 64), "guests[0].memory_mib", "at least 96"),
 ]
 
 

@@ -26,10 +26,13 @@ LAB_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:xencenter-lite:lab")
 
 ACCEL_CHOICES = ("auto", "kvm", "tcg")
 GUEST_STATES = ("running", "halted")
+GUEST_OSES = ("linux", "none")  # linux: the workload guest (guestimage.py); none: SeaBIOS only
 DISK_FORMATS = ("qcow2", "raw")
 MAX_SERVERS = 99  # switch-side port names are "p{N}-{network}", at most 15 characters
 MAX_UNIX_SOCKET_PATH = 107
 PATTERN_SIZE_MIB = 4  # the first 4 MiB of every guest disk hold the test pattern
+LINUX_MIN_DISK_MIB = 9  # a linux guest's records start 8 MiB into its last disk
+LINUX_MIN_MEMORY_MIB = 96
 
 _LAB_NAME = re.compile(r"[a-z][a-z0-9]{0,7}")
 _NETWORK_NAME = re.compile(r"[a-z][a-z0-9-]{0,9}")
@@ -104,6 +107,12 @@ class GuestConfig:
     vcpus: int = 1
     folder: str = ""
     disks: tuple[DiskConfig, ...] = ()
+    os: str = "none"
+    dirty_mib: int = 8  # linux: MiB of guest memory rewritten every second
+
+    @property
+    def linux(self) -> bool:
+        return self.os == "linux"
 
     @property
     def running(self) -> bool:
@@ -647,7 +656,8 @@ class _Parser:
             self.check_keys(
                 where,
                 table,
-                ("name", "server", "state", "memory_mib", "vcpus", "folder", "disks"),
+                ("name", "server", "state", "memory_mib", "vcpus", "folder", "disks", "os",
+                 "dirty_mib"),
             )
             name = self.string(table, where, "name", '"web-1"')
             if not _GUEST_NAME.fullmatch(name):
@@ -678,7 +688,27 @@ class _Parser:
                     f"{folder!r} is not a folder path; start it with '/', e.g. \"/Web\".",
                 )
             disks = self.disks(where, table, server, srs)
-            result.append(GuestConfig(name, server, state, memory, vcpus, folder, disks))
+            os_name = self.string(table, where, "os", '"linux"', default="none")
+            if os_name not in GUEST_OSES:
+                self.fail(
+                    _key(where, "os"),
+                    f"{os_name!r} is not known; use one of: {', '.join(GUEST_OSES)}.",
+                )
+            dirty = self.integer(table, where, "dirty_mib", "8", 0, memory // 4, default=8)
+            if os_name == "linux" and (not disks or disks[-1].size_mib < LINUX_MIN_DISK_MIB):
+                self.fail(
+                    _key(where, "disks"),
+                    f"a linux guest writes its records from 8 MiB into its last disk; give it a "
+                    f"last disk of at least {LINUX_MIN_DISK_MIB} MiB.",
+                )
+            if os_name == "linux" and memory < LINUX_MIN_MEMORY_MIB:
+                self.fail(
+                    _key(where, "memory_mib"),
+                    f"{memory} MiB is too little for a linux guest; give it at least "
+                    f"{LINUX_MIN_MEMORY_MIB}.",
+                )
+            result.append(GuestConfig(name, server, state, memory, vcpus, folder, disks,
+                                      os_name, dirty))
         return tuple(result)
 
     def disks(

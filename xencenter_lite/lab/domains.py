@@ -7,6 +7,7 @@ from pathlib import Path
 
 from xencenter_lite.core.metadata import VmMetadata, render_metadata
 from xencenter_lite.lab.config import DiskConfig, GuestConfig, LabConfig, SrConfig
+from xencenter_lite.lab.guestimage import RECORDS_DISK_SERIAL, GuestImage, kernel_cmdline
 
 # Inside every server's mount namespace /var/log/libvirt is that server's own log directory,
 # so a guest's serial log follows it to whichever server runs it.
@@ -22,8 +23,11 @@ def disk_path(config: LabConfig, guest: GuestConfig, disk: DiskConfig) -> Path:
     return config.sr_path(sr, guest.server) / disk_file_name(guest, disk)
 
 
-def guest_xml(config: LabConfig, guest: GuestConfig, domain_type: str) -> str:
-    """A tiny guest: no OS (SeaBIOS finds nothing to boot), no network, virtio disks."""
+def guest_xml(
+    config: LabConfig, guest: GuestConfig, domain_type: str, image: GuestImage | None = None
+) -> str:
+    """A tiny guest, no network, virtio disks: a Linux workload guest booted straight from
+    `image` (os = "linux"), or no OS at all (SeaBIOS finds nothing to boot)."""
     dom = ET.Element("domain", type=domain_type)
     ET.SubElement(dom, "name").text = guest.name
     ET.SubElement(dom, "uuid").text = config.guest_uuid(guest.name)
@@ -33,9 +37,16 @@ def guest_xml(config: LabConfig, guest: GuestConfig, domain_type: str) -> str:
     ET.SubElement(dom, "vcpu", placement="static").text = str(guest.vcpus)
     os_el = ET.SubElement(dom, "os")
     ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
-    ET.SubElement(os_el, "boot", dev="hd")
-    # Print SeaBIOS's messages on the serial port; never reboot after "No bootable device".
-    ET.SubElement(os_el, "bios", useserial="yes", rebootTimeout="-1")
+    if guest.linux:
+        if image is None:
+            raise ValueError(f"{guest.name} is a linux guest: pass the guest image")
+        ET.SubElement(os_el, "kernel").text = str(image.kernel)
+        ET.SubElement(os_el, "initrd").text = str(image.initrd)
+        ET.SubElement(os_el, "cmdline").text = kernel_cmdline(guest)
+    else:
+        ET.SubElement(os_el, "boot", dev="hd")
+        # Print SeaBIOS's messages on the serial port; never reboot after "No bootable device".
+        ET.SubElement(os_el, "bios", useserial="yes", rebootTimeout="-1")
     features = ET.SubElement(dom, "features")
     ET.SubElement(features, "acpi")
     ET.SubElement(features, "apic")
@@ -48,9 +59,13 @@ def guest_xml(config: LabConfig, guest: GuestConfig, domain_type: str) -> str:
         ET.SubElement(el, "driver", name="qemu", type=disk.format)
         ET.SubElement(el, "source", file=str(disk_path(config, guest, disk)))
         ET.SubElement(el, "target", dev=disk.dev, bus="virtio")
+        if guest.linux and disk is guest.disks[-1]:
+            ET.SubElement(el, "serial").text = RECORDS_DISK_SERIAL  # how /init finds it
     ET.SubElement(devices, "controller", type="usb", model="none")
     serial = ET.SubElement(devices, "serial", type="file")
-    ET.SubElement(serial, "source", path=f"{SERIAL_LOG_DIR}/{guest.name}-serial.log")
+    # append: a guest that comes back to a server adds to the log it left there.
+    ET.SubElement(serial, "source", path=f"{SERIAL_LOG_DIR}/{guest.name}-serial.log",
+                  append="on")
     ET.SubElement(serial, "target", port="0")
     ET.SubElement(devices, "memballoon", model="virtio")
     text = ET.tostring(dom, encoding="unicode")

@@ -149,14 +149,15 @@ class Lab:
             state["mounts"].append(str(path))
             self._write_state(state)
             system.mount_tmpfs(path, size)
+        # The Linux guests' image (apt look-ups, a first build) is found meanwhile.
+        images = ThreadPoolExecutor(max_workers=1)
+        image_job = (images.submit(guestimage.ensure_image, self._say)
+                     if any(g.linux for g in cfg.guests) else None)
+        images.shutdown(wait=False)
         disks = [(g, d) for g in cfg.guests for d in g.disks]
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda gd: self._create_disk(*gd), disks))
         self._say(f"SRs and {len(disks)} guest disks ready ({self._elapsed()})")
-        image = None
-        if any(g.linux for g in cfg.guests):
-            image = guestimage.ensure_image(self._say)
-            self._say(f"Linux guest image: {image.kernel.parent} ({self._elapsed()})")
 
         if "netns_dir" not in state:  # to leave /run/netns as it was found
             state["netns_dir"] = {
@@ -185,6 +186,9 @@ class Lab:
             + f" ({self._elapsed()})"
         )
 
+        image = image_job.result() if image_job else None
+        if image is not None:
+            self._say(f"Linux guest image: {image.kernel.parent} ({self._elapsed()})")
         with ThreadPoolExecutor(max_workers=len(cfg.servers)) as pool:
             futures = [
                 pool.submit(self._configure_server, s.name, domain_type, image)
@@ -229,6 +233,10 @@ class Lab:
         if accel == "tcg":
             return "qemu"
         if system.kvm_usable():
+            if accel == "auto" and system.kvm_is_pvm() and any(g.linux for g in self.config.guests):
+                self._say("KVM here is kvm_pvm, which cannot run a stock Linux kernel at speed: "
+                          "the guests run under TCG.")
+                return "qemu"
             return "kvm"
         if accel == "kvm":
             raise LabError(

@@ -35,6 +35,9 @@ _TOOL_PACKAGES = {
     "umount": "mount",
     "groupadd": "passwd",
     "useradd": "passwd",
+    "apt-get": "apt",
+    "apt-cache": "apt",
+    "dpkg-deb": "dpkg",
 }
 
 
@@ -44,6 +47,7 @@ def run(
     check: bool = True,
     timeout: float = COMMAND_TIMEOUT,
     what: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command (an argument list); on failure raise LabError with its stderr."""
     argv = [str(a) for a in args]
@@ -56,6 +60,7 @@ def run(
             timeout=timeout,
             env=_ENV,
             check=False,
+            cwd=cwd,
         )
     except FileNotFoundError:
         package = _TOOL_PACKAGES.get(argv[0], argv[0])
@@ -248,3 +253,13 @@ def kvm_usable() -> bool:
         return False
     os.close(fd)
     return True
+
+
+def kvm_is_pvm() -> bool:
+    """True when /dev/kvm is kvm_pvm (KVM without VT-x/AMD-V, in some nested sandboxes).
+
+    It runs firmware-only guests, but emulates an unmodified Linux kernel instruction by
+    instruction: the lab's Linux guest was still in its decompressor after 4 minutes."""
+    modules = Path("/sys/module")
+    hardware = (modules / "kvm_intel").exists() or (modules / "kvm_amd").exists()
+    return (modules / "kvm_pvm").exists() and not hardware

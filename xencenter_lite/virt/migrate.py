@@ -35,8 +35,10 @@ class MigrationSpec:
     tls: bool = False
 
 
-def migrate(source_uri: str, spec: MigrationSpec) -> None:
-    """Live-migrate (peer to peer) and make the VM persistent on the destination only."""
+def migrate(source_uri: str, spec: MigrationSpec) -> int | None:
+    """Live-migrate (peer to peer) and make the VM persistent on the destination only.
+
+    Returns the downtime libvirt measured, in ms (None if it cannot tell)."""
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
              | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
     params: dict[str, object] = {
@@ -63,6 +65,27 @@ def migrate(source_uri: str, spec: MigrationSpec) -> None:
         with virt_errors():
             dom = conn.lookupByUUIDString(spec.uuid)
             dom.migrateToURI3(spec.dest_uri, params, flags)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+    return completed_downtime(spec.dest_uri, spec.uuid)
+
+
+def completed_downtime(uri: str, uuid: str) -> int | None:
+    """The downtime (ms) of the VM's last migration, from its completed job's statistics.
+
+    Read on the destination, which keeps them too: with UNDEFINE_SOURCE the source's
+    domain, and its statistics, are gone once migrateToURI3 returns."""
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return None
+    try:
+        stats = conn.lookupByUUIDString(uuid).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        downtime = stats.get("downtime")
+        return int(downtime) if isinstance(downtime, int | float) else None
+    except libvirt.libvirtError:
+        return None
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
