@@ -366,12 +366,9 @@ class Engine:
             job = self._new_job(Job(
                 kind=JobKind.MIGRATE, title=f"Migrating '{name}' to '{req.destination}'",
                 vm_key=req.vm, vm_name=name, source=req.vm[0], destination=req.destination))
-            if req.vm in self._active:
-                job.fail(f"'{name}' already has a migration or disk move running; wait for it "
-                         "to finish or cancel it.")
+            if self._refuse_if_busy(job):
                 jobs.append(job)
                 continue
-            self._active[req.vm] = job
             self._job_tasks[job.id] = self._spawn(
                 self._guard(job, self._run_migration(job, req, skip_checks)))
             jobs.append(job)
@@ -386,15 +383,21 @@ class Engine:
         job = self._new_job(Job(
             kind=JobKind.MOVE_DISK, title=f"Moving disk {dev} of '{name}' to SR '{sr}'",
             vm_key=vm_key, vm_name=name, source=vm_key[0], destination=vm_key[0]))
-        if vm_key in self._active:
-            job.fail(f"'{name}' already has a migration or disk move running; wait for it to "
-                     "finish or cancel it.")
+        if self._refuse_if_busy(job):
             return job
-        self._active[vm_key] = job
         self._job_tasks[job.id] = self._spawn(
             self._guard(job, self._run_disk_move(job, dev, sr, bandwidth_mib_s)))
         self._changed()
         return job
+
+    def _refuse_if_busy(self, job: Job) -> bool:
+        """Fail `job` at once when its VM is already being moved; else claim the VM."""
+        if job.vm_key in self._active:
+            job.fail(f"'{job.vm_name}' already has a migration or disk move running; wait for "
+                     "it to finish or cancel it.")
+            return True
+        self._active[job.vm_key] = job
+        return False
 
     async def _guard(self, job: Job, coro: Any) -> None:
         try:
@@ -440,14 +443,10 @@ class Engine:
             if job.state.finished:
                 return  # cancelled while queued
             job.set_state(JobState.CHECKING, "Checking the migration")
-            src, dest = req.vm[0], req.destination
-            await asyncio.gather(self._read(src), *([self._read(dest)] if dest in self._servers
-                                                    else []))
-            snap = self.snapshot()
-            vm = snap.vm(req.vm)
+            vm = await self._fresh_vm(job, req.destination)
             if vm is None:
-                job.fail(f"'{job.vm_name}' no longer exists on '{src}'.")
                 return
+            snap = self.snapshot()
             plan = build_plan(snap, vm, req)
             busy = self.busy - {req.vm}
             problems = [p for p in blocking(check_plans(snap, [plan], busy))
@@ -460,6 +459,15 @@ class Engine:
                 job.cancelled()
                 return
             await self._execute_migration(job, plan)
+
+    async def _fresh_vm(self, job: Job, other_server: str) -> VM | None:
+        """Read the job's servers again; the VM as it is now (None: gone, the job failed)."""
+        names = {job.source, other_server} & set(self._servers)
+        await asyncio.gather(*(self._read(n) for n in names))
+        vm = self.snapshot().vm(job.vm_key)
+        if vm is None:
+            job.fail(f"'{job.vm_name}' no longer exists on '{job.source}'.")
+        return vm
 
     async def _execute_migration(self, job: Job, plan: MigrationPlan) -> None:
         src_link, dest_link = self.link(plan.source), self.link(plan.destination)
@@ -499,7 +507,7 @@ class Engine:
             loop = asyncio.get_running_loop()
             fut = loop.run_in_executor(self._long, vmigrate.migrate, src_link.uri, spec)
             await self._follow_migration(job, uuid, fut)
-            fut.result()
+            job.downtime_ms = fut.result()
         except _DmcFailed as exc:
             await self._release(job)
             job.fail(str(exc))
@@ -512,7 +520,8 @@ class Engine:
         job.set_state(JobState.FINISHING, "Removing the old disks from the source")
         await self._finish_migration(job, plan)
 
-    async def _follow_migration(self, job: Job, uuid: str, fut: asyncio.Future[None]) -> None:
+    async def _follow_migration(self, job: Job, uuid: str,
+                                fut: asyncio.Future[int | None]) -> None:
         link = self.link(job.source)
         abort_sent = False
         while not fut.done():
@@ -742,12 +751,10 @@ class Engine:
             if job.state.finished:
                 return
             job.set_state(JobState.CHECKING, "Checking the disk move")
-            await self._read(job.source)
-            snap = self.snapshot()
-            vm = snap.vm(job.vm_key)
+            vm = await self._fresh_vm(job, job.source)
             if vm is None:
-                job.fail(f"'{job.vm_name}' no longer exists on '{job.source}'.")
                 return
+            snap = self.snapshot()
             plan = DiskMovePlan(vm, dev, sr)
             problems = blocking(check_disk_move(snap, plan, self.busy - {vm.key}))
             if problems:
