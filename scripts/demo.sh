@@ -34,6 +34,27 @@ xencenter-lite migrate db-1 --to "$dst" "${args[@]}"
 
 echo; echo "== The lab afterwards"
 xencenter-lite list
+# The console on the same lab. With a screen, it opens there; without one, it runs on a
+# virtual screen (Xvfb) long enough to show the lab, and a screenshot is saved.
+echo; echo "== The console"
+if [ -n "${DISPLAY:-}" ]; then
+    echo "Opening XenCenter Lite on $DISPLAY (close its window to end the demo)."
+    xencenter-lite
+else
+    shot=/tmp/xencenter-lite-demo.png
+    display=:$(( 90 + RANDOM % 9 ))
+    Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
+    xvfb=$!
+    trap 'kill $gui $xvfb 2>/dev/null || true' EXIT
+    sleep 1
+    DISPLAY=$display xencenter-lite &
+    gui=$!
+    sleep 6
+    DISPLAY=$display import -window root "$shot"
+    kill "$gui"; wait "$gui" 2>/dev/null || true
+    echo "No screen here: the console ran on a virtual screen; its picture is $shot"
+    echo "(run the demo from a desktop session, or with DISPLAY set, to use it)."
+fi
 echo
 echo "The lab keeps running. Use it with: export XENCENTER_LITE_INVENTORY=$inventory"
 echo "Remove it with: xencenter-lite lab down"
