@@ -24,15 +24,34 @@ import pytest
 T = TypeVar("T")
 
 
+def _keep_current(loop: asyncio.AbstractEventLoop) -> None:
+    """Leave `loop` marked as the running loop between `run` calls.
+
+    In the console the qasync loop runs all the time. Tests run it in bursts, and pytest-qt
+    (and qtbot's waits) process Qt events in between: the loop's timers fire then too, and
+    the background tasks they resume (the engine's polling, libvirt's keepalive timers) must
+    find their loop, or they die and the engine stops noticing lost servers."""
+    asyncio.events._set_running_loop(loop)
+
+
+def _complete(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        _keep_current(loop)
+
+
 @pytest.fixture(scope="session")
 def loop(qapp: object) -> Iterator[asyncio.AbstractEventLoop]:
     import qasync
 
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
+    _keep_current(loop)
     yield loop
     gc.collect()  # free libvirt connections while their event handles can still be removed
     loop.run_until_complete(asyncio.sleep(0.1))
+    asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
     loop.close()
 
@@ -42,7 +61,7 @@ def run(loop: asyncio.AbstractEventLoop) -> Any:
     """Run a coroutine on the session loop (Qt events are processed meanwhile)."""
 
     def _run(coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return _complete(loop, asyncio.wait_for(coro, timeout))
 
     return _run
 
@@ -75,9 +94,9 @@ def engine(lab_inventory: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Any
     from xencenter_lite.engine import Engine
 
     eng = Engine(load_inventory(lab_inventory), poll_interval=2.0)
-    loop.run_until_complete(eng.start())
+    _complete(loop, eng.start())
     yield eng
-    loop.run_until_complete(eng.close())
+    _complete(loop, eng.close())
 
 
 async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> None:

@@ -240,8 +240,14 @@ def test_add_server_connects_the_new_server(qtbot: Any, run: Any, lab_inventory:
         run(until(lambda: own.snapshot().servers.get("lab-a1") is not None
                   and own.snapshot().servers["lab-a1"].connected))
         assert load_inventory(path).server("lab-a1") is not None
-        on_a1 = own.snapshot().vms_on("lab-a1")
-        assert on_a1 and all(win.resources.index_of(("vm", v.key)).isValid() for v in on_a1)
+        # Its SRs (and whatever VMs it runs now) appear in the tree under it.
+        snap = own.snapshot()
+        local = [sr for sr in snap.srs_on("lab-a1") if not sr.shared]
+        assert local and all(win.resources.index_of(("sr", (sr.server, sr.uuid))).isValid()
+                             for sr in local)
+        assert win.resources.index_of(("server", "lab-a1")).isValid()
+        assert all(win.resources.index_of(("vm", v.key)).isValid()
+                   for v in snap.vms_on("lab-a1"))
     finally:
         run(own.close())
 
