@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
 from xencenter_lite.core.checks import (
@@ -45,6 +45,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 3
+STARTUP_NOTIFY_INTERVAL = 0.1  # seconds
 
 
 @dataclass
@@ -57,6 +58,7 @@ class _ServerState:
     reconnect_task: asyncio.Task[None] | None = None
     refresh_task: asyncio.Task[None] | None = None
     dirty: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Engine:
@@ -86,12 +88,18 @@ class Engine:
         # What failed jobs could not remove because the server was unreachable.
         self._pending: dict[str, list[tuple[str, str]]] = {}
         self.reconcile_wait = 90.0  # how long a job waits for a lost source to come back
-        self.dmc_timeout = 15.0  # how long squeezed guests get to give their memory back
+        self.dmc_timeout = 30.0  # how long squeezed guests get to give their memory back
         self._squeezed: dict[int, list[tuple[str, str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._job_listeners: list[Callable[[Job], None]] = []
         self._snapshot: Snapshot | None = None
+        # While start() connects the fleet, listeners hear of changes at most every
+        # STARTUP_NOTIFY_INTERVAL seconds (a hundred servers answering at once would
+        # otherwise redraw the console a hundred times); snapshot() is always current.
+        self._coalescing = False
+        self._last_notified = float("-inf")
+        self._notify_handle: asyncio.TimerHandle | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -103,12 +111,21 @@ class Engine:
         self._slots = asyncio.Semaphore(self.concurrency)
         if watch:
             register_event_loop(self._loop)
-        await asyncio.gather(*(self._connect(name, watch) for name in self._servers))
+        self._coalescing = True
+        try:
+            await asyncio.gather(*(self._connect(name, watch) for name in self._servers))
+        finally:
+            self._coalescing = False
+            if self._notify_handle is not None and not self._closed:
+                self._notify()  # when start() returns, listeners have the final state
         if watch:
             self._poll_task = self._spawn(self._poll_forever())
 
     async def close(self) -> None:
         self._closed = True
+        if self._notify_handle is not None:
+            self._notify_handle.cancel()
+            self._notify_handle = None
         for task in list(self._tasks):
             if not task.done() and task is not asyncio.current_task():
                 task.cancel()
@@ -129,10 +146,21 @@ class Engine:
         return await loop.run_in_executor(self._calls, lambda: fn(*args, **kwargs))
 
     async def _connect(self, name: str, watch: bool) -> None:
+        """(Re)connect `name`; one attempt at a time per server."""
+        st = self._servers[name]
+        async with st.lock:
+            if st.connected and not self._closed:
+                return  # another attempt got there first
+            await self._run(st.link.close)
+            await self._attempt(name, watch)
+
+    async def _attempt(self, name: str, watch: bool) -> None:
         st = self._servers[name]
         try:
-            await self._run(st.link.open)
-            reading = await self._run(st.link.read)
+            # One trip to a worker thread for both: with a hundred servers connecting at
+            # once, each server's reading is in as soon as it is read, not queued behind
+            # every other server's connection.
+            reading = await self._run(_open_and_read, st.link)
         except VirtError as exc:
             st.connected, st.error = False, friendly(exc.code, exc.raw).message
             log.warning("cannot connect to %s (%s): %s", name, redact_uri(st.link.uri), exc.raw)
@@ -141,7 +169,9 @@ class Engine:
             if watch and not self._closed:
                 self._schedule_reconnect(name)
             return
-        st.reading, st.connected, st.error, st.retry_delay = reading, True, None, 1.0
+        _keep(st, reading)
+        st.connected, st.error, st.retry_delay = True, None, 1.0
+        self._changed()  # show what it holds now; registering for its events can follow
         if self._pending.get(name):
             self._spawn(self._clean_up_after(name))
         if watch:
@@ -157,7 +187,6 @@ class Engine:
                 await self._run(st.link.watch, changed, lost)
             except VirtError as exc:
                 log.warning("no events from %s: %s (polling only)", name, exc.raw)
-        self._changed()
 
     def _lost(self, name: str) -> None:
         st = self._servers[name]
@@ -176,7 +205,6 @@ class Engine:
             while not self._closed and not st.connected:
                 await asyncio.sleep(st.retry_delay)
                 st.retry_delay = min(st.retry_delay * 2, 30.0)
-                await self._run(st.link.close)
                 await self._connect(name, watch=True)
 
         st.reconnect_task = self._spawn(retry())
@@ -213,14 +241,15 @@ class Engine:
         if not st.connected:
             return
         try:
-            st.reading = await self._run(st.link.read)
+            reading = await self._run(st.link.read)
         except VirtError as exc:
             if not await self._run(lambda: st.link.alive):
                 self._lost(name)
             else:
                 log.info("reading %s failed: %s", name, exc.raw)
             return
-        self._changed()
+        if _keep(st, reading):
+            self._changed()
 
     # ---- the model ----------------------------------------------------------------------
     def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
@@ -233,10 +262,25 @@ class Engine:
 
     def _changed(self) -> None:
         self._snapshot = None
-        if self._listeners:
-            snap = self.snapshot()
-            for listener in list(self._listeners):
-                listener(snap)
+        if not self._listeners:
+            return
+        if self._coalescing and self._loop is not None:
+            due = self._last_notified + STARTUP_NOTIFY_INTERVAL
+            if self._loop.time() < due:
+                if self._notify_handle is None:
+                    self._notify_handle = self._loop.call_at(due, self._notify)
+                return
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._notify_handle is not None:
+            self._notify_handle.cancel()
+            self._notify_handle = None
+        if self._loop is not None:
+            self._last_notified = self._loop.time()
+        snap = self.snapshot()
+        for listener in list(self._listeners):
+            listener(snap)
 
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:
@@ -250,12 +294,13 @@ class Engine:
             n.name: Network(n.name, n.name == inv.management_network, n.rate)
             for n in inv.networks
         }
+        pool_of = {m: p for p in reversed(inv.pools) for m in p.members}  # first pool wins
         servers: dict[str, Server] = {}
-        vms: list[VM] = []
+        vms: dict[str, tuple[VM, ...]] = {}
         srs: list[SR] = []
         for cfg in inv.servers:
             st = self._servers[cfg.name]
-            pool = inv.pool_of(cfg.name)
+            pool = pool_of.get(cfg.name)
             r = st.reading if st.connected else None
             servers[cfg.name] = Server(
                 name=cfg.name, uri=cfg.uri, pool=pool.name if pool else None,
@@ -266,18 +311,18 @@ class Engine:
             )
             if r is not None:
                 srs.extend(r.srs)
-                vms.extend(r.vms)
+                vms[cfg.name] = r.vms
         # An SR is shared when every member of the server's pool has it at the same path.
         by_name: dict[tuple[str, str], set[str]] = {}
         for sr in srs:
             by_name.setdefault((sr.name, sr.path), set()).add(sr.server)
         shared_srs = []
         for sr in srs:
-            pool = inv.pool_of(sr.server)
+            pool = pool_of.get(sr.server)
             shared = (pool is not None and len(pool.members) > 1
                       and set(pool.members) <= by_name[(sr.name, sr.path)])
             shared_srs.append(replace(sr, shared=shared) if shared else sr)
-        return Snapshot(servers, pools, networks, tuple(vms), tuple(shared_srs))
+        return Snapshot.of_servers(servers, pools, networks, vms, tuple(shared_srs))
 
     async def add_server(self, server: ServerConfig, pool: str | None = None) -> None:
         """Manage one more server from now on (the console's Add Server; the caller has
@@ -577,7 +622,6 @@ class Engine:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             if not st.connected and (st.reconnect_task is None or st.reconnect_task.done()):
-                await self._run(st.link.close)
                 await self._connect(server, watch=self._poll_task is not None)
 
     async def _migration_failed(self, job: Job, plan: MigrationPlan, created: list[str],
@@ -814,6 +858,36 @@ class Engine:
         meta = replace(metadata_of(vm), folder=folder)
         await self._run(self.link(vm.server).set_metadata, vm.uuid, meta)
         await self._read(vm.server)
+
+
+def _open_and_read(link: ServerLink) -> ServerReading:
+    link.open()
+    return link.read()
+
+
+def _keep(st: _ServerState, reading: ServerReading) -> bool:
+    """Store a server's new reading; False when nothing in it changed.
+
+    What did not change keeps the objects of the previous reading (the whole reading, or
+    each unchanged VM and SR), so listeners can tell changes by identity and the console
+    redraws only what changed: the slow poll of a quiet fleet costs no redraw at all."""
+    old = st.reading
+    if old is None:
+        st.reading = reading
+        return True
+    if reading == old:
+        return False
+    old_vms = {v.key: v for v in old.vms}
+    old_srs = {(s.uuid, s.name): s for s in old.srs}
+    st.reading = replace(
+        reading,
+        vms=tuple(_same(old_vms.get(v.key), v) for v in reading.vms),
+        srs=tuple(_same(old_srs.get((s.uuid, s.name)), s) for s in reading.srs))
+    return True
+
+
+def _same(old: T | None, new: T) -> T:
+    return old if old is not None and old == new else new
 
 
 class _Cancelled(Exception):

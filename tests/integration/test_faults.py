@@ -17,10 +17,11 @@ import pytest
 from tests.conftest import until
 from tests.labtools import cli, netns, virsh, vm_named
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import VmState
+from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import MigrationRequest
 from xencenter_lite.engine import Engine
 from xencenter_lite.lab import Lab, load_lab_config
+from xencenter_lite.lab.records import read_records
 
 
 def _pid_file(engine: Engine, server: str, name: str) -> Path:
@@ -57,6 +58,15 @@ def _assert_rolled_back(engine: Engine, run: Any, job: Job, vm_name: str, source
     created = _created(job)
     assert created, job.messages
     assert [p for p in created if os.path.exists(p)] == []
+    _assert_records_intact(copies[0])
+
+
+def _assert_records_intact(vm: VM) -> None:
+    """The guest's workload records on its disk: contiguous, none corrupt or repeated."""
+    disk = vm.hard_disks[-1]
+    assert disk.path is not None
+    found = read_records(disk.path, disk.format)
+    assert found.count > 0 and found.intact, found.summary()
 
 
 @pytest.fixture
@@ -149,6 +159,7 @@ def test_storage_network_cut_mid_transfer_then_restored(engine: Engine, run: Any
     else:
         assert copies[0][0] == source
         assert [p for p in _created(job) if os.path.exists(p)] == []
+    _assert_records_intact(vm_named(engine, "app-1"))
 
 
 def test_the_same_vm_twice_at_once_is_refused(engine: Engine, run: Any,
@@ -159,3 +170,4 @@ def test_the_same_vm_twice_at_once_is_refused(engine: Engine, run: Any,
     assert second.state is JobState.FAILED and "already has a migration" in (second.error or "")
     run(engine.cancel(first))
     _assert_rolled_back(engine, run, first, "app-1", source, dest)
+

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
+from itertools import chain
 
 SUPPORTED_SR_TYPES = frozenset({"dir", "fs", "netfs"})
 
@@ -150,13 +152,90 @@ class Network:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything known at one moment."""
+    """Everything known at one moment.
+
+    Lookups by key, server or name go through indexes built on first use (a snapshot never
+    changes), so the console can look up a VM per row or per event at any fleet size."""
 
     servers: dict[str, Server]
     pools: dict[str, Pool]
     networks: dict[str, Network]
     vms: tuple[VM, ...] = ()
     srs: tuple[SR, ...] = ()
+
+    @classmethod
+    def of_servers(cls, servers: dict[str, Server], pools: dict[str, Pool],
+                   networks: dict[str, Network], vms_by_server: dict[str, tuple[VM, ...]],
+                   srs: tuple[SR, ...] = ()) -> Snapshot:
+        """A snapshot made from VMs already grouped by server (as the engine reads them, each
+        group's VMs on that server): `vms` is the groups in order, and the by-server index
+        comes with them instead of being computed again from every VM."""
+        snap = cls(servers, pools, networks, tuple(chain.from_iterable(vms_by_server.values())),
+                   srs)
+        snap.__dict__["_vms_by_server"] = {s: g for s, g in vms_by_server.items() if g}
+        return snap
+
+    # ---- indexes (computed once per snapshot; the first match wins, as a scan would) -----
+    @cached_property
+    def _vm_by_key(self) -> dict[tuple[str, str], VM]:
+        index: dict[tuple[str, str], VM] = {}
+        for v in self.vms:
+            index.setdefault(v.key, v)
+        return index
+
+    @cached_property
+    def _vms_by_server(self) -> dict[str, tuple[VM, ...]]:
+        groups: dict[str, list[VM]] = {}
+        for v in self.vms:
+            groups.setdefault(v.server, []).append(v)
+        return {server: tuple(vms) for server, vms in groups.items()}
+
+    @cached_property
+    def _vms_by_name(self) -> dict[str, tuple[VM, ...]]:
+        """Name or UUID -> VMs, each once and in snapshot order."""
+        groups: dict[str, list[VM]] = {}
+        for v in self.vms:
+            groups.setdefault(v.name, []).append(v)
+            if v.uuid != v.name:
+                groups.setdefault(v.uuid, []).append(v)
+        return {name: tuple(vms) for name, vms in groups.items()}
+
+    @cached_property
+    def _vms_by_uuid(self) -> dict[str, tuple[VM, ...]]:
+        groups: dict[str, list[VM]] = {}
+        for v in self.vms:
+            groups.setdefault(v.uuid, []).append(v)
+        return {uuid: tuple(vms) for uuid, vms in groups.items()}
+
+    @cached_property
+    def _twins(self) -> dict[str, tuple[VM, ...]]:
+        """UUID -> VMs, for the UUIDs listed more than once (usually none)."""
+        uuids = [v.uuid for v in self.vms]
+        if len(set(uuids)) == len(uuids):
+            return {}
+        seen: set[str] = set()
+        twice: set[str] = set()
+        for u in uuids:
+            (twice if u in seen else seen).add(u)
+        groups: dict[str, list[VM]] = {}
+        for v in self.vms:
+            if v.uuid in twice:
+                groups.setdefault(v.uuid, []).append(v)
+        return {uuid: tuple(vms) for uuid, vms in groups.items()}
+
+    @cached_property
+    def _srs_by_server(self) -> dict[str, tuple[SR, ...]]:
+        groups: dict[str, list[SR]] = {}
+        for s in self.srs:
+            groups.setdefault(s.server, []).append(s)
+        return {server: tuple(srs) for server, srs in groups.items()}
+
+    @cached_property
+    def _sr_by_name(self) -> dict[tuple[str, str], SR]:
+        index: dict[tuple[str, str], SR] = {}
+        for s in self.srs:
+            index.setdefault((s.server, s.name), s)
+        return index
 
     # ---- lookups -------------------------------------------------------------------------
     def pool_of(self, server: str) -> Pool | None:
@@ -166,27 +245,41 @@ class Snapshot:
         return self.pools.get(srv.pool)
 
     def vm(self, key: tuple[str, str]) -> VM | None:
-        return next((v for v in self.vms if v.key == key), None)
+        group = self._vms_by_server.get(key[0], ())
+        if len(group) <= 64:  # a look through the server's VMs costs less than an index
+            return next((v for v in group if v.uuid == key[1]), None)
+        return self._vm_by_key.get(key)
 
     def vms_named(self, name: str) -> list[VM]:
-        return [v for v in self.vms if v.name == name or v.uuid == name]
+        """VMs called `name`, or the VM whose UUID it is, in snapshot order."""
+        return list(self._vms_by_name.get(name, ()))
+
+    def vms_with_uuid(self, uuid: str) -> list[VM]:
+        """Every VM with this UUID: one, or two while a migration lists the incoming copy."""
+        twins = self._twins.get(uuid)
+        return list(twins if twins is not None else self._vms_by_uuid.get(uuid, ()))
+
+    def uuids_listed_twice(self) -> frozenset[str]:
+        """UUIDs of VMs listed more than once (a migration in flight lists its paused
+        incoming copy on the destination too)."""
+        return frozenset(self._twins)
 
     def vms_on(self, server: str) -> list[VM]:
-        return [v for v in self.vms if v.server == server]
+        return list(self._vms_by_server.get(server, ()))
 
     def srs_on(self, server: str) -> list[SR]:
-        return [s for s in self.srs if s.server == server]
+        return list(self._srs_by_server.get(server, ()))
 
     def sr(self, server: str, name: str) -> SR | None:
-        return next((s for s in self.srs if s.server == server and s.name == name), None)
+        return self._sr_by_name.get((server, name))
 
     def sr_for_path(self, server: str, path: str) -> SR | None:
         """The SR on `server` whose directory holds `path` (longest match wins)."""
-        found = [s for s in self.srs_on(server) if s.contains(path)]
+        found = [s for s in self._srs_by_server.get(server, ()) if s.contains(path)]
         return max(found, key=lambda s: len(s.path), default=None)
 
     def running_memory(self, server: str) -> int:
-        return sum(v.memory_in_use for v in self.vms_on(server)
+        return sum(v.memory_in_use for v in self._vms_by_server.get(server, ())
                    if v.state is not VmState.HALTED)
 
     def memory_available(self, server: str) -> int:
@@ -195,7 +288,7 @@ class Snapshot:
 
     def memory_reclaimable(self, server: str) -> int:
         """Memory Dynamic Memory Control can free on `server` by squeezing its VMs."""
-        return sum(v.reclaimable for v in self.vms_on(server))
+        return sum(v.reclaimable for v in self._vms_by_server.get(server, ()))
 
     def memory_available_with_dmc(self, server: str) -> int:
         """What a new VM could get once the other VMs are squeezed to their dynamic minimum."""

@@ -118,7 +118,7 @@ while :; do
         echo "XCL seq=$last"
         reported=$now
     fi
-    usleep 50000  # leave the CPU to the other guests: TCG guests share two cores
+    usleep 200000  # leave the CPU to the other guests: TCG guests share two cores
 done
 """
 

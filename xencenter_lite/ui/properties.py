@@ -125,19 +125,30 @@ class GeneralTab(QWidget):
         layout.addLayout(buttons)
         layout.addStretch(1)
         self._shown: tuple[str, list[tuple[str, str]]] = ("", [])
+        self._fields: list[QLabel] = []
 
     def show_rows(self, heading: str, rows: list[tuple[str, str]]) -> None:
         if (heading, rows) == self._shown:
             return  # unchanged: don't disturb a text selection
+        old = self._shown[1]
         self._shown = (heading, rows)
         self.heading.setText(heading)
+        if [label for label, _ in rows] == [label for label, _ in old]:
+            # The same rows (a job's progress, a VM's memory): new values in place, rather
+            # than a new form several times a second.
+            for field, (_, value), (_, was) in zip(self._fields, rows, old, strict=True):
+                if value != was:
+                    field.setText(value)
+            return
         while self.form.rowCount():
             self.form.removeRow(0)
+        self._fields = []
         for label, value in rows:
             field = QLabel(value)
             field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             field.setWordWrap(True)
             self.form.addRow(f"{label}:", field)
+            self._fields.append(field)
 
     def value(self, label: str) -> str | None:
         return dict(self._shown[1]).get(label)

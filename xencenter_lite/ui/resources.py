@@ -8,16 +8,15 @@ nodes survive the constant stream of updates. Rows are identified by keys such a
 
 from __future__ import annotations
 
-import itertools
 import json
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import (
-    QAbstractItemModel,
     QByteArray,
     QMimeData,
     QModelIndex,
@@ -27,7 +26,16 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QDrag, QDragMoveEvent, QDropEvent, QPalette
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QDrag,
+    QDragMoveEvent,
+    QDropEvent,
+    QPalette,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -63,6 +71,14 @@ NameRole = Qt.ItemDataRole.UserRole + 4
 NO_FOLDER: NodeKey = ("folder", "")
 SERVERS_GROUP: NodeKey = ("group", "servers")
 _TOP = QModelIndex()  # the invisible root, as a default argument
+_PLAIN_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_VM_FLAGS = _PLAIN_FLAGS | Qt.ItemFlag.ItemIsDragEnabled | Qt.ItemFlag.ItemNeverHasChildren
+_DROP_FLAGS = _PLAIN_FLAGS | Qt.ItemFlag.ItemIsDropEnabled
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_DECORATION = int(Qt.ItemDataRole.DecorationRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_KEY, _KIND, _SORT, _NAME = int(KeyRole), int(KindRole), int(SortRole), int(NameRole)
 
 
 # ---- what a tree should show, computed from a snapshot (pure) ------------------------------
@@ -83,6 +99,7 @@ class Spec:
     children: list[Spec] = field(default_factory=list)
 
 
+@lru_cache(maxsize=4096)
 def norm_folder(path: str) -> str:
     """"Web", "/Web/" and "/Web" are the same folder: "/Web"; no folder is ""."""
     parts = [p for p in path.split("/") if p]
@@ -123,34 +140,94 @@ def sr_row(sr: SR, key: NodeKey) -> Row:
     return Row(key, sr.name, "sr", sr.name, "2" + sr.name.lower(), tip)
 
 
-def visible_vms(snap: Snapshot, jobs: dict[VmKey, Job]) -> list[VM]:
-    """Each VM once: while it migrates libvirt also lists the paused incoming copy on the
-    destination; the operator sees the VM where it runs (the job's source) until it moves."""
-    by_uuid: dict[str, list[VM]] = {}
-    for vm in snap.vms:
-        by_uuid.setdefault(vm.uuid, []).append(vm)
-    out = []
-    for vm in snap.vms:
-        twins = by_uuid[vm.uuid]
-        if len(twins) == 1:
-            out.append(vm)
-            continue
+def _hidden_twins(snap: Snapshot, jobs: dict[VmKey, Job]) -> set[int]:
+    """ids of the VMs not shown: while a VM migrates libvirt also lists the paused incoming
+    copy on the destination; the operator sees the VM where it runs (the job's source) until
+    it moves."""
+    hidden: set[int] = set()
+    for uuid in snap.uuids_listed_twice():
+        twins = snap.vms_with_uuid(uuid)
         best = max(twins, key=lambda v: (v.key in jobs, v.is_running, v.persistent))
-        if vm is best:
-            out.append(vm)
-    return out
+        hidden.update(id(v) for v in twins if v is not best)
+    return hidden
 
 
-def infrastructure_tree(snap: Snapshot, jobs: dict[VmKey, Job]) -> list[Spec]:
+def visible_vms(snap: Snapshot, jobs: dict[VmKey, Job]) -> list[VM]:
+    """Each VM once (see _hidden_twins), in snapshot order."""
+    hidden = _hidden_twins(snap, jobs)
+    return [vm for vm in snap.vms if id(vm) not in hidden] if hidden else list(snap.vms)
+
+
+class TreeCache:
+    """What the previous tree was made of, so the next one makes again only what changed.
+
+    The engine keeps the objects of the VMs and SRs a new reading did not change, so with a
+    snapshot of thousands of VMs, the rows under a server whose VMs and SRs are the very
+    same objects as last time (and that has no job or migration copy to show) are reused as
+    they were, and so is the row of each unchanged VM. Without a cache (the default) the
+    trees are made from scratch; the result is the same."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[VM, Row]] = {}
+        self._servers: dict[str, tuple[tuple[VM, ...], tuple[SR, ...], list[Spec]]] = {}
+
+    def vm_row(self, vm: VM, job: Job | None) -> Row:
+        if job is not None and not job.state.finished:
+            return vm_row(vm, job)
+        hit = self._rows.get(id(vm))
+        if hit is not None and hit[0] is vm:
+            return hit[1]
+        row = vm_row(vm, None)
+        self._rows[id(vm)] = (vm, row)  # holding the VM keeps its id from being reused
+        return row
+
+    def server_children(self, server: str, vms: tuple[VM, ...], srs: tuple[SR, ...],
+                        volatile: bool, make: Callable[[], list[Spec]]) -> list[Spec]:
+        old = self._servers.get(server)
+        if (not volatile and old is not None and _same_objects(old[0], vms)
+                and _same_objects(old[1], srs)):
+            return old[2]
+        children = make()
+        if volatile:
+            self._servers.pop(server, None)
+        else:
+            self._servers[server] = (vms, srs, children)
+        return children
+
+    def prune(self, snap: Snapshot) -> None:
+        """Forget VMs and servers that are gone (now and then: it costs a pass over all)."""
+        if len(self._rows) > 2 * len(snap.vms) + 64:
+            live = {id(v) for v in snap.vms}
+            self._rows = {i: hit for i, hit in self._rows.items() if i in live}
+        for gone in self._servers.keys() - snap.servers.keys():
+            del self._servers[gone]
+
+
+def _same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def infrastructure_tree(snap: Snapshot, jobs: dict[VmKey, Job],
+                        cache: TreeCache | None = None) -> list[Spec]:
     """Pools → servers → VMs and local SRs; shared SRs under their pool; standalone servers
     at the top level."""
-    vms = visible_vms(snap, jobs)
+    cache = cache or TreeCache()
+    hidden = _hidden_twins(snap, jobs)
+    volatile = {key[0] for key in jobs}  # servers with a job: rows show its progress
+    volatile.update(v.server for u in snap.uuids_listed_twice() for v in snap.vms_with_uuid(u))
 
     def server_spec(srv: Server) -> Spec:
-        children = [Spec(vm_row(vm, jobs.get(vm.key))) for vm in vms if vm.server == srv.name]
-        children += [Spec(sr_row(sr, ("sr", (sr.server, sr.uuid))))
-                     for sr in _local_srs(snap, srv.name)]
-        return Spec(server_row(srv), children)
+        vms = tuple(snap.vms_on(srv.name))
+        local = tuple(_local_srs(snap, srv.name))
+
+        def make() -> list[Spec]:
+            children = [Spec(cache.vm_row(vm, jobs.get(vm.key))) for vm in vms
+                        if id(vm) not in hidden]
+            children += [Spec(sr_row(sr, ("sr", (sr.server, sr.uuid)))) for sr in local]
+            return children
+
+        return Spec(server_row(srv),
+                    cache.server_children(srv.name, vms, local, srv.name in volatile, make))
 
     out: list[Spec] = []
     pooled: set[str] = set()
@@ -159,14 +236,16 @@ def infrastructure_tree(snap: Snapshot, jobs: dict[VmKey, Job]) -> list[Spec]:
         pooled.update(members)
         children = [server_spec(snap.servers[m]) for m in members]
         shared: dict[str, SR] = {}
+        in_pool = set(members)
         for sr in snap.srs:
-            if sr.shared and sr.server in members:
+            if sr.shared and sr.server in in_pool:
                 shared.setdefault(sr.name, sr)
         children += [Spec(sr_row(sr, ("sr", (pool.name, sr.name)))) for sr in shared.values()]
         tip = f"Pool {pool.name}: {', '.join(members)}"
         out.append(Spec(Row(("pool", pool.name), pool.name, "pool", pool.name,
                             "0" + pool.name.lower(), tip), children))
     out += [server_spec(s) for s in snap.servers.values() if s.name not in pooled]
+    cache.prune(snap)
     return out
 
 
@@ -174,11 +253,15 @@ def _local_srs(snap: Snapshot, server: str) -> list[SR]:
     return [sr for sr in snap.srs_on(server) if not sr.shared]
 
 
-def folder_tree(snap: Snapshot, jobs: dict[VmKey, Job], extra: Iterable[str] = ()) -> list[Spec]:
+def folder_tree(snap: Snapshot, jobs: dict[VmKey, Job], extra: Iterable[str] = (),
+                cache: TreeCache | None = None) -> list[Spec]:
     """Folders (nested by path) with their VMs, "(no folder)" for the rest, and the servers
     (childless) so VMs can still be dropped onto one."""
+    cache = cache or TreeCache()
+    vms = visible_vms(snap, jobs)
+    folder_of = [norm_folder(vm.folder) for vm in vms]
     paths: set[str] = set()
-    for path in [norm_folder(v.folder) for v in snap.vms] + [norm_folder(p) for p in extra]:
+    for path in {norm_folder(v.folder) for v in snap.vms} | {norm_folder(p) for p in extra}:
         parts = [p for p in path.split("/") if p]
         paths.update("/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1))
     nodes = {p: Spec(Row(("folder", p), p.rsplit("/", 1)[1], "folder", p.rsplit("/", 1)[1],
@@ -189,13 +272,13 @@ def folder_tree(snap: Snapshot, jobs: dict[VmKey, Job], extra: Iterable[str] = (
         (nodes[parent].children if parent else top).append(nodes[path])
     loose = Spec(Row(NO_FOLDER, "(no folder)", "folder", "(no folder)", "1",
                      "VMs that are in no folder"))
-    for vm in visible_vms(snap, jobs):
-        path = norm_folder(vm.folder)
-        spec = Spec(vm_row(vm, jobs.get(vm.key)))
+    for vm, path in zip(vms, folder_of, strict=True):
+        spec = Spec(cache.vm_row(vm, jobs.get(vm.key)))
         (nodes[path].children if path else loose.children).append(spec)
     servers = Spec(Row(SERVERS_GROUP, "Servers", "group", "Servers", "2",
                        "Drop VMs on a server to migrate them"),
                    [Spec(server_row(s)) for s in snap.servers.values()])
+    cache.prune(snap)
     return [*top, loose, servers]
 
 
@@ -221,24 +304,44 @@ def find_object(snap: Snapshot, key: NodeKey) -> Any:
 
 
 # ---- the model ----------------------------------------------------------------------------
+def _item_data(row: Row) -> dict[int, Any]:
+    """A row's data by role, as the model's item holds it."""
+    data: dict[int, Any] = {
+        _DISPLAY: row.text, _DECORATION: icon(row.icon), _TOOLTIP: row.tooltip,
+        _KEY: row.key, _KIND: row.key[0], _SORT: row.sort, _NAME: row.name,
+    }
+    if row.dim:
+        data[_FOREGROUND] = QBrush(QColor("#808080"))
+    return data
+
+
 class _Node:
-    __slots__ = ("children", "id", "parent", "row")
+    """The model's own record of a row: what the row shows, and its item in the model."""
 
-    def __init__(self, node_id: int, row: Row | None, parent: _Node | None) -> None:
-        self.id, self.row, self.parent = node_id, row, parent
+    __slots__ = ("children", "item", "parent", "row", "synced")
+
+    def __init__(self, row: Row | None, parent: _Node | None,
+                 item: QStandardItem | None) -> None:
+        self.row, self.parent, self.item = row, parent, item
         self.children: list[_Node] = []
+        self.synced: list[Spec] | None = None  # the specs its children were last made from
 
 
-class ResourceModel(QAbstractItemModel):
-    """One view (Infrastructure or Folder View) of the fleet, kept in step with snapshots."""
+class ResourceModel(QStandardItemModel):
+    """One view (Infrastructure or Folder View) of the fleet, kept in step with snapshots.
+
+    The rows live in Qt's own item model, so sorting and searching thousands of rows (the
+    proxy asks for every row's data, many times) happen in C++ without calling back into
+    Python; this class only adds, removes and updates the rows that changed."""
 
     def __init__(self, mode: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setColumnCount(1)
+        self.invisibleRootItem().setFlags(Qt.ItemFlag.NoItemFlags)
         self.mode = mode
-        self._ids = itertools.count(1)
-        self._root = _Node(0, None, None)
-        self._nodes: dict[int, _Node] = {}  # internalId -> node; stale indexes find nothing
+        self._root = _Node(None, None, None)
         self._by_key: dict[NodeKey, _Node] = {}
+        self._cache = TreeCache()
         self.snapshot: Snapshot | None = None
         self.extra_folders: set[str] = set()  # new, still empty folders (Folder View)
         self.busy: Callable[[], set[VmKey]] = set
@@ -252,58 +355,107 @@ class ResourceModel(QAbstractItemModel):
             used = {norm_folder(v.folder) for v in snap.vms}
             self.extra_folders = {f for f in self.extra_folders
                                   if not any(u == f or u.startswith(f + "/") for u in used)}
-            specs = folder_tree(snap, jobs, self.extra_folders)
+            specs = folder_tree(snap, jobs, self.extra_folders, self._cache)
         else:
-            specs = infrastructure_tree(snap, jobs)
-        self._sync(self._root, QModelIndex(), specs)
+            specs = infrastructure_tree(snap, jobs, self._cache)
+        self._sync(self._root, specs)
 
-    def _sync(self, node: _Node, index: QModelIndex, specs: list[Spec]) -> None:
+    def _sync(self, node: _Node, specs: list[Spec]) -> None:
+        children = node.children
+        if len(children) == len(specs) and all(
+            c.row.key == s.row.key for c, s in zip(children, specs, strict=True)  # type: ignore[union-attr]
+        ):  # the usual update: the same rows; at most some of them changed
+            for child, spec in zip(children, specs, strict=True):
+                self._update(child, spec)
+            return
+        item = node.item or self.invisibleRootItem()
         wanted = {s.row.key for s in specs}
-        for r in reversed(range(len(node.children))):
-            if node.children[r].row.key not in wanted:  # type: ignore[union-attr]
-                self.beginRemoveRows(index, r, r)
-                self._forget(node.children.pop(r))
-                self.endRemoveRows()
-        have = {c.row.key: c for c in node.children}  # type: ignore[union-attr]
-        for spec in specs:
-            child = have.get(spec.row.key)
-            if child is None:
-                r = len(node.children)
-                self.beginInsertRows(index, r, r)
-                node.children.append(self._build(spec, node))
-                self.endInsertRows()
+        r = len(children) - 1
+        while r >= 0:  # remove what went, a run of adjacent rows at a time, from the end
+            if children[r].row.key in wanted:  # type: ignore[union-attr]
+                r -= 1
                 continue
-            child_index = self.createIndex(node.children.index(child), 0, child.id)
-            if child.row != spec.row:
-                child.row = spec.row
-                self.dataChanged.emit(child_index, child_index)
-            self._sync(child, child_index, spec.children)
+            last = r
+            while r > 0 and children[r - 1].row.key not in wanted:  # type: ignore[union-attr]
+                r -= 1
+            for gone in children[r:last + 1]:
+                self._forget(gone)
+            del children[r:last + 1]
+            item.removeRows(r, last - r + 1)
+            r -= 1
+        have = {c.row.key: c for c in children}  # type: ignore[union-attr]
+        new = []
+        for spec in specs:
+            found = have.get(spec.row.key)
+            if found is None:
+                new.append(spec)
+            else:
+                self._update(found, spec)
+        if new:  # new rows go after the others, in the order given, in one insertion
+            built = [self._build(spec, node) for spec in new]
+            children.extend(built)
+            item.appendRows([b.item for b in built])
+
+    def _update(self, child: _Node, spec: Spec) -> None:
+        if child.row is not spec.row and child.row != spec.row:
+            self._show(child, spec.row)
+        if spec.children is child.synced:
+            return  # the very specs it was made from (see TreeCache): nothing changed below
+        if spec.children or child.children:
+            self._sync(child, spec.children)
+        child.synced = spec.children
+
+    def _show(self, node: _Node, row: Row) -> None:
+        """New contents for an existing row: one dataChanged."""
+        node.row = row
+        assert node.item is not None
+        QStandardItemModel.setItemData(self, node.item.index(), _item_data(row))
+
+    def update_vm(self, key: VmKey, job: Job | None) -> None:
+        """Update one VM's row alone (what a job's progress changes)."""
+        node = self._by_key.get(("vm", key))
+        vm = self.snapshot.vm(key) if self.snapshot is not None else None
+        if node is None or vm is None:
+            return
+        row = vm_row(vm, job)
+        if node.row != row:
+            self._show(node, row)
 
     def _build(self, spec: Spec, parent: _Node) -> _Node:
-        node = _Node(next(self._ids), spec.row, parent)
-        self._nodes[node.id] = node
-        self._by_key[spec.row.key] = node
-        node.children = [self._build(s, node) for s in spec.children]
+        row = spec.row
+        item = QStandardItem()
+        for role, value in _item_data(row).items():
+            item.setData(value, role)
+        kind = row.key[0]
+        item.setFlags(_VM_FLAGS if kind == "vm" else _DROP_FLAGS
+                      if kind == "server" or (kind == "folder" and self.mode == FOLDERS)
+                      else _PLAIN_FLAGS)
+        node = _Node(row, parent, item)
+        self._by_key[row.key] = node
+        if spec.children:
+            node.children = [self._build(s, node) for s in spec.children]
+            item.appendRows([c.item for c in node.children])
+        node.synced = spec.children
         return node
 
     def _forget(self, node: _Node) -> None:
-        self._nodes.pop(node.id, None)
         if node.row is not None and self._by_key.get(node.row.key) is node:
             del self._by_key[node.row.key]
+        node.item = None  # Qt deletes the item with its row
         for c in node.children:
             self._forget(c)
 
     # ---- lookups ------------------------------------------------------------------------
     def _node(self, index: QModelIndex) -> _Node | None:
-        if not index.isValid():
+        if not index.isValid() or index.model() is not self:
             return None
-        return self._nodes.get(index.internalId())
+        return self._by_key.get(index.data(KeyRole))
 
     def index_of(self, key: NodeKey) -> QModelIndex:
         node = self._by_key.get(key)
-        if node is None or node.parent is None:
+        if node is None or node.item is None:
             return QModelIndex()
-        return self.createIndex(node.parent.children.index(node), 0, node.id)
+        return node.item.index()
 
     def keys(self, parent: NodeKey | None = None) -> list[NodeKey]:
         """Keys of the children of `parent` (top level when None), in model order."""
@@ -314,59 +466,25 @@ class ResourceModel(QAbstractItemModel):
         node = self._by_key.get(key)
         return node.row if node else None
 
-    # ---- QAbstractItemModel -------------------------------------------------------------
-    def index(self, row: int, column: int, parent: QModelIndex = _TOP) -> QModelIndex:
-        if not self.hasIndex(row, column, parent):
-            return QModelIndex()
-        node = self._node(parent) if parent.isValid() else self._root
-        if node is None:
-            return QModelIndex()
-        return self.createIndex(row, column, node.children[row].id)
+    # ---- changes come from snapshots only ---------------------------------------------------
+    # Views and drops never edit, insert or remove rows (as with a read-only model).
+    def setData(self, index: QModelIndex, value: Any, role: int = 2) -> bool:
+        return False
 
-    def parent(self, index: QModelIndex = _TOP) -> QModelIndex:  # type: ignore[override]
-        node = self._node(index)
-        if node is None or node.parent is None or node.parent is self._root:
-            return QModelIndex()
-        up = node.parent
-        assert up.parent is not None
-        return self.createIndex(up.parent.children.index(up), 0, up.id)
+    def setItemData(self, index: QModelIndex, roles: dict[int, Any]) -> bool:  # type: ignore[override]
+        return False
 
-    def rowCount(self, parent: QModelIndex = _TOP) -> int:
-        if parent.column() > 0:
-            return 0
-        node = self._node(parent) if parent.isValid() else self._root
-        return len(node.children) if node else 0
+    def insertRows(self, row: int, count: int, parent: QModelIndex = _TOP) -> bool:
+        return False
 
-    def columnCount(self, parent: QModelIndex = _TOP) -> int:
-        return 1
+    def removeRows(self, row: int, count: int, parent: QModelIndex = _TOP) -> bool:
+        return False
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        node = self._node(index)
-        if node is None or node.row is None:
-            return None
-        row = node.row
-        if role == Qt.ItemDataRole.DisplayRole:
-            return row.text
-        if role == Qt.ItemDataRole.DecorationRole:
-            return icon(row.icon)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return row.tooltip
-        if role == Qt.ItemDataRole.ForegroundRole and row.dim:
-            return QBrush(QColor("#808080"))
-        return {KeyRole: row.key, KindRole: row.key[0], SortRole: row.sort,
-                NameRole: row.name}.get(role)
+    def insertColumns(self, column: int, count: int, parent: QModelIndex = _TOP) -> bool:
+        return False
 
-    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
-        node = self._node(index)
-        if node is None or node.row is None:
-            return Qt.ItemFlag.NoItemFlags
-        f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        kind = node.row.key[0]
-        if kind == "vm":
-            f |= Qt.ItemFlag.ItemIsDragEnabled | Qt.ItemFlag.ItemNeverHasChildren
-        elif kind == "server" or (kind == "folder" and self.mode == FOLDERS):
-            f |= Qt.ItemFlag.ItemIsDropEnabled
-        return f
+    def removeColumns(self, column: int, count: int, parent: QModelIndex = _TOP) -> bool:
+        return False
 
     # ---- drag and drop --------------------------------------------------------------------
     # Only MoveAction/CopyAction requests; rows are never removed by a drop (there is no
@@ -618,6 +736,8 @@ class ResourcesPane(QWidget):
         layout.addWidget(self.tree, 1)
 
         self.mode = ""
+        self._latest: Snapshot | None = None
+        self._stale: set[str] = set()  # views behind the engine (not on show)
         self._apply(engine.snapshot())
         self.set_view(INFRASTRUCTURE)
         follow_engine(engine, self._on_snapshot, self._on_job)
@@ -627,22 +747,36 @@ class ResourcesPane(QWidget):
         self._apply(snap)
 
     def _on_job(self, job: Job) -> None:
+        shown = self._jobs.get(job.vm_key) is job
         if job.state.finished:
-            if self._jobs.get(job.vm_key) is job:
+            if shown:
                 del self._jobs[job.vm_key]
         else:
             self._jobs[job.vm_key] = job
+        if shown and not job.state.finished and self._latest is not None:
+            # Progress of a job already shown: only its VM's row can change.
+            for mode, model in self.models.items():
+                if mode == self.mode:
+                    model.update_vm(job.vm_key, job)
+                else:
+                    self._stale.add(mode)
+            return
         self._apply(self.engine.snapshot())
 
     def _apply(self, snap: Snapshot) -> None:
         selected = self.selected_keys()
         current = self.current_key()
-        for model in self.models.values():
-            model.apply(snap, self._jobs)
+        # Only the view on show follows every update; the other catches up when chosen.
+        self._latest = snap
+        for mode, model in self.models.items():
+            if mode == self.mode:
+                model.apply(snap, self._jobs)
+            else:
+                self._stale.add(mode)
         # A migrated VM gets a new key (new server): keep it selected where it now runs.
         for key in selected:
             if key[0] == "vm" and not self.index_of(key).isValid():
-                moved = next((v for v in snap.vms if v.uuid == key[1][1]), None)
+                moved = next(iter(snap.vms_with_uuid(key[1][1])), None)
                 if moved is not None:
                     self.select(("vm", moved.key), add=True, make_current=key == current)
 
@@ -655,6 +789,9 @@ class ResourcesPane(QWidget):
         if mode == self.mode or mode not in self.models:
             return
         self.mode = mode
+        if mode in self._stale and self._latest is not None:
+            self._stale.discard(mode)
+            self.models[mode].apply(self._latest, self._jobs)
         self.proxy.setSourceModel(self.models[mode])
         self.proxy.sort(0)
         sel = self.tree.selectionModel()

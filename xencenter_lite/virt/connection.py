@@ -13,7 +13,7 @@ from typing import Any
 import libvirt
 import libvirtaio
 
-from xencenter_lite.core.domxml import parse_domain, parse_pool
+from xencenter_lite.core.domxml import DomainXml, parse_domain, parse_pool
 from xencenter_lite.core.inventory import redact_secret
 from xencenter_lite.core.metadata import KEY, NAMESPACE, VmMetadata, render_metadata
 from xencenter_lite.core.model import SR, VM, Disk, VmState
@@ -42,6 +42,7 @@ class _LoopEvents:
         self.loop = loop
         self.impl = libvirtaio.virEventAsyncIOImpl(loop=loop)
         self.ids: dict[int, int] = {}
+        self.removed: set[int] = set()  # libvirt let go of these: never call them again
         self.counter = itertools.count(1)
 
     def _later(self, fn: Callable[[], object]) -> None:
@@ -52,7 +53,8 @@ class _LoopEvents:
         ours = next(self.counter)
 
         def relay(_watch: int, fd: int, events: int, opaque: Any) -> None:
-            cb(ours, fd, events, opaque)
+            if ours not in self.removed:
+                cb(ours, fd, events, opaque)
 
         def add() -> None:
             self.ids[ours] = self.impl._add_handle(fd, event, relay, opaque)
@@ -65,6 +67,7 @@ class _LoopEvents:
                     if watch in self.ids else None)
 
     def remove_handle(self, watch: int) -> int:
+        self.removed.add(watch)
         self._later(lambda: self.impl._remove_handle(self.ids.pop(watch))
                     if watch in self.ids else None)
         return 0
@@ -73,7 +76,8 @@ class _LoopEvents:
         ours = next(self.counter)
 
         def relay(_timer: int, opaque: Any) -> None:
-            cb(ours, opaque)
+            if ours not in self.removed:
+                cb(ours, opaque)
 
         def add() -> None:
             self.ids[ours] = self.impl._add_timeout(timeout, relay, opaque)
@@ -86,6 +90,7 @@ class _LoopEvents:
                     if timer in self.ids else None)
 
     def remove_timeout(self, timer: int) -> int:
+        self.removed.add(timer)
         self._later(lambda: self.impl._remove_timeout(self.ids.pop(timer))
                     if timer in self.ids else None)
         return 0
@@ -156,6 +161,9 @@ class ServerLink:
         self.uri = uri
         self.conn: libvirt.virConnect | None = None
         self._callbacks: list[int] = []
+        # Domain XML -> what parse_domain made of it, for the domains of the last reading:
+        # a domain whose XML did not change is not parsed again.
+        self._parsed: dict[str, DomainXml] = {}
 
     # ---- connection ---------------------------------------------------------------------
     def open(self) -> None:
@@ -168,6 +176,9 @@ class ServerLink:
             self.conn.setKeepAlive(5, 3)
 
     def close(self) -> None:
+        """Let go of the connection. It is not closed here: a worker thread may still be
+        inside a call on it (a server that stopped answering); libvirt closes it when the
+        last reference goes, which is safe where closing under a running call is not."""
         conn, self.conn = self.conn, None
         if conn is None:
             return
@@ -177,8 +188,6 @@ class ServerLink:
         self._callbacks.clear()
         with contextlib.suppress(libvirt.libvirtError):
             conn.unregisterCloseCallback()
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.close()
 
     @property
     def alive(self) -> bool:
@@ -223,7 +232,9 @@ class ServerLink:
             host_memory = int(info[1]) * 1024 * 1024
             free_memory = int(conn.getFreeMemory())
             srs = self._read_srs(conn, refresh_pools)
-            vms = tuple(self._read_vm(conn, dom, srs) for dom in conn.listAllDomains())
+            parsed: dict[str, DomainXml] = {}
+            vms = tuple(self._read_vm(conn, dom, srs, parsed) for dom in conn.listAllDomains())
+        self._parsed = parsed
         return ServerReading(hostname, host_memory, free_memory, vms, srs)
 
     def _read_srs(self, conn: libvirt.virConnect, refresh: bool) -> tuple[SR, ...]:
@@ -244,10 +255,12 @@ class ServerLink:
         return tuple(out)
 
     def _read_vm(self, conn: libvirt.virConnect, dom: libvirt.virDomain,
-                 srs: tuple[SR, ...]) -> VM:
+                 srs: tuple[SR, ...], parsed: dict[str, DomainXml]) -> VM:
         state_code, max_mem_kib, cur_mem_kib, vcpus, _cpu = dom.info()
         state = _STATE.get(state_code, VmState.OTHER)
-        dx = parse_domain(dom.XMLDesc(0))
+        xml = dom.XMLDesc(0)
+        dx = self._parsed.get(xml) or parsed.get(xml) or parse_domain(xml)
+        parsed[xml] = dx
         disks = []
         for d in dx.disks:
             capacity = allocation = 0
