@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from PySide6.QtCore import QLocale, Qt
+from PySide6.QtWidgets import QDialog
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[Any]] = set()
@@ -20,6 +21,26 @@ KindRole = Qt.ItemDataRole.UserRole + 2
 def format_size(n: int | float) -> str:
     """Bytes as the operator's locale writes them (e.g. "12.3 GB")."""
     return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeSIFormat)
+
+
+_kept: set[QDialog] = set()  # parentless dialogs shown with open() live until closed
+
+
+def keep_until_closed(dialog: QDialog) -> None:
+    """A dialog opened without blocking stays alive while shown and goes away once closed."""
+    if dialog.parent() is None:
+        _kept.add(dialog)
+        dialog.finished.connect(lambda _: _kept.discard(dialog))
+    dialog.finished.connect(dialog.deleteLater)
+
+
+def show_non_modal(dialog: QDialog) -> None:
+    """Show `dialog` beside the main window, blocking nothing."""
+    dialog.setWindowModality(Qt.WindowModality.NonModal)
+    keep_until_closed(dialog)
+    dialog.show()
+    dialog.raise_()
+    dialog.activateWindow()
 
 
 def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

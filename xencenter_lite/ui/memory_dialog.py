@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -21,12 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from xencenter_lite.core.model import Snapshot
-from xencenter_lite.ui.common import format_size, spawn
+from xencenter_lite.ui.common import format_size, show_non_modal, spawn
 from xencenter_lite.ui.resources import follow_engine
 
 MIB = 1024 * 1024
-_shown: set[QDialog] = set()  # parentless dialogs shown with open() stay alive until closed
-
 
 def mib_spin(name: str, value: int, high: int) -> QSpinBox:
     spin = QSpinBox()
@@ -99,14 +96,7 @@ class MemoryDialog(QDialog):
 
     def open(self) -> None:
         """Show without blocking anything else; once closed, the dialog goes away."""
-        self.setWindowModality(Qt.WindowModality.NonModal)
-        if self.parent() is None:
-            _shown.add(self)
-            self.finished.connect(lambda _: _shown.discard(self))
-        self.finished.connect(self.deleteLater)
-        self.show()
-        self.raise_()
-        self.activateWindow()
+        show_non_modal(self)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         vm = snap.vm(self.vm_key)

@@ -27,12 +27,10 @@ from PySide6.QtWidgets import (
 from xencenter_lite.core.checks import sr_refusal
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import Disk, Snapshot
-from xencenter_lite.ui.common import format_size, spawn
+from xencenter_lite.ui.common import format_size, keep_until_closed, spawn
 
 # These depend on the SR picked, and the list already says them; the others are about the VM.
 SR_CODES = frozenset({"SAME_SR", "SR_NOT_VISIBLE", "SR_UNSUPPORTED", "NOT_ENOUGH_SPACE"})
-_shown: set[QDialog] = set()  # parentless dialogs shown with open() stay alive until closed
-
 
 def sr_reason(snap: Snapshot, server: str, name: str, need: int,
               current: str | None = None) -> str | None:
@@ -103,10 +101,7 @@ class MoveDiskDialog(QDialog):
 
     def open(self) -> None:
         """Show window-modal without blocking the loop; once closed, the dialog goes away."""
-        if self.parent() is None:
-            _shown.add(self)
-            self.finished.connect(lambda _: _shown.discard(self))
-        self.finished.connect(self.deleteLater)
+        keep_until_closed(self)
         super().open()
 
     async def _refresh(self) -> None:

@@ -46,7 +46,7 @@ from xencenter_lite.core.plan import (
     default_sr,
 )
 from xencenter_lite.core.units import format_duration
-from xencenter_lite.ui.common import format_size, spawn
+from xencenter_lite.ui.common import format_size, show_non_modal, spawn
 from xencenter_lite.ui.events import weak_listener
 from xencenter_lite.ui.move_disk import sr_reason
 
@@ -161,8 +161,6 @@ def request_key(requests: list[MigrationRequest]) -> tuple[Any, ...]:
                   r.tls) for r in requests)
 
 
-_shown: set[QWizard] = set()  # parentless wizards shown with open() stay alive until closed
-
 
 class MigrateWizard(QWizard):
     """The choices shared by every page, the background checks, and the page order."""
@@ -220,14 +218,7 @@ class MigrateWizard(QWizard):
 
     def open(self) -> None:
         """Show without blocking anything else; once closed, the wizard goes away."""
-        self.setWindowModality(Qt.WindowModality.NonModal)
-        if self.parent() is None:
-            _shown.add(self)
-            self.finished.connect(lambda _: _shown.discard(self))
-        self.finished.connect(self.deleteLater)
-        self.show()
-        self.raise_()
-        self.activateWindow()
+        show_non_modal(self)
 
     # ---- the background checks --------------------------------------------------------
     def check_server(self, server: str) -> None:
