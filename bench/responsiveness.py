@@ -15,7 +15,9 @@ everything back. A heartbeat QTimer (10 ms, precise) on the Qt loop records ever
 stall is gap - 10 ms. The same is recorded for 3 s of idle before the jobs, to tell the
 console's stalls from the machine's.
 
-Goal: no stall over 50 ms. Reported: 50th/99th percentile and max stall during the jobs.
+Goal: no stall over 50 ms. Reported: 50th/99th percentile and max stall during the jobs,
+and for each stall the CPU time the loop's thread (and the whole process) used in it, so the
+console's own work can be told from waiting for a CPU on a busy machine.
 `--src label=DIR` (repeatable) measures other checkouts of the package, alternating.
 `--diagnose` samples the main thread's stack during stalls and reports the commonest ones.
 """
@@ -60,6 +62,25 @@ def stall_summary(stalls: list[float]) -> dict[str, float]:
             "over_20ms": sum(1 for s in stalls if s > 20)}
 
 
+def causes(stalls: list[float], loop_cpu: list[float],
+           process_cpu: list[float]) -> dict[str, int]:
+    """Stalls over 50 ms by what the time went to: the loop's thread computing (half the gap
+    or more on the CPU), the process's other threads computing (idem), or neither (the
+    process waited for a CPU: the machine is busy elsewhere)."""
+    out = {"loop_computing": 0, "other_threads_computing": 0, "waiting_for_a_cpu": 0}
+    for s, c, p in zip(stalls, loop_cpu, process_cpu, strict=True):
+        if s <= 50:
+            continue
+        gap = s + INTERVAL_MS
+        if c >= gap / 2:
+            out["loop_computing"] += 1
+        elif p - c >= gap / 2:
+            out["other_threads_computing"] += 1
+        else:
+            out["waiting_for_a_cpu"] += 1
+    return out
+
+
 # ---- one round, in its own process ---------------------------------------------------------
 class Heartbeat:
     def __init__(self, diagnose: bool) -> None:
@@ -67,7 +88,9 @@ class Heartbeat:
 
         self.beats: list[float] = []
         self.cpu: list[float] = []
+        self.pcpu: list[float] = []
         self.busy: list[float] = []
+        self.process_busy: list[float] = []
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(INTERVAL_MS)
@@ -80,10 +103,12 @@ class Heartbeat:
     def _beat(self) -> None:
         self.beats.append(time.perf_counter())
         self.cpu.append(time.thread_time())
+        self.pcpu.append(time.process_time())
 
     def start(self) -> None:
         self.beats = [time.perf_counter()]
         self.cpu = [time.thread_time()]
+        self.pcpu = [time.process_time()]
         self._stop = threading.Event()
         self.timer.start()
         if self._diagnose:
@@ -95,6 +120,8 @@ class Heartbeat:
         self._stop.set()
         gaps = [(b - a) * 1000 for a, b in zip(self.beats, self.beats[1:], strict=False)]
         self.busy = [(b - a) * 1000 for a, b in zip(self.cpu, self.cpu[1:], strict=False)]
+        self.process_busy = [(b - a) * 1000
+                             for a, b in zip(self.pcpu, self.pcpu[1:], strict=False)]
         return [max(0.0, g - INTERVAL_MS) for g in gaps]
 
     def _watch(self) -> None:
@@ -207,11 +234,15 @@ def measure_round(inventory: Path, bandwidth: int, disk_bandwidth: int, seconds:
             "events_view_updates": events_updates,
             "idle": stall_summary(idle),
             "during_jobs": stall_summary(stalls),
-            # Each stall over 20 ms, with the CPU time the loop's thread used in it: a stall
-            # the thread spent on the CPU is the console's own work; one it did not was
-            # spent waiting (for a CPU on this shared machine, the GIL, or a blocking call).
-            "stalls_ms": [[round(s, 1), round(c, 1)]
-                          for s, c in zip(stalls, beat.busy, strict=True) if s > 20],
+            # Each stall over 20 ms: [stall, CPU time of the loop's thread in it, CPU time
+            # of the whole process in it]. A stall the loop's thread spent on the CPU is the
+            # console's own work; one it did not was spent waiting: for the CPU on this
+            # shared machine (the process used little CPU either), or for the GIL or a
+            # blocking call while other threads of the process ran.
+            "stalls_ms": [[round(s, 1), round(c, 1), round(p, 1)]
+                          for s, c, p in zip(stalls, beat.busy, beat.process_busy, strict=True)
+                          if s > 20],
+            "stalls_over_50ms_by_cause": causes(stalls, beat.busy, beat.process_busy),
             "max_busy_gap_ms": round(max(beat.busy, default=0.0), 1),
             "starting_the_jobs_cpu_ms": round(start_cpu_ms, 1),
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
@@ -305,6 +336,9 @@ def main() -> int:
             "stalls_over_50ms_per_round": summary([r["during_jobs"]["over_50ms"]
                                                    for r in rounds]),
             "max_loop_cpu_in_one_gap_ms": summary([r["max_busy_gap_ms"] for r in rounds]),
+            "stalls_over_50ms_by_cause": {
+                cause: sum(r["stalls_over_50ms_by_cause"][cause] for r in rounds)
+                for cause in rounds[0]["stalls_over_50ms_by_cause"]},
             "idle_max_stall_ms": summary([r["idle"]["max_ms"] for r in rounds]),
             "idle_p99_stall_ms": summary([r["idle"]["p99_ms"] for r in rounds]),
             "jobs_wall_s": summary([r["jobs_wall_s"] for r in rounds]),

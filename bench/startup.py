@@ -101,8 +101,10 @@ def main() -> int:
         lab = Lab(load_lab_config(lab_config_for_slot(Path(tmp.name))))
         lab.down()
         inventory = str(lab.up())
+    # -noreset: otherwise the X server resets each time its last client (the console)
+    # leaves, and the next launch waits for it (or finds it gone): seconds of noise.
     xvfb = subprocess.Popen(["Xvfb", args.display, "-screen", "0", "1280x800x24",
-                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
+                             "-nolisten", "tcp", "-noreset"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     samples: dict[str, list[float]] = {label: [] for label, _ in srcs}
     caches = {label: (str(Path(tmp.name) / f"pycache-{label}") if args.bytecode else None)
