@@ -446,6 +446,9 @@ def main() -> int:
                 for q, xs in r["filter_ms"].items():  # type: ignore[attr-defined]
                     filt.setdefault(q, []).extend(xs)
             all_filter = [x for xs in filt.values() for x in xs]
+            set_text_only = [x for r in rounds
+                             for xs in r["filter_set_text_only_ms"].values()  # type: ignore[attr-defined]
+                             for x in xs]
             results[label] = {
                 "answer_to_populated_s": summary([r["answer_to_populated_s"] for r in rounds]),
                 "start_to_populated_s": summary([r["start_to_populated_s"] for r in rounds]),
@@ -453,6 +456,7 @@ def main() -> int:
                                                    for r in rounds]),
                 "filter_ms_by_query": {q: summary(xs, 2) for q, xs in filt.items()},
                 "filter_ms_all": summary(all_filter, 2),
+                "filter_set_text_only_ms_all": summary(set_text_only, 2),
                 "rss_mib": summary([r["rss_mib"] for r in rounds], 1),
                 "peak_rss_mib": summary([r["peak_rss_mib"] for r in rounds], 1),
             }
