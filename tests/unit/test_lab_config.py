@@ -167,8 +167,13 @@ def test_optional_keys_take_defaults(tmp_path: Path) -> None:
     (guest,) = config.guests
     assert (guest.state, guest.memory_mib, guest.vcpus, guest.folder) == ("running", 128, 1, "")
     assert (guest.os, guest.dirty_mib) == ("none", 8)
-    assert [(d.dev, d.format) for d in guest.disks] == [("vda", "qcow2")]
+    assert [(d.dev, d.format, d.data_mib) for d in guest.disks] == [("vda", "qcow2", 4)]
     assert config.server("h1").vm_memory_limit_mib is None
+
+
+def test_a_disk_can_hold_more_data(tmp_path: Path) -> None:
+    config = load_modified(tmp_path, _set("guests.1.disks.0.data_mib", 100))
+    assert [d.data_mib for d in config.guests[1].disks] == [100, 4]
 
 
 # ---- derived names -------------------------------------------------------------------------
@@ -557,6 +562,8 @@ ERROR_CASES = [
     (_set("guests.0.dirty_mib", 64), "guests[0].dirty_mib", "use 0 to 32"),
     (_set("guests.0.disks.0.size_mib", 8), "guests[0].disks", "at least 9 MiB"),
     (_set("guests.0.memory_mib", 64), "guests[0].memory_mib", "at least 96"),
+    (_set("guests.1.disks.0.data_mib", 300), "guests[1].disks[0].data_mib", "use 4 to 256"),
+    (_set("guests.1.disks.1.data_mib", 16), "guests[1].disks", "put the data on another disk"),
 ]
 
 

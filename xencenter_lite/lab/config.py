@@ -96,6 +96,7 @@ class DiskConfig:
     sr: str
     size_mib: int
     format: str = "qcow2"
+    data_mib: int = PATTERN_SIZE_MIB  # written with the test pattern from the start
 
 
 @dataclass(frozen=True)
@@ -701,6 +702,12 @@ class _Parser:
                     f"a linux guest writes its records from 8 MiB into its last disk; give it a "
                     f"last disk of at least {LINUX_MIN_DISK_MIB} MiB.",
                 )
+            if os_name == "linux" and disks[-1].data_mib > PATTERN_SIZE_MIB:
+                self.fail(
+                    _key(where, "disks"),
+                    f"a linux guest writes its records from 8 MiB into its last disk, so that "
+                    f"disk keeps data_mib = {PATTERN_SIZE_MIB}; put the data on another disk.",
+                )
             if os_name == "linux" and memory < LINUX_MIN_MEMORY_MIB:
                 self.fail(
                     _key(where, "memory_mib"),
@@ -722,7 +729,7 @@ class _Parser:
         result: list[DiskConfig] = []
         for j, disk in enumerate(raw):
             dwhere = f"{where}.disks[{j}]"
-            self.check_keys(dwhere, disk, ("sr", "size_mib", "format", "dev"))
+            self.check_keys(dwhere, disk, ("sr", "size_mib", "format", "dev", "data_mib"))
             sr = self.string(disk, dwhere, "sr", '"Local storage"')
             self.sr_ref(_key(dwhere, "sr"), sr, server, srs)
             size = self.integer(disk, dwhere, "size_mib", "128", PATTERN_SIZE_MIB, 1 << 20)
@@ -740,7 +747,9 @@ class _Parser:
                     _key(dwhere, "dev"),
                     f"{dev} is already used by another disk of this guest; give each disk its own.",
                 )
-            result.append(DiskConfig(dev, sr, size, fmt))
+            data = self.integer(disk, dwhere, "data_mib", "64", PATTERN_SIZE_MIB, size,
+                                default=PATTERN_SIZE_MIB)
+            result.append(DiskConfig(dev, sr, size, fmt, data))
         return tuple(result)
 
 

@@ -25,7 +25,6 @@ from typing import Any
 
 from xencenter_lite.lab import daemon, domains, guestimage, network, system
 from xencenter_lite.lab.config import (
-    PATTERN_SIZE_MIB,
     SERVER_NAME,
     DiskConfig,
     GuestConfig,
@@ -252,7 +251,7 @@ class Lab:
             what=f"creating disk {path}",
         )
         system.run(
-            ["qemu-io", "-f", disk.format, "-c", f"write -P 0x5a 0 {PATTERN_SIZE_MIB}M", str(path)],
+            ["qemu-io", "-f", disk.format, "-c", f"write -P 0x5a 0 {disk.data_mib}M", str(path)],
             what=f"writing the test pattern to {path}",
         )
 

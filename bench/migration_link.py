@@ -1,0 +1,284 @@
+"""Migrations against the link they run on: efficiency, the storage network's worth,
+sparse copies and a six-VM evacuation, all through `xencenter-lite migrate`.
+
+Run as root from the repository (brings up its own lab, bench/lab-bench.toml, beside any
+other, and takes it down at the end unless --keep-lab):
+
+    .venv/bin/python bench/migration_link.py --rounds 3
+
+The lab's two standalone servers are joined by a storage network shaped to 40 MiB/s and a
+management network shaped to 10 MiB/s (tbf on each direction of each link).
+
+- link: big-1 (a working Linux guest: 384 MiB of data on its disks, memory kept dirty) is
+  storage-migrated over the storage network. Efficiency = payload ÷ (wall time × link
+  rate), the payload being what libvirt says it moved (memory + disks, completed job
+  statistics read on the destination) and the wall time that of the whole command.
+- network: the same migration over the management network, alternating with the storage
+  runs; reports the ratio of the medians against the ratio of the two links' rates.
+- sparse: sparse-1's 1 GiB qcow2 disk holds 50 MiB; after the move, the destination's
+  allocation against the source's, and the bytes the source's storage interface sent
+  (interface counters) against the allocated data plus memory; the data is read back.
+- evacuate: evac-1..6 moved in one command (the queue runs 3 at a time). Ratio = wall time
+  ÷ (bytes moved ÷ link rate).
+
+Each case alternates direction round by round; the cases alternate within a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from xencenter_lite.core.inventory import load_inventory
+from xencenter_lite.lab import load_lab_config
+from xencenter_lite.lab.records import reported_seq, serial_log
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "bench" / "lab-bench.toml"
+SERVERS = ("lab-a1", "lab-b1")
+SR = "Local storage"
+MIB = 1024 * 1024
+EVACUEES = tuple(f"evac-{i}" for i in range(1, 7))
+
+
+def sh(*args: str, timeout: float = 900) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True,
+                          timeout=timeout).stdout
+
+
+def cli_exe() -> str:
+    return str(Path(sys.executable).parent / "xencenter-lite")
+
+
+class Bench:
+    def __init__(self, inventory: Path) -> None:
+        self.inventory = inventory
+        cfg = load_inventory(inventory)
+        self.uri = {s.name: s.uri for s in cfg.servers}
+        lab = load_lab_config(CONFIG)
+        self.lab = lab
+        self.rate = {n.name: n.rate_mib_s * MIB for n in lab.networks}
+
+    def cli(self, *args: str) -> Any:
+        out = sh(cli_exe(), "--inventory", str(self.inventory), *args, "--json")
+        return json.loads(out)
+
+    def where(self, vm: str) -> str:
+        data = self.cli("list")
+        return str(next(v["server"] for v in data["vms"] if v["name"] == vm))
+
+    def other(self, server: str) -> str:
+        return SERVERS[1] if server == SERVERS[0] else SERVERS[0]
+
+    def completed(self, server: str, vm: str) -> dict[str, float]:
+        """The completed migration's statistics, as the destination keeps them."""
+        out = sh("virsh", "-c", self.uri[server], "domjobinfo", "--completed", "--rawstats",
+                 vm)
+        stats: dict[str, float] = {}
+        for line in out.splitlines():
+            m = re.match(r"\s*(\w+)\s*:\s*([-\d.]+)\s*$", line)
+            if m:
+                stats[m.group(1)] = float(m.group(2))
+        return stats
+
+    def iface_tx(self, server: str, iface: str) -> int:
+        ns = f"{self.lab.name}-{server}"
+        return int(sh("ip", "netns", "exec", ns, "cat",
+                      f"/sys/class/net/{iface}/statistics/tx_bytes"))
+
+    def disk_path(self, server: str, vm: str) -> str:
+        out = sh("virsh", "-c", self.uri[server], "domblklist", "--details", vm)
+        return next(line.split()[3] for line in out.splitlines()
+                    if line.split()[:2] == ["file", "disk"])
+
+    def allocation(self, server: str, path: str) -> int:
+        out = sh("virsh", "-c", self.uri[server], "vol-info", "--bytes", path)
+        return int(next(line.split()[1] for line in out.splitlines()
+                        if line.startswith("Allocation")))
+
+    def migrate(self, vms: tuple[str, ...], dest: str, network: str) -> tuple[float, Any]:
+        t0 = time.monotonic()
+        result = self.cli("migrate", *vms, "--to", dest, "--sr", SR, "--network", network)
+        wall = time.monotonic() - t0
+        bad = [r for r in result if not r.get("ok")]
+        if bad:
+            raise SystemExit(f"a migration failed: {bad}")
+        return wall, result
+
+    def wait_working(self, vm: str, timeout: float = 300) -> None:
+        """Wait until the guest's reported record number advances (it is booted and busy)."""
+        logs = [serial_log(self.lab.state_dir, s, vm) for s in SERVERS]
+        first = reported_seq(logs)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            now = reported_seq(logs)
+            if first is None:
+                first = now
+            elif now is not None and now > first:
+                return
+            time.sleep(1)
+        raise SystemExit(f"{vm} did not start working within {timeout:.0f} s")
+
+    # ---- the cases --------------------------------------------------------------------------
+    def big_move(self, network: str) -> dict[str, Any]:
+        src = self.where("big-1")
+        dest = self.other(src)
+        wall, (res,) = self.migrate(("big-1",), dest, network)
+        st = self.completed(dest, "big-1")
+        payload = st.get("data_processed", 0.0)
+        row = {"network": network, "from": src, "to": dest, "wall_s": round(wall, 3),
+               "payload_mib": round(payload / MIB, 1),
+               "memory_mib": round(st.get("memory_processed", 0.0) / MIB, 1),
+               "disk_mib": round(st.get("disk_processed", 0.0) / MIB, 1),
+               "downtime_ms": res.get("downtime_ms"),
+               "efficiency": round(payload / (wall * self.rate[network]), 3)}
+        print(f"  big-1 over {network}: {row}", flush=True)
+        return row
+
+    def sparse_move(self) -> dict[str, Any]:
+        src = self.where("sparse-1")
+        dest = self.other(src)
+        path = self.disk_path(src, "sparse-1")
+        before = self.allocation(src, path)
+        tx0 = self.iface_tx(src, "storage")
+        wall, _ = self.migrate(("sparse-1",), dest, "storage")
+        sent = self.iface_tx(src, "storage") - tx0
+        st = self.completed(dest, "sparse-1")
+        new_path = self.disk_path(dest, "sparse-1")
+        after = self.allocation(dest, new_path)
+        check = subprocess.run(["qemu-io", "-U", "-r", "-f", "qcow2", "-c",
+                                "read -P 0x5a 0 50M", new_path], capture_output=True,
+                               text=True)
+        intact = check.returncode == 0 and "verification failed" not in check.stdout
+        memory = st.get("memory_processed", 0.0)
+        row = {"from": src, "to": dest, "wall_s": round(wall, 3),
+               "source_allocation_mib": round(before / MIB, 2),
+               "dest_allocation_mib": round(after / MIB, 2),
+               "allocation_goal_mib": round((1.1 * before + 16 * MIB) / MIB, 2),
+               "allocation_goal_met": after <= 1.1 * before + 16 * MIB,
+               "wire_mib": round(sent / MIB, 2),
+               "memory_mib": round(memory / MIB, 2),
+               "disk_mib_libvirt": round(st.get("disk_processed", 0.0) / MIB, 2),
+               "wire_minus_memory_mib": round((sent - memory) / MIB, 2),
+               "wire_goal_met": sent - memory <= before,
+               "data_intact": intact}
+        print(f"  sparse-1: {row}", flush=True)
+        return row
+
+    def evacuate(self) -> dict[str, Any]:
+        src = self.where(EVACUEES[0])
+        dest = self.other(src)
+        wall, _ = self.migrate(EVACUEES, dest, "storage")
+        moved = sum(self.completed(dest, vm).get("data_processed", 0.0) for vm in EVACUEES)
+        ideal = moved / self.rate["storage"]
+        row = {"from": src, "to": dest, "wall_s": round(wall, 3),
+               "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
+               "ratio": round(wall / ideal, 3)}
+        print(f"  evacuate: {row}", flush=True)
+        return row
+
+
+def median_spread(xs: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3),
+            "max": round(max(xs), 3), "n": len(xs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cases", default="link,network,sparse,evacuate",
+                    help="comma-separated subset of: link, network, sparse, evacuate")
+    ap.add_argument("--keep-lab", action="store_true", help="leave the bench lab up")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench-migration.json"))
+    args = ap.parse_args()
+    cases = set(args.cases.split(","))
+    unknown = cases - {"link", "network", "sparse", "evacuate"}
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(sorted(unknown))}; use link, network, sparse, "
+                 "evacuate")
+    if os.geteuid() != 0:
+        ap.error("the benchmark brings up a lab: run it as root")
+
+    print("bringing up the bench lab…", flush=True)
+    inventory = Path(sh(cli_exe(), "lab", "up", "--config", str(CONFIG)).strip()
+                     .splitlines()[-1])
+    bench = Bench(inventory)
+    rows: dict[str, list[dict[str, Any]]] = {"link": [], "network": [], "sparse": [],
+                                             "evacuate": []}
+    try:
+        if cases & {"link", "network"}:
+            bench.wait_working("big-1")
+        for i in range(args.rounds):
+            print(f"round {i + 1}", flush=True)
+            steps: list[str] = []
+            if cases & {"link", "network"}:
+                steps.append("storage")
+            if "network" in cases:
+                steps.append("management")
+            if i % 2:
+                steps.reverse()
+            for network in steps:
+                row = bench.big_move(network)
+                rows["link" if network == "storage" else "network"].append(row)
+            if "sparse" in cases:
+                rows["sparse"].append(bench.sparse_move())
+            if "evacuate" in cases:
+                rows["evacuate"].append(bench.evacuate())
+    finally:
+        if not args.keep_lab:
+            subprocess.run([cli_exe(), "lab", "down", "--config", str(CONFIG)],
+                           capture_output=True)
+
+    summary: dict[str, Any] = {
+        "storage_rate_mib_s": bench.rate["storage"] / MIB,
+        "management_rate_mib_s": bench.rate["management"] / MIB,
+    }
+    if rows["link"]:
+        summary["link_efficiency"] = median_spread([r["efficiency"] for r in rows["link"]])
+        summary["link_wall_s"] = median_spread([r["wall_s"] for r in rows["link"]])
+        summary["link_downtime_ms"] = median_spread(
+            [r["downtime_ms"] for r in rows["link"] if r["downtime_ms"] is not None] or [0])
+    if rows["network"] and rows["link"]:
+        mgmt = statistics.median(r["wall_s"] for r in rows["network"])
+        stor = statistics.median(r["wall_s"] for r in rows["link"])
+        summary["management_wall_s"] = median_spread([r["wall_s"] for r in rows["network"]])
+        summary["management_efficiency"] = median_spread(
+            [r["efficiency"] for r in rows["network"]])
+        summary["management_over_storage"] = round(mgmt / stor, 3)
+        summary["rate_ratio"] = round(bench.rate["storage"] / bench.rate["management"], 3)
+    if rows["sparse"]:
+        summary["sparse_dest_allocation_mib"] = median_spread(
+            [r["dest_allocation_mib"] for r in rows["sparse"]])
+        summary["sparse_wire_minus_memory_mib"] = median_spread(
+            [r["wire_minus_memory_mib"] for r in rows["sparse"]])
+        summary["sparse_all_goals_met"] = all(
+            r["allocation_goal_met"] and r["wire_goal_met"] and r["data_intact"]
+            for r in rows["sparse"])
+    if rows["evacuate"]:
+        summary["evacuate_ratio"] = median_spread([r["ratio"] for r in rows["evacuate"]])
+        summary["evacuate_wall_s"] = median_spread([r["wall_s"] for r in rows["evacuate"]])
+
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
+        "rounds": args.rounds,
+        "summary": summary,
+        "runs": rows,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
