@@ -74,6 +74,13 @@ def lab_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def state_dir(lab_config_path: Path) -> Path:
+    from xencenter_lite.lab import load_lab_config
+
+    return load_lab_config(lab_config_path).state_dir
+
+
+@pytest.fixture(scope="session")
 def lab_inventory(lab_config_path: Path) -> Iterator[Path]:
     from xencenter_lite.lab import Lab, load_lab_config
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from xencenter_lite.core.model import VM
 from xencenter_lite.engine import Engine
+from xencenter_lite.lab.records import reported_seq, serial_log
 
 HERE = Path(__file__).parent
 LAB_CONFIG = HERE / "lab-test.toml"
@@ -70,3 +72,29 @@ def cli(*args: str, inventory: Path, timeout: float = 180) -> subprocess.Complet
 def virsh(uri: str, *args: str) -> str:
     return subprocess.run(["virsh", "-c", uri, *args], check=True, capture_output=True,
                           text=True).stdout
+
+
+def reported(engine: Engine, state_dir: Path, name: str) -> int | None:
+    """A lab guest's last reported record, over the serial logs of every server it may be on."""
+    return reported_seq(serial_log(state_dir, s, name) for s in engine.snapshot().servers)
+
+
+def wait_working(engine: Engine, run: Any, state_dir: Path, name: str,
+                 timeout: float = 240.0) -> int:
+    """Wait until the guest's reports advance (a TCG guest on a busy two-core machine can
+    take minutes to boot); returns the latest report."""
+    from tests.conftest import until
+
+    holder: list[int | None] = [None]
+
+    def advanced() -> bool:
+        now = reported(engine, state_dir, name)
+        if holder[0] is None or now is None:
+            holder[0] = now
+            return False
+        return now > holder[0]
+
+    run(until(advanced, timeout=timeout, interval=0.5), timeout=timeout + 10)
+    seq = reported(engine, state_dir, name)
+    assert seq is not None
+    return seq

@@ -622,19 +622,29 @@ class Engine:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             if not st.connected and (st.reconnect_task is None or st.reconnect_task.done()):
-                await self._connect(server, watch=self._poll_task is not None)
+                # Opening a connection to a daemon that accepts but never answers does not
+                # time out; give up on waiting for it at the deadline, let it go on alone.
+                attempt = self._spawn(self._connect(server, watch=self._poll_task is not None))
+                await asyncio.wait([attempt], timeout=max(0.0, end - loop.time()))
 
     async def _migration_failed(self, job: Job, plan: MigrationPlan, created: list[str],
                                 exc: Exception) -> None:
         """Find out where the VM really runs, then undo what this job made."""
         uuid, src, dest = plan.vm.uuid, plan.source, plan.destination
+        if not self._servers[src].connected:
+            job.set_state(job.state, f"Lost the connection to '{src}'; waiting for it to come "
+                          f"back to find out where '{plan.vm.name}' runs")
         where_src = await self._locate(src, uuid, wait=0 if self._servers[src].connected
                                        else self.reconcile_wait)
+        if isinstance(where_src, VmState) and await self._follow_orphaned(job, src, uuid):
+            where_src = await self._locate(src, uuid, wait=0)
         where_dest = await self._locate(dest, uuid, wait=0)
         if where_src in (None, False) and where_dest is VmState.RUNNING:
             # The VM moved even though the call reported an error (or we lost the source
             # while it finished): the migration is done.
             job.set_state(JobState.FINISHING, "The VM runs on the destination")
+            job.downtime_ms = await self._run(vmigrate.completed_downtime,
+                                              self.link(dest).uri, uuid)
             await self._finish_migration(job, plan)
             return
         if where_src is False:
@@ -663,6 +673,27 @@ class Engine:
         assert isinstance(exc, VirtError)
         f = friendly(exc.code, exc.raw)
         job.fail(f"{f.message} '{plan.vm.name}' keeps running on '{src}'.", f.raw)
+
+    async def _follow_orphaned(self, job: Job, src: str, uuid: str) -> bool:
+        """If the source still runs the migration our call lost track of (its connection
+        dropped, the migration did not), follow it to its end; True if there was one."""
+        link = self.link(src)
+        stats = await self._run(link.job_stats, uuid)
+        if not stats:
+            return False
+        job.set_state(job.state, f"The connection to '{src}' is back and the migration is "
+                      "still running there; following it")
+        abort_sent = False
+        while stats and not self._closed:
+            if job.cancel_requested and not abort_sent:
+                with contextlib.suppress(VirtError):
+                    await self._run(link.abort_job, uuid)
+                    abort_sent = True
+            elif not job.cancel_requested and stats.get("data_total", 0):
+                job.progress(stats.get("data_processed", 0), stats["data_total"])
+            await asyncio.sleep(self.progress_interval)
+            stats = await self._run(link.job_stats, uuid)
+        return True
 
     async def _remove_volumes(self, job: Job | None, server: str, paths: list[str]) -> None:
         for path in paths:

@@ -15,17 +15,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import until
-from tests.labtools import virsh, vm_named
+from tests.labtools import reported, virsh, vm_named, wait_working
 from xencenter_lite.core.checks import blocking
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import MigrationKind, MigrationRequest
 from xencenter_lite.engine import Engine
-from xencenter_lite.lab import load_lab_config
-from xencenter_lite.lab.records import Records, read_records, reported_seq, serial_log
+from xencenter_lite.lab.records import Records, read_records, serial_log
 
 POOL = ("lab-a1", "lab-a2")
 SHARED, LOCAL = "Shared storage", "Local storage"
@@ -33,19 +30,12 @@ BANDWIDTH = 20  # MiB/s: the guest's ~100 MiB of memory take about 5 s
 BOOT_TIMEOUT = 240.0  # a TCG guest on a busy two-core machine
 
 
-@pytest.fixture(scope="module")
-def state_dir(lab_config_path: Path) -> Path:
-    return load_lab_config(lab_config_path).state_dir
-
-
 def _other_member(server: str) -> str:
     return POOL[1] if server == POOL[0] else POOL[0]
 
 
 def _reported(engine: Engine, state_dir: Path) -> int | None:
-    """web-1's last reported record, over the serial logs of every server it may run on."""
-    servers = engine.snapshot().servers
-    return reported_seq(serial_log(state_dir, s, "web-1") for s in servers)
+    return reported(engine, state_dir, "web-1")
 
 
 def _records(vm: VM) -> Records:
@@ -55,20 +45,7 @@ def _records(vm: VM) -> Records:
 
 
 def _working(engine: Engine, run: Any, state_dir: Path) -> int:
-    """Wait until web-1 reports progress that advances; returns the latest report."""
-    holder: list[int | None] = [None]
-
-    def advanced() -> bool:
-        now = _reported(engine, state_dir)
-        if holder[0] is None or now is None:
-            holder[0] = now
-            return False
-        return now > holder[0]
-
-    run(until(advanced, timeout=BOOT_TIMEOUT, interval=0.5), timeout=BOOT_TIMEOUT + 10)
-    seq = _reported(engine, state_dir)
-    assert seq is not None
-    return seq
+    return wait_working(engine, run, state_dir, "web-1", BOOT_TIMEOUT)
 
 
 def _run_sampled(engine: Engine, run: Any, state_dir: Path, job: Job) -> list[int]:

@@ -18,6 +18,7 @@ from xencenter_lite.core.errors import ABORTED, FriendlyError, friendly
     (38, "Connection reset by peer", "connection to the destination was lost"),
     (38, "End of file while reading data: Input/output error", "connection to a server"),
     (38, "Cannot recv data: Input/output error", "connection to a server"),
+    (1, "internal error: connection closed due to keepalive timeout", "stopped answering"),
     (68, "Timed out during operation: cannot acquire state change lock", "did not answer"),
     (55, "Requested operation is not valid: domain is not running", "VM is not running"),
     (55, "Attempt to migrate guest to the same host 1234", "own server"),

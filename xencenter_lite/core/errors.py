@@ -44,6 +44,7 @@ _BY_TEXT: tuple[tuple[str, str], ...] = (
     ("network is unreachable", "The destination cannot be reached on the chosen network."),
     ("connection reset", "The network connection to the destination was lost."),
     ("broken pipe", "The network connection to the destination was lost."),
+    ("keepalive timeout", "A server stopped answering (the connection to it timed out)."),
     ("end of file while reading data", "The connection to a server was lost."),
     ("cannot recv data", "The connection to a server was lost."),
     ("timed out", "A server did not answer in time."),

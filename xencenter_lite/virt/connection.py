@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
 import libvirtaio
@@ -102,12 +103,23 @@ class _LoopEvents:
 
 
 def register_event_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Deliver libvirt events on `loop` (the Qt loop under qasync). Once per process."""
+    """Start delivering libvirt events (and keepalive) for this process. Once per process.
+
+    libvirtaio runs libvirt's side of the events on an asyncio loop of its own, in a thread
+    of its own: libvirt's handlers take the connection's locks, and a worker thread waiting
+    on a server that stopped answering can hold one, which must never freeze `loop` (the Qt
+    loop under qasync). Callbacks given to ServerLink.watch are called on that thread; hand
+    them to `loop` with call_soon_threadsafe."""
     global _registered_loop
     with _register_lock:
-        if _registered_loop is None:
-            _LoopEvents(loop).register()
-            _registered_loop = loop
+        if _registered_loop is not None:
+            return
+        events_loop = asyncio.new_event_loop()
+        _LoopEvents(events_loop).register()
+        thread = threading.Thread(target=events_loop.run_forever, name="libvirt-events",
+                                  daemon=True)
+        thread.start()
+        _registered_loop = loop
 
 
 class VirtError(Exception):
@@ -153,6 +165,24 @@ class ServerReading:
     srs: tuple[SR, ...]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_at_a_time(method: F) -> F:
+    """Run a ServerLink method holding the link's lock: one thread on a connection at a time.
+
+    libvirt 9.0's client can crash (in its private I/O loop) when the connection is closed
+    under several threads waiting in calls on it, which is what keepalive does to a server
+    that stopped answering; with one caller per connection that cannot happen."""
+
+    @functools.wraps(method)
+    def locked(self: ServerLink, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class ServerLink:
     """The connection to one libvirt server. Blocking methods: call from a worker thread."""
 
@@ -160,12 +190,14 @@ class ServerLink:
         self.name = name
         self.uri = uri
         self.conn: libvirt.virConnect | None = None
+        self._lock = threading.RLock()
         self._callbacks: list[int] = []
         # Domain XML -> what parse_domain made of it, for the domains of the last reading:
         # a domain whose XML did not change is not parsed again.
         self._parsed: dict[str, DomainXml] = {}
 
     # ---- connection ---------------------------------------------------------------------
+    @_one_at_a_time
     def open(self) -> None:
         try:
             self.conn = libvirt.open(self.uri)
@@ -180,14 +212,17 @@ class ServerLink:
         inside a call on it (a server that stopped answering); libvirt closes it when the
         last reference goes, which is safe where closing under a running call is not."""
         conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        for cb in self._callbacks:
+        callbacks, self._callbacks = self._callbacks, []
+        if conn is None or not self._lock.acquire(blocking=False):
+            return  # a call is stuck on it: leave it be (watch() ignores its close callback)
+        try:
+            for cb in callbacks:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.domainEventDeregisterAny(cb)
             with contextlib.suppress(libvirt.libvirtError):
-                conn.domainEventDeregisterAny(cb)
-        self._callbacks.clear()
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.unregisterCloseCallback()
+                conn.unregisterCloseCallback()
+        finally:
+            self._lock.release()
 
     @property
     def alive(self) -> bool:
@@ -201,17 +236,19 @@ class ServerLink:
             raise VirtError(f"not connected to {self.name}")
         return self.conn
 
+    @_one_at_a_time
     def watch(self, on_change: Callable[[], None], on_close: Callable[[], None]) -> None:
         """Call `on_change` on domain and storage events, `on_close` if the link drops.
 
-        Callbacks run on the event loop registered with register_event_loop()."""
+        Callbacks run on libvirt's event thread (see register_event_loop)."""
         conn = self._c()
 
         def domain_event(*_args: Any) -> None:
             on_change()
 
         def closed(*_args: Any) -> None:
-            on_close()
+            if self.conn is conn:  # not a connection already replaced
+                on_close()
 
         with virt_errors():
             for ev in (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
@@ -224,6 +261,7 @@ class ServerLink:
             conn.registerCloseCallback(closed, None)
 
     # ---- reading ------------------------------------------------------------------------
+    @_one_at_a_time
     def read(self, refresh_pools: bool = True) -> ServerReading:
         conn = self._c()
         with virt_errors():
@@ -291,10 +329,12 @@ class ServerLink:
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max)
 
     # ---- small operations -----------------------------------------------------------------
+    @_one_at_a_time
     def domain(self, uuid: str) -> libvirt.virDomain:
         with virt_errors():
             return self._c().lookupByUUIDString(uuid)
 
+    @_one_at_a_time
     def has_domain(self, uuid: str) -> bool:
         try:
             self._c().lookupByUUIDString(uuid)
@@ -302,12 +342,14 @@ class ServerLink:
         except libvirt.libvirtError:
             return False
 
+    @_one_at_a_time
     def domain_running(self, uuid: str) -> bool:
         try:
             return bool(self._c().lookupByUUIDString(uuid).isActive() == 1)
         except libvirt.libvirtError:
             return False
 
+    @_one_at_a_time
     def locate(self, uuid: str) -> VmState | None:
         """The VM's state here, None when this server has no such VM.
 
@@ -320,6 +362,7 @@ class ServerLink:
                 return None
             raise VirtError.from_libvirt(exc) from exc
 
+    @_one_at_a_time
     def set_metadata(self, uuid: str, meta: VmMetadata) -> None:
         dom = self.domain(uuid)
         flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -329,17 +372,20 @@ class ServerLink:
             dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
                             render_metadata(meta, namespaced=False), KEY, NAMESPACE, flags)
 
+    @_one_at_a_time
     def set_balloon(self, uuid: str, size: int) -> None:
         """Ask the running VM's balloon to leave it `size` bytes."""
         with virt_errors():
             self.domain(uuid).setMemoryFlags(size // 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
+    @_one_at_a_time
     def balloon_actual(self, uuid: str) -> int:
         """Bytes the guest really holds now, as its balloon driver reports them."""
         with virt_errors():
             stats = self.domain(uuid).memoryStats()
         return int(stats.get("actual", 0)) * 1024
 
+    @_one_at_a_time
     def job_stats(self, uuid: str) -> dict[str, int]:
         """libvirt's statistics of the VM's running job ({} when there is none)."""
         try:
@@ -351,10 +397,12 @@ class ServerLink:
             return {}
         return {k: int(v) for k, v in stats.items() if isinstance(v, int | float)}
 
+    @_one_at_a_time
     def abort_job(self, uuid: str) -> None:
         with virt_errors():
             self._c().lookupByUUIDString(uuid).abortJob()
 
+    @_one_at_a_time
     def volume_exists(self, path: str) -> bool:
         try:
             self._c().storageVolLookupByPath(path)
@@ -362,6 +410,7 @@ class ServerLink:
         except libvirt.libvirtError:
             return False
 
+    @_one_at_a_time
     def delete_volume(self, path: str) -> None:
         """Remove a volume; a volume already gone is not an error."""
         try:
@@ -378,6 +427,7 @@ class ServerLink:
         with virt_errors():
             vol.delete(0)
 
+    @_one_at_a_time
     def create_volume(self, sr_name: str, name: str, capacity: int, fmt: str) -> str:
         """Create a volume in SR `sr_name`, picking a free name; returns its path."""
         from xencenter_lite.core.domxml import volume_xml
@@ -397,6 +447,7 @@ class ServerLink:
             vol = pool.createXML(volume_xml(candidate, capacity, fmt), 0)
             return str(vol.path())
 
+    @_one_at_a_time
     def undefine_leftover(self, uuid: str) -> bool:
         """Remove a domain a failed job left here. True if there was one."""
         try:
@@ -410,6 +461,7 @@ class ServerLink:
             dom.undefine()
         return True
 
+    @_one_at_a_time
     def migratable_xml(self, uuid: str, inactive: bool = False) -> str:
         flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
         if inactive:

@@ -61,6 +61,11 @@ def migrate(source_uri: str, spec: MigrationSpec) -> int | None:
         flags |= libvirt.VIR_MIGRATE_TLS
     with virt_errors():
         conn = libvirt.open(source_uri)
+    # Without keepalive a source that stops answering (hung daemon, cut link) would hold
+    # this call forever; with it the call fails within about 20 s and the engine settles the
+    # job from where the VM turns out to be. Needs an event loop (none: no keepalive).
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.setKeepAlive(5, 3)
     try:
         with virt_errors():
             dom = conn.lookupByUUIDString(spec.uuid)
