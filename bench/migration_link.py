@@ -11,13 +11,16 @@ management network shaped to 10 MiB/s (tbf on each direction of each link).
 
 - link: big-1 (a working Linux guest: 384 MiB of data on its disks, memory kept dirty) is
   storage-migrated over the storage network. Efficiency = payload ÷ (wall time × link
-  rate), the payload being what libvirt says it moved (memory + disks, completed job
-  statistics read on the destination) and the wall time that of the whole command.
+  rate): the payload is the data allocated on its disks before the move plus the memory
+  libvirt sent (completed job statistics, read on the destination); the wall time is the
+  whole command's. Also reported: the bytes the source's interface sent (headers and
+  re-sent memory included) over wall time × rate, i.e. how busy the link was.
 - network: the same migration over the management network, alternating with the storage
   runs; reports the ratio of the medians against the ratio of the two links' rates.
 - sparse: sparse-1's 1 GiB qcow2 disk holds 50 MiB; after the move, the destination's
   allocation against the source's, and the bytes the source's storage interface sent
-  (interface counters) against the allocated data plus memory; the data is read back.
+  (interface counters, so headers included: allowed 5% over) less the memory libvirt sent,
+  against the source's allocation; the 50 MiB are read back on the destination.
 - evacuate: evac-1..6 moved in one command (the queue runs 3 at a time). Ratio = wall time
   ÷ (bytes moved ÷ link rate).
 
@@ -74,16 +77,15 @@ class Bench:
         return json.loads(out)
 
     def where(self, vm: str) -> str:
-        data = self.cli("list")
-        return str(next(v["server"] for v in data["vms"] if v["name"] == vm))
+        return str(self.vm(vm)["server"])
 
     def other(self, server: str) -> str:
         return SERVERS[1] if server == SERVERS[0] else SERVERS[0]
 
     def completed(self, server: str, vm: str) -> dict[str, float]:
         """The completed migration's statistics, as the destination keeps them."""
-        out = sh("virsh", "-c", self.uri[server], "domjobinfo", "--completed", "--rawstats",
-                 vm)
+        out = sh("virsh", "-c", self.uri[server], "domjobinfo", "--completed",
+                 "--keep-completed", "--rawstats", vm)
         stats: dict[str, float] = {}
         for line in out.splitlines():
             m = re.match(r"\s*(\w+)\s*:\s*([-\d.]+)\s*$", line)
@@ -96,15 +98,14 @@ class Bench:
         return int(sh("ip", "netns", "exec", ns, "cat",
                       f"/sys/class/net/{iface}/statistics/tx_bytes"))
 
-    def disk_path(self, server: str, vm: str) -> str:
-        out = sh("virsh", "-c", self.uri[server], "domblklist", "--details", vm)
-        return next(line.split()[3] for line in out.splitlines()
-                    if line.split()[:2] == ["file", "disk"])
+    def vm(self, name: str) -> dict[str, Any]:
+        data = self.cli("list")
+        return dict(next(v for v in data["vms"] if v["name"] == name))
 
-    def allocation(self, server: str, path: str) -> int:
-        out = sh("virsh", "-c", self.uri[server], "vol-info", "--bytes", path)
-        return int(next(line.split()[1] for line in out.splitlines()
-                        if line.startswith("Allocation")))
+    def disk(self, vm: str) -> tuple[str, int]:
+        """The path of the VM's first disk and how much of it is allocated, in bytes."""
+        disk = self.vm(vm)["disks"][0]
+        return str(disk["path"]), int(disk["allocation"])
 
     def migrate(self, vms: tuple[str, ...], dest: str, network: str) -> tuple[float, Any]:
         t0 = time.monotonic()
@@ -133,29 +134,31 @@ class Bench:
     def big_move(self, network: str) -> dict[str, Any]:
         src = self.where("big-1")
         dest = self.other(src)
+        data = sum(d["allocation"] for d in self.vm("big-1")["disks"])
+        tx0 = self.iface_tx(src, network)
         wall, (res,) = self.migrate(("big-1",), dest, network)
-        st = self.completed(dest, "big-1")
-        payload = st.get("data_processed", 0.0)
+        sent = self.iface_tx(src, network) - tx0
+        memory = self.completed(dest, "big-1").get("memory_processed", 0.0)
+        payload = memory + data
+        rate = self.rate[network]
         row = {"network": network, "from": src, "to": dest, "wall_s": round(wall, 3),
-               "payload_mib": round(payload / MIB, 1),
-               "memory_mib": round(st.get("memory_processed", 0.0) / MIB, 1),
-               "disk_mib": round(st.get("disk_processed", 0.0) / MIB, 1),
+               "disk_data_mib": round(data / MIB, 1), "memory_mib": round(memory / MIB, 1),
+               "payload_mib": round(payload / MIB, 1), "wire_mib": round(sent / MIB, 1),
                "downtime_ms": res.get("downtime_ms"),
-               "efficiency": round(payload / (wall * self.rate[network]), 3)}
+               "efficiency": round(payload / (wall * rate), 3),
+               "link_utilisation": round(sent / (wall * rate), 3)}
         print(f"  big-1 over {network}: {row}", flush=True)
         return row
 
     def sparse_move(self) -> dict[str, Any]:
         src = self.where("sparse-1")
         dest = self.other(src)
-        path = self.disk_path(src, "sparse-1")
-        before = self.allocation(src, path)
+        _path, before = self.disk("sparse-1")
         tx0 = self.iface_tx(src, "storage")
         wall, _ = self.migrate(("sparse-1",), dest, "storage")
         sent = self.iface_tx(src, "storage") - tx0
         st = self.completed(dest, "sparse-1")
-        new_path = self.disk_path(dest, "sparse-1")
-        after = self.allocation(dest, new_path)
+        new_path, after = self.disk("sparse-1")
         check = subprocess.run(["qemu-io", "-U", "-r", "-f", "qcow2", "-c",
                                 "read -P 0x5a 0 50M", new_path], capture_output=True,
                                text=True)
@@ -170,18 +173,26 @@ class Bench:
                "memory_mib": round(memory / MIB, 2),
                "disk_mib_libvirt": round(st.get("disk_processed", 0.0) / MIB, 2),
                "wire_minus_memory_mib": round((sent - memory) / MIB, 2),
-               "wire_goal_met": sent - memory <= before,
+               # Interface bytes carry TCP/IP and Ethernet headers (about 4.5% at MTU 1500).
+               "wire_goal_met": sent - memory <= 1.05 * before,
                "data_intact": intact}
         print(f"  sparse-1: {row}", flush=True)
         return row
 
     def evacuate(self) -> dict[str, Any]:
-        src = self.where(EVACUEES[0])
+        where = {vm: self.where(vm) for vm in EVACUEES}
+        src = max(SERVERS, key=lambda s: sum(1 for w in where.values() if w == s))
+        strays = tuple(vm for vm, w in where.items() if w != src)
+        if strays:  # put the six together first (not timed)
+            self.migrate(strays, src, "storage")
         dest = self.other(src)
+        data = sum(d["allocation"] for vm in EVACUEES for d in self.vm(vm)["disks"])
         wall, _ = self.migrate(EVACUEES, dest, "storage")
-        moved = sum(self.completed(dest, vm).get("data_processed", 0.0) for vm in EVACUEES)
+        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
+        moved = data + memory
         ideal = moved / self.rate["storage"]
         row = {"from": src, "to": dest, "wall_s": round(wall, 3),
+               "disk_data_mib": round(data / MIB, 1), "memory_mib": round(memory / MIB, 1),
                "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
                "ratio": round(wall / ideal, 3)}
         print(f"  evacuate: {row}", flush=True)

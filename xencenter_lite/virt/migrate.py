@@ -86,7 +86,9 @@ def completed_downtime(uri: str, uuid: str) -> int | None:
     except libvirt.libvirtError:
         return None
     try:
-        stats = conn.lookupByUUIDString(uuid).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        # KEEP_COMPLETED: leave them for anyone else who looks (virsh domjobinfo --completed).
+        stats = conn.lookupByUUIDString(uuid).jobStats(
+            libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
         downtime = stats.get("downtime")
         return int(downtime) if isinstance(downtime, int | float) else None
     except libvirt.libvirtError:
