@@ -3,7 +3,7 @@
 
 Run as root from the repository (the lab must be up, or pass --lab-up):
 
-    .venv/bin/python bench/cli_vs_virsh.py --rounds 5
+    .venv/bin/python bench/cli_vs_virsh.py --bytecode --rounds 7
 
 Each round moves db-1 from one server to the other and back, once with each tool, and the
 tool that goes first alternates from round to round. Both tools do the same work: create
@@ -36,8 +36,12 @@ SERVERS = ("lab-a1", "lab-b1")
 SR = "Local storage"
 
 
+CLI_ENV = dict(os.environ)
+
+
 def sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(args, check=True, capture_output=True, text=True,
+                          env=CLI_ENV).stdout
 
 
 def cli_exe() -> str:
@@ -98,7 +102,14 @@ def main() -> int:
     ap.add_argument("--inventory", default="/var/lib/xencenter-lite/lab/inventory.toml")
     ap.add_argument("--lab-up", action="store_true", help="bring the demo lab up first")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-cli-vs-virsh.json"))
+    ap.add_argument("--bytecode", action="store_true",
+                    help="let Python cache compiled modules (in a temporary directory) even "
+                         "when PYTHONDONTWRITEBYTECODE is set, as an installed package has them")
     args = ap.parse_args()
+    cache = tempfile.TemporaryDirectory(prefix="xcl-pycache-")
+    if args.bytecode:
+        CLI_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        CLI_ENV["PYTHONPYCACHEPREFIX"] = cache.name
     if args.lab_up:
         inventory = Path(sh(cli_exe(), "lab", "up").strip().splitlines()[-1])
     else:
@@ -132,6 +143,7 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "rounds": args.rounds,
+        "bytecode_cached": bool(args.bytecode) or not os.environ.get("PYTHONDONTWRITEBYTECODE"),
         "xencenter_lite_migrate": summary(ours),
         "virsh_migrate_only": summary(virsh_migrate),
         "virsh_with_volume_commands": summary(virsh_total),

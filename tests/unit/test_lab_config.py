@@ -626,3 +626,11 @@ def test_lab_code_never_imports_libvirt() -> None:
         assert "import libvirt" not in text, source
         assert "from libvirt" not in text, source
         assert "shell=True" not in text, source
+
+
+def test_the_bench_lab_loads_apart_from_the_others(config: LabConfig) -> None:
+    bench = load_lab_config(LAB_PACKAGE.parents[1] / "bench" / "lab-bench.toml")
+    assert bench.name != config.name and bench.state_dir != config.state_dir
+    assert {n.name: n.rate_mib_s for n in bench.networks} == {"management": 10, "storage": 40}
+    big = next(g for g in bench.guests if g.name == "big-1")
+    assert [d.data_mib for d in big.disks] == [384, 4]
