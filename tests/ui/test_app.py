@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from tests.conftest import until
 from tests.labtools import cli, vm_named
-from tests.ui.test_resources import FakeEngine, lab_fleet
+from tests.ui.fakes import FakeEngine, lab_fleet
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.plan import MigrationRequest

@@ -16,23 +16,13 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tests.conftest import until
 from tests.labtools import vm_named
-from tests.ui.test_resources import FakeEngine, lab_fleet
+from tests.ui.fakes import BUILD, DB, MIB, WEB, FakeEngine
 from tests.ui.vm_placement import place
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.common import KeyRole
 from xencenter_lite.ui.main_window import MainWindow
 from xencenter_lite.ui.resources import FOLDERS, INFRASTRUCTURE, MIME_VMS, ResourcesPane
-
-WEB = ("lab-a1", "uuid-web-1")
-DB = ("lab-a1", "uuid-db-1")
-BUILD = ("lab-a2", "uuid-build-1")
-MIB = 1024 * 1024
-
-
-@pytest.fixture
-def fake() -> FakeEngine:
-    return FakeEngine(lab_fleet())
 
 
 @pytest.fixture

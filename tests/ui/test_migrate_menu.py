@@ -9,20 +9,11 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tests.conftest import until
 from tests.labtools import vm_named
-from tests.ui.test_resources import FakeEngine, lab_fleet
+from tests.ui.fakes import BUILD, MIB, WEB, FakeEngine
 from xencenter_lite.core.checks import Problem
 from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.main_window import MainWindow
 from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, first_refusal, short_reason
-
-WEB = ("lab-a1", "uuid-web-1")
-BUILD = ("lab-a2", "uuid-build-1")
-MIB = 1024 * 1024
-
-
-@pytest.fixture
-def fake() -> FakeEngine:
-    return FakeEngine(lab_fleet())
 
 
 @pytest.fixture

@@ -9,18 +9,10 @@ from typing import Any
 import pytest
 
 from tests.labtools import vm_named
-from tests.ui.test_resources import FakeEngine, change, lab_fleet
+from tests.ui.fakes import DB, WEB, FakeEngine, change
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import VmState
 from xencenter_lite.ui.properties import PropertiesView
-
-WEB = ("lab-a1", "uuid-web-1")
-DB = ("lab-a1", "uuid-db-1")
-
-
-@pytest.fixture
-def fake() -> FakeEngine:
-    return FakeEngine(lab_fleet())
 
 
 @pytest.fixture

@@ -1,0 +1,98 @@
+"""A fake engine over a hand-built fleet shaped like the lab, for console tests."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from tests.unit.builders import Fleet, disk, local_disk, shared_disk, standard_fleet
+from xencenter_lite.core.checks import check_plans
+from xencenter_lite.core.jobs import Job
+from xencenter_lite.core.model import VmState
+from xencenter_lite.core.plan import MigrationRequest, build_plan
+
+WEB = ("lab-a1", "uuid-web-1")
+DB = ("lab-a1", "uuid-db-1")
+BUILD = ("lab-a2", "uuid-build-1")
+MIB = 1024 * 1024
+
+
+class FakeEngine:
+    """Just enough engine for console tests without libvirt: a snapshot changed by hand,
+    the real pure plans and checks, and a record of what the console asked for."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._snap = fleet.snapshot()
+        self.listeners: list[Any] = []
+        self.job_listeners: list[Any] = []
+        self.busy: set[tuple[str, str]] = set()
+        self.jobs: list[Job] = []
+        self.migrated: list[list[MigrationRequest]] = []
+
+    def snapshot(self) -> Any:
+        return self._snap
+
+    def subscribe(self, fn: Any) -> None:
+        self.listeners.append(fn)
+
+    def subscribe_jobs(self, fn: Any) -> None:
+        self.job_listeners.append(fn)
+
+    def push(self) -> None:
+        self._snap = self.fleet.snapshot()
+        for fn in list(self.listeners):
+            fn(self._snap)
+
+    def push_job(self, job: Job) -> None:
+        if job not in self.jobs:
+            self.jobs.append(job)
+        for fn in list(self.job_listeners):
+            fn(job)
+
+    def plan(self, request: MigrationRequest) -> Any:
+        vm = self._snap.vm(request.vm)
+        if vm is None:
+            raise LookupError(request.vm)
+        return build_plan(self._snap, vm, request)
+
+    def check(self, plans: Any) -> Any:
+        return check_plans(self._snap, plans, self.busy)
+
+    async def precheck(self, requests: Any) -> Any:
+        plans = [self.plan(r) for r in requests]
+        return plans, check_plans(self._snap, plans, self.busy)
+
+    def migrate(self, requests: Any) -> list[Job]:
+        self.migrated.append(list(requests))
+        return []
+
+    async def cancel(self, job: Job) -> None:
+        job.cancelled()
+
+    async def wait(self, jobs: Any) -> None:
+        return None
+
+    async def set_folder(self, key: tuple[str, str], folder: str) -> None:
+        change(self.fleet, key[1].removeprefix("uuid-"), folder=folder)
+        self.push()
+
+
+def lab_fleet() -> Fleet:
+    """The lab's shape: web-1 and db-1 on lab-a1, build-1 (halted) on lab-a2, app-1 on lab-b1."""
+    f = standard_fleet()
+    f.vm("web-1", "lab-a1", folder="/Web")
+    f.vm("db-1", "lab-a1", folder="/Databases/Prod",
+         disks=(local_disk("lab-a1", "db-1"), local_disk("lab-a1", "db-1", "vdb")))
+    f.vm("build-1", "lab-a2", state=VmState.HALTED, disks=(shared_disk("build-1"),))
+    f.vm("app-1", "lab-b1", disks=(disk("vda", "/srv/lab-b1/local/app-1.qcow2",
+                                        "Local storage"),))
+    return f
+
+
+def change(fleet: Fleet, name: str, **changes: Any) -> None:
+    for i, vm in enumerate(fleet.vms):
+        if vm.name == name:
+            fleet.vms[i] = replace(vm, **changes)
+            return
+    raise KeyError(name)
