@@ -1,8 +1,9 @@
 """The engine: one live model of the fleet and the jobs that move VMs, shared by CLI and GUI.
 
 It runs on an asyncio loop (qasync's Qt loop in the GUI, a plain one in the CLI). Blocking
-libvirt calls go to worker threads; libvirt events arrive on the loop through libvirtaio
-and trigger a fresh reading of the server they came from, with a slow poll as a fallback.
+libvirt calls go to worker threads; libvirt events come through libvirtaio on a thread of
+their own, are handed to the loop, and trigger a fresh reading of the server they came
+from, with a slow poll as a fallback.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from xencenter_lite.core.plan import (
     volume_name_for,
 )
 from xencenter_lite.core.units import format_bytes
-from xencenter_lite.virt import ServerLink, ServerReading, VirtError, register_event_loop
+from xencenter_lite.virt import ServerLink, ServerReading, VirtError, start_libvirt_events
 from xencenter_lite.virt import migrate as vmigrate
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(self.concurrency)
         if watch:
-            register_event_loop(self._loop)
+            start_libvirt_events()
         self._coalescing = True
         try:
             await asyncio.gather(*(self._connect(name, watch) for name in self._servers))

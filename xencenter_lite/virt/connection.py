@@ -19,7 +19,7 @@ from xencenter_lite.core.inventory import redact_secret
 from xencenter_lite.core.metadata import KEY, NAMESPACE, VmMetadata, render_metadata
 from xencenter_lite.core.model import SR, VM, Disk, VmState
 
-_registered_loop: asyncio.AbstractEventLoop | None = None
+_events_started = False
 _register_lock = threading.Lock()
 
 
@@ -102,24 +102,23 @@ class _LoopEvents:
                                      self.remove_timeout)
 
 
-def register_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+def start_libvirt_events() -> None:
     """Start delivering libvirt events (and keepalive) for this process. Once per process.
 
     libvirtaio runs libvirt's side of the events on an asyncio loop of its own, in a thread
     of its own: libvirt's handlers take the connection's locks, and a worker thread waiting
-    on a server that stopped answering can hold one, which must never freeze `loop` (the Qt
-    loop under qasync). Callbacks given to ServerLink.watch are called on that thread; hand
-    them to `loop` with call_soon_threadsafe."""
-    global _registered_loop
+    on a server that stopped answering can hold one, which must never freeze the caller's
+    loop (the Qt loop under qasync). Callbacks given to ServerLink.watch are called on that
+    thread; hand them to your loop with call_soon_threadsafe."""
+    global _events_started
     with _register_lock:
-        if _registered_loop is not None:
+        if _events_started:
             return
         events_loop = asyncio.new_event_loop()
         _LoopEvents(events_loop).register()
-        thread = threading.Thread(target=events_loop.run_forever, name="libvirt-events",
-                                  daemon=True)
-        thread.start()
-        _registered_loop = loop
+        threading.Thread(target=events_loop.run_forever, name="libvirt-events",
+                         daemon=True).start()
+        _events_started = True
 
 
 class VirtError(Exception):
@@ -240,7 +239,7 @@ class ServerLink:
     def watch(self, on_change: Callable[[], None], on_close: Callable[[], None]) -> None:
         """Call `on_change` on domain and storage events, `on_close` if the link drops.
 
-        Callbacks run on libvirt's event thread (see register_event_loop)."""
+        Callbacks run on libvirt's event thread (see start_libvirt_events)."""
         conn = self._c()
 
         def domain_event(*_args: Any) -> None:
