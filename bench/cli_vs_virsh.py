@@ -60,11 +60,13 @@ def run_cli(inventory: Path, dest: str) -> float:
     return time.monotonic() - t0
 
 
-def run_virsh(inv: dict[str, dict[str, str]], src: str, dest: str) -> tuple[float, float]:
+def run_virsh(inv: dict[str, dict[str, str]], src: str, dest: str,
+              vm: str = VM) -> tuple[float, float]:
+    """Move `vm` as an operator would with virsh alone; (migrate call, whole) seconds."""
     s, d = inv[src], inv[dest]
     t0 = time.monotonic()
-    xml = sh("virsh", "-c", s["uri"], "dumpxml", "--migratable", VM)
-    conf = sh("virsh", "-c", s["uri"], "dumpxml", "--migratable", "--inactive", VM)
+    xml = sh("virsh", "-c", s["uri"], "dumpxml", "--migratable", vm)
+    conf = sh("virsh", "-c", s["uri"], "dumpxml", "--migratable", "--inactive", vm)
     dom = parse_domain(xml)
     new_paths = {}
     for disk in dom.disks:
@@ -88,7 +90,7 @@ def run_virsh(inv: dict[str, dict[str, str]], src: str, dest: str) -> tuple[floa
            "--undefinesource", "--copy-storage-all", "--migrate-disks", ",".join(new_paths),
            "--xml", str(live), "--persistent-xml", str(persist), "--migrateuri",
            f"tcp://{addr}", "--disks-uri", f"tcp://{addr}", "--listen-address", addr,
-           VM, d["uri"])
+           vm, d["uri"])
         migrate_only = time.monotonic() - t1
     for disk in dom.disks:
         if disk.device == "disk" and disk.path:

@@ -22,7 +22,8 @@ management network shaped to 10 MiB/s (tbf on each direction of each link).
   (interface counters, so headers included: allowed 5% over) less the memory libvirt sent,
   against the source's allocation; the 50 MiB are read back on the destination.
 - evacuate: evac-1..6 moved in one command (the queue runs 3 at a time). Ratio = wall time
-  ÷ (bytes moved ÷ link rate).
+  ÷ (bytes moved ÷ link rate). Alternating with it, the same six moved with virsh (volume
+  commands and `virsh migrate` with the same flags, three at a time), for comparison.
 
 Each case alternates direction round by round; the cases alternate within a round.
 """
@@ -38,9 +39,12 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cli_vs_virsh import run_virsh  # bench/ is on sys.path when run as a script
 
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.lab import load_lab_config
@@ -68,6 +72,7 @@ class Bench:
         self.inventory = inventory
         cfg = load_inventory(inventory)
         self.uri = {s.name: s.uri for s in cfg.servers}
+        self.inv = {s.name: {"uri": s.uri, **s.networks} for s in cfg.servers}
         lab = load_lab_config(CONFIG)
         self.lab = lab
         self.rate = {n.name: n.rate_mib_s * MIB for n in lab.networks}
@@ -179,12 +184,36 @@ class Bench:
         print(f"  sparse-1: {row}", flush=True)
         return row
 
-    def evacuate(self) -> dict[str, Any]:
+    def gather_evacuees(self) -> str:
+        """Put the six on one server (not timed); returns it."""
         where = {vm: self.where(vm) for vm in EVACUEES}
         src = max(SERVERS, key=lambda s: sum(1 for w in where.values() if w == s))
         strays = tuple(vm for vm, w in where.items() if w != src)
-        if strays:  # put the six together first (not timed)
+        if strays:
             self.migrate(strays, src, "storage")
+        return src
+
+    def evacuate_with_virsh(self) -> dict[str, Any]:
+        """The same evacuation as an operator would run it with virsh: per VM the volume
+        commands and `virsh migrate` with our flags, three VMs at a time."""
+        src = self.gather_evacuees()
+        dest = self.other(src)
+        data = sum(d["allocation"] for vm in EVACUEES for d in self.vm(vm)["disks"])
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(lambda vm: run_virsh(self.inv, src, dest, vm), EVACUEES))
+        wall = time.monotonic() - t0
+        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
+        moved = data + memory
+        ideal = moved / self.rate["storage"]
+        row = {"from": src, "to": dest, "wall_s": round(wall, 3),
+               "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
+               "ratio": round(wall / ideal, 3)}
+        print(f"  evacuate with virsh: {row}", flush=True)
+        return row
+
+    def evacuate(self) -> dict[str, Any]:
+        src = self.gather_evacuees()
         dest = self.other(src)
         data = sum(d["allocation"] for vm in EVACUEES for d in self.vm(vm)["disks"])
         wall, _ = self.migrate(EVACUEES, dest, "storage")
@@ -225,7 +254,7 @@ def main() -> int:
                      .splitlines()[-1])
     bench = Bench(inventory)
     rows: dict[str, list[dict[str, Any]]] = {"link": [], "network": [], "sparse": [],
-                                             "evacuate": []}
+                                             "evacuate": [], "evacuate_virsh": []}
     try:
         if cases & {"link", "network"}:
             bench.wait_working("big-1")
@@ -244,7 +273,10 @@ def main() -> int:
             if "sparse" in cases:
                 rows["sparse"].append(bench.sparse_move())
             if "evacuate" in cases:
-                rows["evacuate"].append(bench.evacuate())
+                contenders = [("evacuate", bench.evacuate),
+                              ("evacuate_virsh", bench.evacuate_with_virsh)]
+                for key, fn in contenders if i % 2 == 0 else contenders[::-1]:
+                    rows[key].append(fn())
     finally:
         if not args.keep_lab:
             subprocess.run([cli_exe(), "lab", "down", "--config", str(CONFIG)],
@@ -278,6 +310,13 @@ def main() -> int:
     if rows["evacuate"]:
         summary["evacuate_ratio"] = median_spread([r["ratio"] for r in rows["evacuate"]])
         summary["evacuate_wall_s"] = median_spread([r["wall_s"] for r in rows["evacuate"]])
+        summary["evacuate_virsh_ratio"] = median_spread(
+            [r["ratio"] for r in rows["evacuate_virsh"]])
+        summary["evacuate_virsh_wall_s"] = median_spread(
+            [r["wall_s"] for r in rows["evacuate_virsh"]])
+        summary["evacuate_ours_over_virsh"] = round(
+            statistics.median(r["wall_s"] for r in rows["evacuate"])
+            / statistics.median(r["wall_s"] for r in rows["evacuate_virsh"]), 3)
 
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

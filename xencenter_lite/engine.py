@@ -25,7 +25,7 @@ from xencenter_lite.core.checks import (
     squeeze_targets,
 )
 from xencenter_lite.core.domxml import rewrite_domain
-from xencenter_lite.core.errors import ABORTED, friendly
+from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig, redact_uri
 from xencenter_lite.core.jobs import Job, JobKind, JobState, phase_from_stats
 from xencenter_lite.core.metadata import VmMetadata
@@ -75,6 +75,10 @@ class Engine:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
+        # A server whose reading or job statistics take longer than this is treated as lost
+        # (libvirt's keepalive should say so first, but cannot when its own locks are held
+        # by a thread waiting on that server).
+        self.answer_timeout = 15.0
         self._servers = {
             s.name: _ServerState(ServerLink(s.name, s.uri)) for s in inventory.servers
         }
@@ -242,7 +246,11 @@ class Engine:
         if not st.connected:
             return
         try:
-            reading = await self._run(st.link.read)
+            reading = await asyncio.wait_for(self._run(st.link.read), self.answer_timeout)
+        except TimeoutError:
+            log.warning("%s did not answer within %.0f s", name, self.answer_timeout)
+            self._lost(name)
+            return
         except VirtError as exc:
             if not await self._run(lambda: st.link.alive):
                 self._lost(name)
@@ -580,7 +588,15 @@ class Engine:
                     abort_sent = True
                 except VirtError:
                     pass  # the job has not started in libvirt yet; try again next tick
-            stats = await self._run(link.job_stats, uuid)
+            try:
+                stats = await asyncio.wait_for(self._run(link.job_stats, uuid),
+                                               self.answer_timeout)
+            except TimeoutError:
+                # The source stopped answering; stop waiting for the migration call (it
+                # returns when the source does) and settle the job from where the VM is.
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+                self._lost(job.source)
+                raise VirtError(STOPPED_ANSWERING) from None
             if stats and not job.cancel_requested:
                 total = stats.get("data_total", 0)
                 if total:

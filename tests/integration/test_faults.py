@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import until
 from tests.labtools import cli, netns, virsh, vm_named, wait_working
+from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import MigrationRequest
@@ -202,18 +203,28 @@ def test_cancel_during_the_memory_copy(engine: Engine, run: Any, state_dir: Path
     _assert_records_intact(vm_named(engine, "web-1"), before)
 
 
+@pytest.fixture
+def own_engine(lab_inventory: Path, run: Any) -> Iterator[Engine]:
+    """An engine of this test's own: what a stopped server does to it stays here."""
+    engine = Engine(load_inventory(lab_inventory))
+    run(engine.start())
+    yield engine
+    run(engine.close())
+
+
 def test_source_stops_answering_mid_migration_and_comes_back(
-        engine: Engine, run: Any, state_dir: Path, app_route: tuple[str, str]) -> None:
+        own_engine: Engine, run: Any, state_dir: Path, app_route: tuple[str, str]) -> None:
     """The source's libvirtd stops answering (SIGSTOP: to the console a hung daemon and a
     cut management link look the same) while the VM's data moves, and comes back later."""
+    engine = own_engine
     source, dest = app_route
     job, before = _start_slow(engine, run, state_dir, "app-1", dest, "Local storage")
     uuid = job.vm_key[1]
     pid = int(_pid_file(engine, source, "libvirtd.pid").read_text())
     os.kill(pid, signal.SIGSTOP)
     try:
-        # Keepalive tells the engine the source is gone; the job waits to find out where
-        # the VM is rather than guessing.
+        # Keepalive, or the engine's deadline on calls, tells it the source is gone; the
+        # job waits to find out where the VM is rather than guessing.
         run(until(lambda: not engine.snapshot().servers[source].connected, timeout=60), 70)
         with contextlib.suppress(AssertionError):
             run(until(lambda: any("Lost the connection" in m for m in job.messages)

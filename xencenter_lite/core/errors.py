@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ABORTED = 78
+# What the engine reports when a server let a call wait longer than it waits for one.
+STOPPED_ANSWERING = "the server stopped answering"
 
 _BY_CODE: dict[int, str] = {
     78: "The operation was cancelled.",
@@ -45,6 +47,7 @@ _BY_TEXT: tuple[tuple[str, str], ...] = (
     ("connection reset", "The network connection to the destination was lost."),
     ("broken pipe", "The network connection to the destination was lost."),
     ("keepalive timeout", "A server stopped answering (the connection to it timed out)."),
+    (STOPPED_ANSWERING, "A server stopped answering (the connection to it timed out)."),
     ("end of file while reading data", "The connection to a server was lost."),
     ("cannot recv data", "The connection to a server was lost."),
     ("timed out", "A server did not answer in time."),

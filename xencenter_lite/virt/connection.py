@@ -176,8 +176,11 @@ def _one_at_a_time(method: F) -> F:
 
     @functools.wraps(method)
     def locked(self: ServerLink, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
+        while True:  # the lock of the connection as it is now (open() replaces both)
+            lock = self._lock
+            with lock:
+                if lock is self._lock:
+                    return method(self, *args, **kwargs)
 
     return locked  # type: ignore[return-value]
 
@@ -196,8 +199,15 @@ class ServerLink:
         self._parsed: dict[str, DomainXml] = {}
 
     # ---- connection ---------------------------------------------------------------------
-    @_one_at_a_time
     def open(self) -> None:
+        """Open a new connection, with a lock of its own: a thread still stuck in a call
+        on the previous one (a server that stopped answering) holds only the old lock."""
+        lock = threading.RLock()
+        with lock:
+            self._lock = lock
+            self._open()
+
+    def _open(self) -> None:
         try:
             self.conn = libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
