@@ -60,6 +60,11 @@ class _ServerState:
     refresh_task: asyncio.Task[None] | None = None
     dirty: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Readings asked for and readings done, counted: callers who asked while another
+    # reading was under way share the next one instead of each reading the server again.
+    reads_asked: int = 0
+    reads_done: int = 0
+    read_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Engine:
@@ -242,6 +247,21 @@ class Engine:
         return self.snapshot()
 
     async def _read(self, name: str) -> None:
+        """Read `name` again; returns once a reading that began after this call is in.
+
+        Several jobs finishing at once ask for the same servers: one reading serves all who
+        asked before it began (the link takes one call at a time, so they would queue)."""
+        st = self._servers[name]
+        st.reads_asked += 1
+        ticket = st.reads_asked
+        async with st.read_lock:
+            if st.reads_done >= ticket:
+                return  # a reading that began after we asked is in
+            began = st.reads_asked
+            await self._read_now(name)
+            st.reads_done = max(st.reads_done, began)
+
+    async def _read_now(self, name: str) -> None:
         st = self._servers[name]
         if not st.connected:
             return
