@@ -602,29 +602,41 @@ class Engine:
             await asyncio.wait([fut], timeout=self.progress_interval)
             if fut.done():
                 break
-            if job.cancel_requested and not abort_sent:
-                try:
-                    await self._run(link.abort_job, uuid)
-                    abort_sent = True
-                except VirtError:
-                    pass  # the job has not started in libvirt yet; try again next tick
             try:
-                stats = await asyncio.wait_for(self._run(link.job_stats, uuid),
-                                               self.answer_timeout)
-            except TimeoutError:
+                _stats, abort_sent = await self._migration_tick(job, link, uuid, abort_sent)
+            except VirtError:
                 # The source stopped answering; stop waiting for the migration call (it
                 # returns when the source does) and settle the job from where the VM is.
                 fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-                self._lost(job.source)
-                raise VirtError(STOPPED_ANSWERING) from None
-            if stats and not job.cancel_requested:
-                total = stats.get("data_total", 0)
-                if total:
-                    job.progress(stats.get("data_processed", 0), total)
-                phase = phase_from_stats(stats)
-                if phase is not job.state:
-                    job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
-                                  else None)
+                raise
+
+    async def _migration_tick(self, job: Job, link: ServerLink, uuid: str,
+                              abort_sent: bool) -> tuple[dict[str, int], bool]:
+        """One look at the migration the source runs: abort it (once) if the job was
+        cancelled, else report its progress and phase. Returns its statistics ({}: no job
+        any more) and whether the abort is sent. Raises VirtError(STOPPED_ANSWERING) when
+        the source does not answer within answer_timeout, after marking it lost."""
+        if job.cancel_requested and not abort_sent:
+            try:
+                await self._run(link.abort_job, uuid)
+                abort_sent = True
+            except VirtError:
+                pass  # no job in libvirt yet (or none any more); try again next tick
+        try:
+            stats = await asyncio.wait_for(self._run(link.job_stats, uuid),
+                                           self.answer_timeout)
+        except TimeoutError:
+            self._lost(job.source)
+            raise VirtError(STOPPED_ANSWERING) from None
+        if stats and not job.cancel_requested:
+            total = stats.get("data_total", 0)
+            if total:
+                job.progress(stats.get("data_processed", 0), total)
+            phase = phase_from_stats(stats)
+            if phase is not job.state:
+                job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
+                              else None)
+        return stats, abort_sent
 
     async def _finish_migration(self, job: Job, plan: MigrationPlan) -> None:
         src_link = self.link(plan.source)
@@ -713,24 +725,23 @@ class Engine:
 
     async def _follow_orphaned(self, job: Job, src: str, uuid: str) -> bool:
         """If the source still runs the migration our call lost track of (its connection
-        dropped, the migration did not), follow it to its end; True if there was one."""
+        dropped, the migration did not), follow it to its end. True if there was one, or if
+        the source stopped answering again: either way, where the VM is must be asked anew."""
         link = self.link(src)
-        stats = await self._run(link.job_stats, uuid)
-        if not stats:
-            return False
-        job.set_state(job.state, f"The connection to '{src}' is back and the migration is "
-                      "still running there; following it")
-        abort_sent = False
-        while stats and not self._closed:
-            if job.cancel_requested and not abort_sent:
-                with contextlib.suppress(VirtError):
-                    await self._run(link.abort_job, uuid)
-                    abort_sent = True
-            elif not job.cancel_requested and stats.get("data_total", 0):
-                job.progress(stats.get("data_processed", 0), stats["data_total"])
+        abort_sent = following = False
+        while not self._closed:
+            try:
+                stats, abort_sent = await self._migration_tick(job, link, uuid, abort_sent)
+            except VirtError:
+                return True
+            if not stats:
+                return following
+            if not following:
+                following = True
+                job.set_state(job.state, f"The connection to '{src}' is back and the "
+                              "migration is still running there; following it")
             await asyncio.sleep(self.progress_interval)
-            stats = await self._run(link.job_stats, uuid)
-        return True
+        return following
 
     async def _remove_volumes(self, job: Job | None, server: str, paths: list[str]) -> None:
         for path in paths:
