@@ -103,9 +103,12 @@ class Bench:
         return int(sh("ip", "netns", "exec", ns, "cat",
                       f"/sys/class/net/{iface}/statistics/tx_bytes"))
 
+    def vms(self) -> dict[str, dict[str, Any]]:
+        """Every VM as `xencenter-lite list` describes it, by name."""
+        return {v["name"]: v for v in self.cli("list")["vms"]}
+
     def vm(self, name: str) -> dict[str, Any]:
-        data = self.cli("list")
-        return dict(next(v for v in data["vms"] if v["name"] == name))
+        return self.vms()[name]
 
     def disk(self, vm: str) -> tuple[str, int]:
         """The path of the VM's first disk and how much of it is allocated, in bytes."""
@@ -186,7 +189,8 @@ class Bench:
 
     def gather_evacuees(self) -> str:
         """Put the six on one server (not timed); returns it."""
-        where = {vm: self.where(vm) for vm in EVACUEES}
+        listed = self.vms()
+        where = {vm: str(listed[vm]["server"]) for vm in EVACUEES}
         src = max(SERVERS, key=lambda s: sum(1 for w in where.values() if w == s))
         strays = tuple(vm for vm, w in where.items() if w != src)
         if strays:
@@ -198,7 +202,8 @@ class Bench:
         commands and `virsh migrate` with our flags, three VMs at a time."""
         src = self.gather_evacuees()
         dest = self.other(src)
-        data = sum(d["allocation"] for vm in EVACUEES for d in self.vm(vm)["disks"])
+        listed = self.vms()
+        data = sum(d["allocation"] for vm in EVACUEES for d in listed[vm]["disks"])
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(lambda vm: run_virsh(self.inv, src, dest, vm), EVACUEES))
@@ -215,7 +220,8 @@ class Bench:
     def evacuate(self) -> dict[str, Any]:
         src = self.gather_evacuees()
         dest = self.other(src)
-        data = sum(d["allocation"] for vm in EVACUEES for d in self.vm(vm)["disks"])
+        listed = self.vms()
+        data = sum(d["allocation"] for vm in EVACUEES for d in listed[vm]["disks"])
         wall, _ = self.migrate(EVACUEES, dest, "storage")
         memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
         moved = data + memory
