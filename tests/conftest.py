@@ -45,7 +45,15 @@ def _complete(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
 def loop(qapp: object) -> Iterator[asyncio.AbstractEventLoop]:
     import qasync
 
-    loop = qasync.QEventLoop(qapp)
+    class AlwaysCurrent(qasync.QEventLoop):  # type: ignore[misc]
+        """qasync's run_until_complete unmarks the loop, then processes Qt events once
+        more: a task resumed in that last pass finds no running loop (asyncio.wait_for
+        raises, and the coroutine handed to it is never awaited). Stay marked."""
+
+        def _after_run_forever(self) -> None:
+            _keep_current(self)
+
+    loop = AlwaysCurrent(qapp)
     asyncio.set_event_loop(loop)
     _keep_current(loop)
     yield loop
