@@ -99,6 +99,7 @@ class Engine:
         self._pending: dict[str, list[tuple[str, str]]] = {}
         self.reconcile_wait = 90.0  # how long a job waits for a lost source to come back
         self.dmc_timeout = 30.0  # how long squeezed guests get to give their memory back
+        self._release_slot: dict[int, Callable[[], None]] = {}
         self._squeezed: dict[int, list[tuple[str, str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[Snapshot], None]] = []
@@ -512,27 +513,45 @@ class Engine:
     # ---- migration ------------------------------------------------------------------------
     async def _run_migration(self, job: Job, req: MigrationRequest,
                              skip_checks: frozenset[str] = frozenset()) -> None:
-        assert self._slots is not None
-        async with self._slots:
+        slots = self._slots
+        assert slots is not None
+        await slots.acquire()
+        held = True
+
+        def release() -> None:  # once the data has moved; finishing needs no slot
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        self._release_slot[job.id] = release
+        try:
             if job.state.finished:
                 return  # cancelled while queued
-            job.set_state(JobState.CHECKING, "Checking the migration")
-            vm = await self._fresh_vm(job, req.destination)
-            if vm is None:
-                return
-            snap = self.snapshot()
-            plan = build_plan(snap, vm, req)
-            busy = self.busy - {req.vm}
-            problems = [p for p in blocking(check_plans(snap, [plan], busy))
-                        if p.code not in skip_checks]
-            if problems:
-                job.fail(" ".join(p.message for p in problems),
-                         "\n".join(f"{p.code}: {p.message}" for p in problems))
-                return
-            if job.cancel_requested:
-                job.cancelled()
-                return
-            await self._execute_migration(job, plan)
+            await self._check_and_migrate(job, req, skip_checks)
+        finally:
+            del self._release_slot[job.id]
+            release()
+
+    async def _check_and_migrate(self, job: Job, req: MigrationRequest,
+                                 skip_checks: frozenset[str]) -> None:
+        job.set_state(JobState.CHECKING, "Checking the migration")
+        vm = await self._fresh_vm(job, req.destination)
+        if vm is None:
+            return
+        snap = self.snapshot()
+        plan = build_plan(snap, vm, req)
+        busy = self.busy - {req.vm}
+        problems = [p for p in blocking(check_plans(snap, [plan], busy))
+                    if p.code not in skip_checks]
+        if problems:
+            job.fail(" ".join(p.message for p in problems),
+                     "\n".join(f"{p.code}: {p.message}" for p in problems))
+            return
+        if job.cancel_requested:
+            job.cancelled()
+            return
+        await self._execute_migration(job, plan)
 
     async def _fresh_vm(self, job: Job, other_server: str) -> VM | None:
         """Read the job's servers again; the VM as it is now (None: gone, the job failed)."""
@@ -582,6 +601,9 @@ class Engine:
             fut = loop.run_in_executor(self._long, vmigrate.migrate, src_link.uri, spec)
             await self._follow_migration(job, uuid, fut)
             job.downtime_ms = fut.result()
+            # The VM runs on the destination: the next queued migration need not wait for
+            # the old disks to go and both servers to be read again.
+            self._release_slot[job.id]()
         except _DmcFailed as exc:
             await self._release(job)
             job.fail(str(exc))
@@ -603,28 +625,43 @@ class Engine:
             if fut.done():
                 break
             try:
-                _stats, abort_sent = await self._migration_tick(job, link, uuid, abort_sent)
+                _stats, abort_sent = await self._migration_tick(job, link, uuid, abort_sent,
+                                                                call=fut)
             except VirtError:
                 # The source stopped answering; stop waiting for the migration call (it
                 # returns when the source does) and settle the job from where the VM is.
                 fut.add_done_callback(lambda f: f.cancelled() or f.exception())
                 raise
 
-    async def _migration_tick(self, job: Job, link: ServerLink, uuid: str,
-                              abort_sent: bool) -> tuple[dict[str, int], bool]:
+    async def _migration_tick(self, job: Job, link: ServerLink, uuid: str, abort_sent: bool,
+                              call: asyncio.Future[Any] | None = None,
+                              ) -> tuple[dict[str, int], bool]:
         """One look at the migration the source runs: abort it (once) if the job was
         cancelled, else report its progress and phase. Returns its statistics ({}: no job
         any more) and whether the abort is sent. Raises VirtError(STOPPED_ANSWERING) when
-        the source does not answer within answer_timeout, after marking it lost."""
+        the source does not answer within answer_timeout, after marking it lost.
+
+        When `call` (the migration call) returns first, the reading is left to finish on
+        its own: while a migration ends, libvirt holds its domain, and a reading of it (or
+        of another VM on that server, queued behind it) can wait a second or more."""
         if job.cancel_requested and not abort_sent:
             try:
                 await self._run(link.abort_job, uuid)
                 abort_sent = True
             except VirtError:
                 pass  # no job in libvirt yet (or none any more); try again next tick
+        reading = asyncio.ensure_future(asyncio.wait_for(self._run(link.job_stats, uuid),
+                                                         self.answer_timeout))
+        if call is not None:
+            try:
+                await asyncio.wait([reading, call], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not reading.done():
+                    reading.add_done_callback(lambda r: r.cancelled() or r.exception())
+            if not reading.done():
+                return {}, abort_sent
         try:
-            stats = await asyncio.wait_for(self._run(link.job_stats, uuid),
-                                           self.answer_timeout)
+            stats = await reading
         except TimeoutError:
             self._lost(job.source)
             raise VirtError(STOPPED_ANSWERING) from None

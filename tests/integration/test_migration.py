@@ -6,6 +6,7 @@ Tests look up where each VM is now rather than assuming an order, so each one st
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from tests.labtools import iface_bytes, pattern_intact, virsh, vm_named
@@ -180,6 +181,37 @@ def test_the_queue_runs_jobs_beyond_its_limit_later(lab_inventory: Any, run: Any
         assert quick.state is JobState.DONE, (quick.error, quick.error_details)
         assert quick.started is not None and slow.ended is not None
         assert quick.started >= slow.ended - 0.5  # it started once the slot was free
+    finally:
+        run(one_at_a_time.close())
+    run(engine.refresh())
+
+
+def test_a_queued_job_starts_as_soon_as_the_one_before_has_moved_its_vm(
+        lab_inventory: Any, run: Any, engine: Engine) -> None:
+    """The slot is for moving data: removing the old disks and reading both servers again
+    happen after the VM runs on the destination, and the next job does not wait for them."""
+    from tests.conftest import until
+    from xencenter_lite.core.inventory import load_inventory
+
+    one_at_a_time = Engine(load_inventory(lab_inventory), concurrency=1)
+    run(one_at_a_time.start(watch=False))
+    try:
+        web, app = vm_named(one_at_a_time, "web-1"), vm_named(one_at_a_time, "app-1")
+        app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
+        first, second = one_at_a_time.migrate([
+            MigrationRequest(web.key, _other_member(web.server)),
+            MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
+        ])
+        finishing: list[float] = []
+        first.subscribe(lambda j: j.state is JobState.FINISHING and not finishing
+                        and finishing.append(time.monotonic()))
+        run(until(lambda: second.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
+        run(one_at_a_time.cancel(second))
+        run(one_at_a_time.wait([first, second]))
+        assert first.state is JobState.DONE, (first.error, first.error_details)
+        assert second.state is JobState.CANCELLED
+        assert finishing and second.started is not None and first.ended is not None
+        assert finishing[0] <= second.started < first.ended
     finally:
         run(one_at_a_time.close())
     run(engine.refresh())
