@@ -31,6 +31,8 @@ Each case alternates direction round by round; the cases alternate within a roun
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -38,7 +40,9 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +80,7 @@ class Bench:
         lab = load_lab_config(CONFIG)
         self.lab = lab
         self.rate = {n.name: n.rate_mib_s * MIB for n in lab.networks}
+        self.timeline: dict[str, float] = {}
 
     def cli(self, *args: str) -> Any:
         out = sh(cli_exe(), "--inventory", str(self.inventory), *args, "--json")
@@ -115,6 +120,29 @@ class Bench:
         disk = self.vm(vm)["disks"][0]
         return str(disk["path"]), int(disk["allocation"])
 
+    @contextlib.contextmanager
+    def watching(self, server: str, network: str) -> Iterator[None]:
+        """Sample `server`'s interface on `network` every 0.1 s while the block runs; the
+        timeline goes to self.timeline."""
+        samples: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append((time.monotonic(), self.iface_tx(server, network)))
+                done.wait(0.1)
+
+        sampler = threading.Thread(target=sample)
+        t0 = time.monotonic()
+        sampler.start()
+        try:
+            yield
+        finally:
+            wall = time.monotonic() - t0
+            done.set()
+            sampler.join()
+        self.timeline = timeline(samples, t0, wall, self.rate[network])
+
     def migrate(self, vms: tuple[str, ...], dest: str, network: str) -> tuple[float, Any]:
         t0 = time.monotonic()
         result = self.cli("migrate", *vms, "--to", dest, "--sr", SR, "--network", network)
@@ -144,7 +172,8 @@ class Bench:
         dest = self.other(src)
         data = sum(d["allocation"] for d in self.vm("big-1")["disks"])
         tx0 = self.iface_tx(src, network)
-        wall, (res,) = self.migrate(("big-1",), dest, network)
+        with self.watching(src, network):
+            wall, (res,) = self.migrate(("big-1",), dest, network)
         sent = self.iface_tx(src, network) - tx0
         memory = self.completed(dest, "big-1").get("memory_processed", 0.0)
         payload = memory + data
@@ -154,7 +183,7 @@ class Bench:
                "payload_mib": round(payload / MIB, 1), "wire_mib": round(sent / MIB, 1),
                "downtime_ms": res.get("downtime_ms"),
                "efficiency": round(payload / (wall * rate), 3),
-               "link_utilisation": round(sent / (wall * rate), 3)}
+               "link_utilisation": round(sent / (wall * rate), 3), **self.timeline}
         print(f"  big-1 over {network}: {row}", flush=True)
         return row
 
@@ -205,7 +234,7 @@ class Bench:
         listed = self.vms()
         data = sum(d["allocation"] for vm in EVACUEES for d in listed[vm]["disks"])
         t0 = time.monotonic()
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        with self.watching(src, "storage"), ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(lambda vm: run_virsh(self.inv, src, dest, vm), EVACUEES))
         wall = time.monotonic() - t0
         memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
@@ -213,7 +242,7 @@ class Bench:
         ideal = moved / self.rate["storage"]
         row = {"from": src, "to": dest, "wall_s": round(wall, 3),
                "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
-               "ratio": round(wall / ideal, 3)}
+               "ratio": round(wall / ideal, 3), **self.timeline}
         print(f"  evacuate with virsh: {row}", flush=True)
         return row
 
@@ -222,16 +251,35 @@ class Bench:
         dest = self.other(src)
         listed = self.vms()
         data = sum(d["allocation"] for vm in EVACUEES for d in listed[vm]["disks"])
-        wall, _ = self.migrate(EVACUEES, dest, "storage")
+        with self.watching(src, "storage"):
+            wall, _ = self.migrate(EVACUEES, dest, "storage")
         memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
         moved = data + memory
         ideal = moved / self.rate["storage"]
         row = {"from": src, "to": dest, "wall_s": round(wall, 3),
                "disk_data_mib": round(data / MIB, 1), "memory_mib": round(memory / MIB, 1),
                "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
-               "ratio": round(wall / ideal, 3)}
+               "ratio": round(wall / ideal, 3), **self.timeline}
         print(f"  evacuate: {row}", flush=True)
         return row
+
+
+def timeline(samples: list[tuple[float, int]], t0: float, wall: float,
+             rate: float) -> dict[str, float]:
+    """When data flowed on the link during a command, from interface samples: seconds after
+    the command started of the first and the last 0.1 s interval that carried more than a
+    tenth of the link's rate, the rate while it flowed against the link's, and how long in
+    all the link sat idle (under a tenth of its rate) while the command ran."""
+    busy = [(a[0] - t0, b[0] - t0, b[1] - a[1]) for a, b in itertools.pairwise(samples)
+            if b[1] - a[1] > 0.1 * rate * (b[0] - a[0])]
+    if not busy:
+        return {"first_data_s": 0.0, "last_data_s": 0.0, "rate_while_sending": 0.0,
+                "idle_s": round(wall, 3)}
+    first, last = busy[0][0], busy[-1][1]
+    sent = sum(n for _a, _b, n in busy)
+    return {"first_data_s": round(first, 3), "last_data_s": round(last, 3),
+            "rate_while_sending": round(sent / ((last - first) * rate), 3),
+            "idle_s": round(wall - sum(b - a for a, b, _n in busy), 3)}
 
 
 def median_spread(xs: list[float]) -> dict[str, float]:
@@ -313,7 +361,14 @@ def main() -> int:
         summary["sparse_all_goals_met"] = all(
             r["allocation_goal_met"] and r["wire_goal_met"] and r["data_intact"]
             for r in rows["sparse"])
+    if rows["link"]:
+        for key in ("first_data_s", "last_data_s", "rate_while_sending"):
+            summary[f"link_{key}"] = median_spread([r[key] for r in rows["link"]])
+        summary["link_tail_s"] = median_spread([r["wall_s"] - r["last_data_s"]
+                                                for r in rows["link"]])
     if rows["evacuate"]:
+        for key in ("evacuate", "evacuate_virsh"):
+            summary[f"{key}_idle_s"] = median_spread([r["idle_s"] for r in rows[key]])
         summary["evacuate_ratio"] = median_spread([r["ratio"] for r in rows["evacuate"]])
         summary["evacuate_wall_s"] = median_spread([r["wall_s"] for r in rows["evacuate"]])
         summary["evacuate_virsh_ratio"] = median_spread(
