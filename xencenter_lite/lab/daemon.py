@@ -9,6 +9,7 @@ qemu+unix:///system?socket={state_dir}/hosts/SERVER/run/libvirt-sock.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -31,13 +32,19 @@ MOUNT_POINTS = tuple(
     )
 )
 LIBVIRTD = shutil.which("libvirtd", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/libvirtd"
+TINI = shutil.which("tini", path="/usr/bin:/usr/sbin:/bin:/sbin") or "/usr/bin/tini"
 START_TIMEOUT = 30.0
 
 # A fixed script: every value comes in as a positional argument, nothing is interpolated.
-# $1-$5 the state subdirectories, $6 the hostname, $7 the hosts file, $8 libvirtd, then the
-# emulators to hide. Propagation "slave": mounts made later on the machine (an SR's tmpfs) and
-# unmounts (`ip netns delete`, another lab's down) still reach this namespace; nothing made in
-# here leaks out.
+# $1-$5 the state subdirectories, $6 the hostname, $7 the hosts file, $8 tini, $9 libvirtd,
+# then the emulators to hide. Propagation "slave": mounts made later on the machine (an SR's
+# tmpfs) and unmounts (`ip netns delete`, another lab's down) still reach this namespace;
+# nothing made in here leaks out.
+#
+# libvirtd runs under tini as a subreaper. The QEMU processes libvirt starts are orphans, and
+# when libvirt stops one (every migration ends so, on its source) it waits until the process
+# is gone, zombie included. On a server, init reaps at once; some machines' PID 1 reaps only
+# every two seconds, which added up to 2 s to every migration. tini reaps at once.
 _START_SCRIPT = """set -e
 mount --bind "$1" /etc/libvirt
 mount --bind "$2" /var/lib/libvirt
@@ -46,12 +53,14 @@ mount --bind "$4" /var/log/libvirt
 mount --bind "$5" /var/cache/libvirt
 hostname "$6"
 mount --bind "$7" /etc/hosts
-libvirtd="$8"
-shift 8
+tini="$8"
+libvirtd="$9"
+shift 9
 for emulator in "$@"; do
     mount --bind /dev/null "$emulator"
 done
-exec "$libvirtd" --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
+exec "$tini" -s -- "$libvirtd" --config /etc/libvirt/libvirtd.conf \
+    --pid-file /run/libvirt/libvirtd.pid
 """
 # libvirtd probes every QEMU binary it finds at start-up (~4 s each). The lab's guests are all
 # x86_64, so inside the lab servers other emulators are hidden (/dev/null is not executable)
@@ -115,7 +124,10 @@ def prepare_host_tree(config: LabConfig, server: str) -> None:
 
 
 def start(config: LabConfig, server: str) -> int:
-    """Start the server's libvirtd (not waiting for it); returns its PID."""
+    """Start the server's libvirtd (not waiting for it); returns the PID of the tini that
+    runs it (wait_until_ready gives libvirtd's own)."""
+    if not os.path.isfile(TINI):
+        raise LabError("`tini` is not installed; install it (apt-get install tini).")
     host = config.host_dir(server)
     # libvirtd compares the host's CPUID with its cached QEMU probe and probes again (~4 s)
     # when they differ; on some (nested) machines the vCPUs report different CPUID leaves, so
@@ -140,10 +152,11 @@ def start(config: LabConfig, server: str) -> int:
         *(str(host / sub) for sub in STATE_SUBDIRS),
         server,
         str(host / "etc" / "hosts"),
+        TINI,
         LIBVIRTD,
         *(e for e in HIDDEN_EMULATORS if os.path.isfile(e)),
     ]
-    # taskset, `ip netns exec`, unshare and `sh -c 'exec ...'` all exec: the PID is libvirtd's.
+    # taskset, `ip netns exec`, unshare and `sh -c 'exec ...'` all exec: the PID is tini's.
     return spawn(argv, host / "log" / "libvirtd.out")
 
 
@@ -164,15 +177,20 @@ def responds(config: LabConfig, server: str) -> bool:
     return proc.returncode == 0
 
 
-def wait_until_ready(config: LabConfig, server: str, pid: int) -> None:
+def wait_until_ready(config: LabConfig, server: str, pid: int) -> int:
+    """Wait until the libvirtd started as `pid` (see start) answers; returns its own PID."""
     deadline = time.monotonic() + START_TIMEOUT
+    pid_file = config.host_dir(server) / "run" / "libvirtd.pid"
     while True:
         if not process_alive(pid):
             raise LabError(
                 f"libvirtd of {server} exited during start-up.\n{log_tail(config, server)}"
             )
         if responds(config, server):
-            return
+            with contextlib.suppress(OSError, ValueError):
+                own = int(pid_file.read_text().strip())
+                if is_libvirtd(own):
+                    return own
         if time.monotonic() > deadline:
             raise LabError(
                 f"libvirtd of {server} (PID {pid}) did not answer on "

@@ -173,12 +173,12 @@ class Lab:
         # The first libvirtd probes QEMU; the others start from its results, in parallel.
         first, *others = [s.name for s in cfg.servers]
         self._start_daemon(state, first)
-        daemon.wait_until_ready(cfg, first, state["servers"][first]["pid"])
+        self._wait_for_daemon(state, first)
         for server_name in others:
             daemon.copy_capabilities(cfg, first, server_name)
             self._start_daemon(state, server_name)
         for server_name in others:
-            daemon.wait_until_ready(cfg, server_name, state["servers"][server_name]["pid"])
+            self._wait_for_daemon(state, server_name)
         self._say(
             "libvirtd running: "
             + ", ".join(f"{s} (PID {v['pid']})" for s, v in state["servers"].items())
@@ -220,10 +220,16 @@ class Lab:
         if system.process_alive(pid) and daemon.is_libvirtd(pid):
             return
         self._start_daemon(state, server)
-        daemon.wait_until_ready(self.config, server, state["servers"][server]["pid"])
+        self._wait_for_daemon(state, server)
 
     def _start_daemon(self, state: dict[str, Any], server: str) -> None:
         pid = daemon.start(self.config, server)
+        state["servers"][server] = {"pid": pid}
+        self._write_state(state)
+
+    def _wait_for_daemon(self, state: dict[str, Any], server: str) -> None:
+        """Wait for the server's libvirtd; the state keeps its PID (not its tini's)."""
+        pid = daemon.wait_until_ready(self.config, server, state["servers"][server]["pid"])
         state["servers"][server] = {"pid": pid}
         self._write_state(state)
 

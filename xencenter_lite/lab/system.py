@@ -31,6 +31,7 @@ _TOOL_PACKAGES = {
     "qemu-io": "qemu-utils",
     "unshare": "util-linux",
     "taskset": "util-linux",
+    "tini": "tini",
     "mount": "mount",
     "umount": "mount",
     "groupadd": "passwd",
