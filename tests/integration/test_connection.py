@@ -120,3 +120,30 @@ def test_ctrl_c_cancels_the_migration_cleanly(lab_inventory: Path, engine: Engin
     assert dest_sr is not None
     leftovers = [p for p in Path(dest_sr.path).iterdir() if p.name.startswith("app-1")]
     assert leftovers == []
+
+
+def _parent(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+def test_lab_servers_reap_the_qemus_they_start(engine: Engine, tmp_path: Path) -> None:
+    """libvirt waits for a QEMU it stops to be gone, zombie included, and QEMU is an orphan:
+    each lab libvirtd runs under tini, a subreaper, so its QEMUs are reaped as they exit, as
+    a server's init would, not whenever this machine's PID 1 gets to them."""
+    uri = engine.snapshot().servers["lab-a2"].uri
+    libvirtd = _libvirtd_pid(engine, "lab-a2")
+    reaper = _parent(libvirtd)
+    assert os.path.basename(os.readlink(f"/proc/{reaper}/exe")) == "tini"
+    kind = "kvm" if os.path.exists("/dev/kvm") else "qemu"
+    xml = tmp_path / "reaped.xml"
+    xml.write_text(f"""<domain type='{kind}'><name>reaped-1</name><memory unit='MiB'>64</memory>
+      <os><type arch='x86_64' machine='pc'>hvm</type></os><devices/></domain>""")
+    virsh(uri, "create", str(xml))
+    try:
+        qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
+        qemu = int((qemu_run / "reaped-1.pid").read_text())
+        assert _parent(qemu) == reaper
+    finally:
+        virsh(uri, "destroy", "reaped-1")
+    assert not Path(f"/proc/{qemu}").exists()  # gone, not left a zombie
