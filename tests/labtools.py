@@ -74,6 +74,15 @@ def virsh(uri: str, *args: str) -> str:
                           text=True).stdout
 
 
+def bare_domain_xml(folder: Path, name: str) -> Path:
+    """A file holding the smallest domain QEMU runs: 64 MiB, no devices, no disk."""
+    kind = "kvm" if os.path.exists("/dev/kvm") else "qemu"
+    xml = folder / f"{name}.xml"
+    xml.write_text(f"""<domain type='{kind}'><name>{name}</name><memory unit='MiB'>64</memory>
+      <os><type arch='x86_64' machine='pc'>hvm</type></os><devices/></domain>""")
+    return xml
+
+
 def reported(engine: Engine, state_dir: Path, name: str) -> int | None:
     """A lab guest's last reported record, over the serial logs of every server it may be on."""
     return reported_seq(serial_log(state_dir, s, name) for s in engine.snapshot().servers)

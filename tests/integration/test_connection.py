@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import until
-from tests.labtools import cli, virsh, vm_named
+from tests.labtools import bare_domain_xml, cli, virsh, vm_named
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.model import VmState
 from xencenter_lite.engine import Engine
@@ -135,11 +135,7 @@ def test_lab_servers_reap_the_qemus_they_start(engine: Engine, tmp_path: Path) -
     libvirtd = _libvirtd_pid(engine, "lab-a2")
     reaper = _parent(libvirtd)
     assert os.path.basename(os.readlink(f"/proc/{reaper}/exe")) == "tini"
-    kind = "kvm" if os.path.exists("/dev/kvm") else "qemu"
-    xml = tmp_path / "reaped.xml"
-    xml.write_text(f"""<domain type='{kind}'><name>reaped-1</name><memory unit='MiB'>64</memory>
-      <os><type arch='x86_64' machine='pc'>hvm</type></os><devices/></domain>""")
-    virsh(uri, "create", str(xml))
+    virsh(uri, "create", str(bare_domain_xml(tmp_path, "reaped-1")))
     try:
         qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
         qemu = int((qemu_run / "reaped-1.pid").read_text())

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from tests.labtools import iface_bytes, pattern_intact, virsh, vm_named
 from xencenter_lite.core.checks import blocking
@@ -159,59 +162,59 @@ def test_live_disk_move_to_another_sr(engine: Engine, run: Any) -> None:
     assert new.path is not None and new.path in inactive and disk.path not in inactive
 
 
-def test_the_queue_runs_jobs_beyond_its_limit_later(lab_inventory: Any, run: Any,
-                                                    engine: Engine) -> None:
-    from tests.conftest import until
+@pytest.fixture
+def one_at_a_time(lab_inventory: Any, run: Any, engine: Engine) -> Iterator[Engine]:
+    """An engine of its own whose queue runs one job at a time (the shared engine is
+    read again afterwards: what these tests move, it did not see move)."""
     from xencenter_lite.core.inventory import load_inventory
 
-    one_at_a_time = Engine(load_inventory(lab_inventory), concurrency=1)
-    run(one_at_a_time.start(watch=False))
+    own = Engine(load_inventory(lab_inventory), concurrency=1)
+    run(own.start(watch=False))
     try:
-        app, web = vm_named(one_at_a_time, "app-1"), vm_named(one_at_a_time, "web-1")
-        app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
-        slow, quick = one_at_a_time.migrate([
-            MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
-            MigrationRequest(web.key, _other_member(web.server)),
-        ])
-        run(until(lambda: slow.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
-        assert quick.state is JobState.QUEUED  # waiting for the one slot, not refused
-        run(one_at_a_time.cancel(slow))
-        run(one_at_a_time.wait([slow, quick]))
-        assert slow.state is JobState.CANCELLED
-        assert quick.state is JobState.DONE, (quick.error, quick.error_details)
-        assert quick.started is not None and slow.ended is not None
-        assert quick.started >= slow.ended - 0.5  # it started once the slot was free
+        yield own
     finally:
-        run(one_at_a_time.close())
-    run(engine.refresh())
+        run(own.close())
+        run(engine.refresh())
+
+
+def test_the_queue_runs_jobs_beyond_its_limit_later(one_at_a_time: Engine, run: Any) -> None:
+    from tests.conftest import until
+
+    app, web = vm_named(one_at_a_time, "app-1"), vm_named(one_at_a_time, "web-1")
+    app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
+    slow, quick = one_at_a_time.migrate([
+        MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
+        MigrationRequest(web.key, _other_member(web.server)),
+    ])
+    run(until(lambda: slow.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
+    assert quick.state is JobState.QUEUED  # waiting for the one slot, not refused
+    run(one_at_a_time.cancel(slow))
+    run(one_at_a_time.wait([slow, quick]))
+    assert slow.state is JobState.CANCELLED
+    assert quick.state is JobState.DONE, (quick.error, quick.error_details)
+    assert quick.started is not None and slow.ended is not None
+    assert quick.started >= slow.ended - 0.5  # it started once the slot was free
 
 
 def test_a_queued_job_starts_as_soon_as_the_one_before_has_moved_its_vm(
-        lab_inventory: Any, run: Any, engine: Engine) -> None:
+        one_at_a_time: Engine, run: Any) -> None:
     """The slot is for moving data: removing the old disks and reading both servers again
     happen after the VM runs on the destination, and the next job does not wait for them."""
     from tests.conftest import until
-    from xencenter_lite.core.inventory import load_inventory
 
-    one_at_a_time = Engine(load_inventory(lab_inventory), concurrency=1)
-    run(one_at_a_time.start(watch=False))
-    try:
-        web, app = vm_named(one_at_a_time, "web-1"), vm_named(one_at_a_time, "app-1")
-        app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
-        first, second = one_at_a_time.migrate([
-            MigrationRequest(web.key, _other_member(web.server)),
-            MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
-        ])
-        finishing: list[float] = []
-        first.subscribe(lambda j: j.state is JobState.FINISHING and not finishing
-                        and finishing.append(time.monotonic()))
-        run(until(lambda: second.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
-        run(one_at_a_time.cancel(second))
-        run(one_at_a_time.wait([first, second]))
-        assert first.state is JobState.DONE, (first.error, first.error_details)
-        assert second.state is JobState.CANCELLED
-        assert finishing and second.started is not None and first.ended is not None
-        assert finishing[0] <= second.started < first.ended
-    finally:
-        run(one_at_a_time.close())
-    run(engine.refresh())
+    web, app = vm_named(one_at_a_time, "web-1"), vm_named(one_at_a_time, "app-1")
+    app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
+    first, second = one_at_a_time.migrate([
+        MigrationRequest(web.key, _other_member(web.server)),
+        MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
+    ])
+    finishing: list[float] = []
+    first.subscribe(lambda j: j.state is JobState.FINISHING and not finishing
+                    and finishing.append(time.monotonic()))
+    run(until(lambda: second.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
+    run(one_at_a_time.cancel(second))
+    run(one_at_a_time.wait([first, second]))
+    assert first.state is JobState.DONE, (first.error, first.error_details)
+    assert second.state is JobState.CANCELLED
+    assert finishing and second.started is not None and first.ended is not None
+    assert finishing[0] <= second.started < first.ended

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 from dataclasses import replace
 from typing import Any
@@ -13,7 +12,7 @@ import shiboken6
 from PySide6.QtWidgets import QComboBox, QWizard
 
 from tests.conftest import until
-from tests.labtools import virsh, vm_named
+from tests.labtools import bare_domain_xml, virsh, vm_named
 from tests.ui.vm_placement import place
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.ui.wizard import (
@@ -280,11 +279,7 @@ def test_a_vm_deleted_while_the_wizard_is_open_is_reported_and_nothing_starts(
     qtbot, run, engine, tmp_path
 ):
     uri = engine.snapshot().servers["lab-a2"].uri
-    kind = "kvm" if os.path.exists("/dev/kvm") else "qemu"
-    xml = tmp_path / "gone.xml"
-    xml.write_text(f"""<domain type='{kind}'><name>gone-1</name><memory unit='MiB'>64</memory>
-      <os><type arch='x86_64' machine='pc'>hvm</type></os><devices/></domain>""")
-    virsh(uri, "define", str(xml))
+    virsh(uri, "define", str(bare_domain_xml(tmp_path, "gone-1")))
     try:
         virsh(uri, "start", "gone-1")
         run(until(lambda: any(v.is_running for v in engine.snapshot().vms_named("gone-1"))))
