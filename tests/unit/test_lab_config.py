@@ -9,6 +9,9 @@ import copy
 import dataclasses
 import io
 import json
+import os
+import subprocess
+import time
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -634,3 +637,24 @@ def test_the_bench_lab_loads_apart_from_the_others(config: LabConfig) -> None:
     assert {n.name: n.rate_mib_s for n in bench.networks} == {"management": 10, "storage": 40}
     big = next(g for g in bench.guests if g.name == "big-1")
     assert [d.data_mib for d in big.disks] == [384, 4]
+
+
+def test_a_libvirtd_from_before_the_reaper_is_told_apart() -> None:
+    """A lab brought up before libvirtd ran under tini is not healthy: its migrations would
+    wait on this machine's PID 1 for every stopped QEMU. Only a process under tini counts."""
+    from xencenter_lite.lab import daemon
+
+    proc = subprocess.Popen([daemon.TINI, "-s", "--", "sleep", "30"])
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        deadline = time.monotonic() + 10
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (child,) = (int(pid) for pid in children.read_text().split())
+        assert daemon.under_reaper(child)
+        assert not daemon.under_reaper(os.getpid())
+        assert not daemon.under_reaper(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert not daemon.under_reaper(child)  # gone

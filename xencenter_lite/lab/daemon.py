@@ -213,6 +213,16 @@ def log_tail(config: LabConfig, server: str, lines: int = 15) -> str:
     return "\n".join(parts) or "(libvirtd wrote no log)"
 
 
+def under_reaper(pid: int) -> bool:
+    """Whether process `pid` runs under tini (labs brought up before it did not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        ppid = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
+        return os.path.basename(os.readlink(f"/proc/{ppid}/exe")) == "tini"
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
+
+
 def is_libvirtd(pid: int) -> bool:
     try:
         exe = os.readlink(f"/proc/{pid}/exe")

@@ -391,7 +391,8 @@ class Lab:
         if any(not system.is_mount_point(path) for path, _size in cfg.tmpfs_dirs()):
             return False
         for server in cfg.servers:
-            if self._libvirtd_pid(state, server.name) is None:
+            pid = self._libvirtd_pid(state, server.name)
+            if pid is None or not daemon.under_reaper(pid):
                 return False
             if not daemon.responds(cfg, server.name):
                 return False
