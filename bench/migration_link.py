@@ -21,9 +21,11 @@ management network shaped to 10 MiB/s (tbf on each direction of each link).
   allocation against the source's, and the bytes the source's storage interface sent
   (interface counters, so headers included: allowed 5% over) less the memory libvirt sent,
   against the source's allocation; the 50 MiB are read back on the destination.
-- evacuate: evac-1..6 moved in one command (the queue runs 3 at a time). Ratio = wall time
-  ÷ (bytes moved ÷ link rate). Alternating with it, the same six moved with virsh (volume
-  commands and `virsh migrate` with the same flags, three at a time), for comparison.
+- evacuate: evac-1..6 (48 MiB of data each) moved in one command (the queue runs 3 at a
+  time). Ratio = wall time ÷ (bytes moved ÷ link rate). Alternating with it, the same six
+  moved with virsh (volume commands and `virsh migrate` with the same flags, three at a
+  time), for comparison.
+- evacuate-large: the same with evacl-1..6 (128 MiB of data each).
 
 Each case alternates direction round by round; the cases alternate within a round.
 """
@@ -59,7 +61,13 @@ CONFIG = ROOT / "bench" / "lab-bench.toml"
 SERVERS = ("lab-a1", "lab-b1")
 SR = "Local storage"
 MIB = 1024 * 1024
-EVACUEES = tuple(f"evac-{i}" for i in range(1, 7))
+# Two groups of six to evacuate: 48 MiB of data each, and 128 MiB each (where the fixed
+# cost of each migration weighs less against the bytes).
+EVACUEES: dict[str, tuple[str, ...]] = {
+    "evacuate": tuple(f"evac-{i}" for i in range(1, 7)),
+    "evacuate-large": tuple(f"evacl-{i}" for i in range(1, 7)),
+}
+CASES = ("link", "network", "sparse", *EVACUEES)
 
 
 def sh(*args: str, timeout: float = 900) -> str:
@@ -216,51 +224,51 @@ class Bench:
         print(f"  sparse-1: {row}", flush=True)
         return row
 
-    def gather_evacuees(self) -> str:
+    def gather_evacuees(self, group: tuple[str, ...]) -> str:
         """Put the six on one server (not timed); returns it."""
         listed = self.vms()
-        where = {vm: str(listed[vm]["server"]) for vm in EVACUEES}
+        where = {vm: str(listed[vm]["server"]) for vm in group}
         src = max(SERVERS, key=lambda s: sum(1 for w in where.values() if w == s))
         strays = tuple(vm for vm, w in where.items() if w != src)
         if strays:
             self.migrate(strays, src, "storage")
         return src
 
-    def evacuate_with_virsh(self) -> dict[str, Any]:
+    def evacuate_with_virsh(self, group: tuple[str, ...]) -> dict[str, Any]:
         """The same evacuation as an operator would run it with virsh: per VM the volume
         commands and `virsh migrate` with our flags, three VMs at a time."""
-        src = self.gather_evacuees()
+        src = self.gather_evacuees(group)
         dest = self.other(src)
         listed = self.vms()
-        data = sum(d["allocation"] for vm in EVACUEES for d in listed[vm]["disks"])
+        data = sum(d["allocation"] for vm in group for d in listed[vm]["disks"])
         t0 = time.monotonic()
         with self.watching(src, "storage"), ThreadPoolExecutor(max_workers=3) as pool:
-            list(pool.map(lambda vm: run_virsh(self.inv, src, dest, vm), EVACUEES))
+            list(pool.map(lambda vm: run_virsh(self.inv, src, dest, vm), group))
         wall = time.monotonic() - t0
-        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
+        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in group)
         moved = data + memory
         ideal = moved / self.rate["storage"]
         row = {"from": src, "to": dest, "wall_s": round(wall, 3),
                "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
                "ratio": round(wall / ideal, 3), **self.timeline}
-        print(f"  evacuate with virsh: {row}", flush=True)
+        print(f"  evacuate {group[0]}.. with virsh: {row}", flush=True)
         return row
 
-    def evacuate(self) -> dict[str, Any]:
-        src = self.gather_evacuees()
+    def evacuate(self, group: tuple[str, ...]) -> dict[str, Any]:
+        src = self.gather_evacuees(group)
         dest = self.other(src)
         listed = self.vms()
-        data = sum(d["allocation"] for vm in EVACUEES for d in listed[vm]["disks"])
+        data = sum(d["allocation"] for vm in group for d in listed[vm]["disks"])
         with self.watching(src, "storage"):
-            wall, _ = self.migrate(EVACUEES, dest, "storage")
-        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in EVACUEES)
+            wall, _ = self.migrate(group, dest, "storage")
+        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in group)
         moved = data + memory
         ideal = moved / self.rate["storage"]
         row = {"from": src, "to": dest, "wall_s": round(wall, 3),
                "disk_data_mib": round(data / MIB, 1), "memory_mib": round(memory / MIB, 1),
                "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
                "ratio": round(wall / ideal, 3), **self.timeline}
-        print(f"  evacuate: {row}", flush=True)
+        print(f"  evacuate {group[0]}..: {row}", flush=True)
         return row
 
 
@@ -290,16 +298,15 @@ def median_spread(xs: list[float]) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--cases", default="link,network,sparse,evacuate",
-                    help="comma-separated subset of: link, network, sparse, evacuate")
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help=f"comma-separated subset of: {', '.join(CASES)}")
     ap.add_argument("--keep-lab", action="store_true", help="leave the bench lab up")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-migration.json"))
     args = ap.parse_args()
     cases = set(args.cases.split(","))
-    unknown = cases - {"link", "network", "sparse", "evacuate"}
+    unknown = cases - set(CASES)
     if unknown:
-        ap.error(f"unknown case(s) {', '.join(sorted(unknown))}; use link, network, sparse, "
-                 "evacuate")
+        ap.error(f"unknown case(s) {', '.join(sorted(unknown))}; use {', '.join(CASES)}")
     if os.geteuid() != 0:
         ap.error("the benchmark brings up a lab: run it as root")
 
@@ -307,8 +314,9 @@ def main() -> int:
     inventory = Path(sh(cli_exe(), "lab", "up", "--config", str(CONFIG)).strip()
                      .splitlines()[-1])
     bench = Bench(inventory)
-    rows: dict[str, list[dict[str, Any]]] = {"link": [], "network": [], "sparse": [],
-                                             "evacuate": [], "evacuate_virsh": []}
+    rows: dict[str, list[dict[str, Any]]] = {"link": [], "network": [], "sparse": []}
+    for group in EVACUEES:
+        rows[group], rows[f"{group}_virsh"] = [], []
     try:
         if cases & {"link", "network"}:
             bench.wait_working("big-1")
@@ -326,11 +334,13 @@ def main() -> int:
                 rows["link" if network == "storage" else "network"].append(row)
             if "sparse" in cases:
                 rows["sparse"].append(bench.sparse_move())
-            if "evacuate" in cases:
-                contenders = [("evacuate", bench.evacuate),
-                              ("evacuate_virsh", bench.evacuate_with_virsh)]
+            for group, vms in EVACUEES.items():
+                if group not in cases:
+                    continue
+                contenders = [(group, bench.evacuate),
+                              (f"{group}_virsh", bench.evacuate_with_virsh)]
                 for key, fn in contenders if i % 2 == 0 else contenders[::-1]:
-                    rows[key].append(fn())
+                    rows[key].append(fn(vms))
     finally:
         if not args.keep_lab:
             subprocess.run([cli_exe(), "lab", "down", "--config", str(CONFIG)],
@@ -366,18 +376,16 @@ def main() -> int:
             summary[f"link_{key}"] = median_spread([r[key] for r in rows["link"]])
         summary["link_tail_s"] = median_spread([r["wall_s"] - r["last_data_s"]
                                                 for r in rows["link"]])
-    if rows["evacuate"]:
-        for key in ("evacuate", "evacuate_virsh"):
-            summary[f"{key}_idle_s"] = median_spread([r["idle_s"] for r in rows[key]])
-        summary["evacuate_ratio"] = median_spread([r["ratio"] for r in rows["evacuate"]])
-        summary["evacuate_wall_s"] = median_spread([r["wall_s"] for r in rows["evacuate"]])
-        summary["evacuate_virsh_ratio"] = median_spread(
-            [r["ratio"] for r in rows["evacuate_virsh"]])
-        summary["evacuate_virsh_wall_s"] = median_spread(
-            [r["wall_s"] for r in rows["evacuate_virsh"]])
-        summary["evacuate_ours_over_virsh"] = round(
-            statistics.median(r["wall_s"] for r in rows["evacuate"])
-            / statistics.median(r["wall_s"] for r in rows["evacuate_virsh"]), 3)
+    for g in EVACUEES:
+        if not rows[g]:
+            continue
+        for key in (g, f"{g}_virsh"):
+            for measure in ("idle_s", "ratio", "wall_s"):
+                summary[f"{key}_{measure}"] = median_spread([r[measure] for r in rows[key]])
+        summary[f"{g}_moved_mib"] = statistics.median(r["moved_mib"] for r in rows[g])
+        summary[f"{g}_ours_over_virsh"] = round(
+            statistics.median(r["wall_s"] for r in rows[g])
+            / statistics.median(r["wall_s"] for r in rows[f"{g}_virsh"]), 3)
 
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
