@@ -20,6 +20,9 @@ and for each stall the CPU time the loop's thread (and the whole process) used i
 console's own work can be told from waiting for a CPU on a busy machine.
 `--src label=DIR` (repeatable) measures other checkouts of the package, alternating.
 `--diagnose` samples the main thread's stack during stalls and reports the commonest ones.
+`--servers-nice N` alternates rounds with the lab's servers (their libvirtd and QEMU
+processes, and those they start) at their usual priority and at nice N: the servers share
+this machine's CPUs with the console, as an operator's desktop and a fleet would not.
 """
 
 from __future__ import annotations
@@ -62,13 +65,16 @@ def stall_summary(stalls: list[float]) -> dict[str, float]:
             "over_20ms": sum(1 for s in stalls if s > 20)}
 
 
-def causes(stalls: list[float], loop_cpu: list[float],
-           process_cpu: list[float]) -> dict[str, int]:
+def causes(stalls: list[float], loop_cpu: list[float], process_cpu: list[float],
+           loop_queued: list[float]) -> dict[str, int]:
     """Stalls over 50 ms by what the time went to: the loop's thread computing (half the gap
-    or more on the CPU), the process's other threads computing (idem), or neither (the
-    process waited for a CPU: the machine is busy elsewhere)."""
-    out = {"loop_computing": 0, "other_threads_computing": 0, "waiting_for_a_cpu": 0}
-    for s, c, p in zip(stalls, loop_cpu, process_cpu, strict=True):
+    or more on the CPU), the process's other threads computing (idem), the loop's thread
+    runnable but waiting for a CPU (half the gap or more in the run queue, from the
+    kernel's schedstat: the machine is busy elsewhere), or none of these: the loop's thread
+    was blocked (waiting for the GIL, a lock or I/O)."""
+    out = {"loop_computing": 0, "other_threads_computing": 0, "waiting_for_a_cpu": 0,
+           "blocked": 0}
+    for s, c, p, q in zip(stalls, loop_cpu, process_cpu, loop_queued, strict=True):
         if s <= 50:
             continue
         gap = s + INTERVAL_MS
@@ -76,9 +82,20 @@ def causes(stalls: list[float], loop_cpu: list[float],
             out["loop_computing"] += 1
         elif p - c >= gap / 2:
             out["other_threads_computing"] += 1
-        else:
+        elif q >= gap / 2:
             out["waiting_for_a_cpu"] += 1
+        else:
+            out["blocked"] += 1
     return out
+
+
+def run_queue_ms() -> float:
+    """How long the calling thread has waited in a run queue, in ms (kernel schedstat)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 # ---- one round, in its own process ---------------------------------------------------------
@@ -89,6 +106,8 @@ class Heartbeat:
         self.beats: list[float] = []
         self.cpu: list[float] = []
         self.pcpu: list[float] = []
+        self.rq: list[float] = []
+        self.queued: list[float] = []
         self.busy: list[float] = []
         self.process_busy: list[float] = []
         self.timer = QTimer()
@@ -104,11 +123,13 @@ class Heartbeat:
         self.beats.append(time.perf_counter())
         self.cpu.append(time.thread_time())
         self.pcpu.append(time.process_time())
+        self.rq.append(run_queue_ms())
 
     def start(self) -> None:
         self.beats = [time.perf_counter()]
         self.cpu = [time.thread_time()]
         self.pcpu = [time.process_time()]
+        self.rq = [run_queue_ms()]
         self._stop = threading.Event()
         self.timer.start()
         if self._diagnose:
@@ -122,6 +143,7 @@ class Heartbeat:
         self.busy = [(b - a) * 1000 for a, b in zip(self.cpu, self.cpu[1:], strict=False)]
         self.process_busy = [(b - a) * 1000
                              for a, b in zip(self.pcpu, self.pcpu[1:], strict=False)]
+        self.queued = [b - a for a, b in zip(self.rq, self.rq[1:], strict=False)]
         return [max(0.0, g - INTERVAL_MS) for g in gaps]
 
     def _watch(self) -> None:
@@ -235,14 +257,16 @@ def measure_round(inventory: Path, bandwidth: int, disk_bandwidth: int, seconds:
             "idle": stall_summary(idle),
             "during_jobs": stall_summary(stalls),
             # Each stall over 20 ms: [stall, CPU time of the loop's thread in it, CPU time
-            # of the whole process in it]. A stall the loop's thread spent on the CPU is the
-            # console's own work; one it did not was spent waiting: for the CPU on this
-            # shared machine (the process used little CPU either), or for the GIL or a
-            # blocking call while other threads of the process ran.
-            "stalls_ms": [[round(s, 1), round(c, 1), round(p, 1)]
-                          for s, c, p in zip(stalls, beat.busy, beat.process_busy, strict=True)
+            # of the whole process in it, time the loop's thread waited in a run queue]. A
+            # stall the loop's thread spent on the CPU is the console's own work; one it
+            # spent in a run queue, the machine's; the rest it was blocked (the GIL, a lock,
+            # I/O).
+            "stalls_ms": [[round(s, 1), round(c, 1), round(p, 1), round(q, 1)]
+                          for s, c, p, q in zip(stalls, beat.busy, beat.process_busy,
+                                                beat.queued, strict=True)
                           if s > 20],
-            "stalls_over_50ms_by_cause": causes(stalls, beat.busy, beat.process_busy),
+            "stalls_over_50ms_by_cause": causes(stalls, beat.busy, beat.process_busy,
+                                                beat.queued),
             "max_busy_gap_ms": round(max(beat.busy, default=0.0), 1),
             "starting_the_jobs_cpu_ms": round(start_cpu_ms, 1),
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
@@ -260,6 +284,33 @@ def measure_round(inventory: Path, bandwidth: int, disk_bandwidth: int, seconds:
 
 
 # ---- driver ---------------------------------------------------------------------------------
+def renice_servers(config: Any, nice: int) -> int:
+    """Set every thread of the lab's libvirtd, tini and QEMU processes to `nice` (what they
+    start inherits it); returns how many threads."""
+    pids: set[int] = set()
+    for server in config.servers:
+        run_dir = config.host_dir(server.name) / "run"
+        for pid_file in [run_dir / "libvirtd.pid", *run_dir.glob("qemu/*.pid")]:
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            pids.add(pid)
+            if pid_file.name == "libvirtd.pid":
+                status = Path(f"/proc/{pid}/status").read_text()
+                pids.add(int(next(ln.split()[1] for ln in status.splitlines()
+                                  if ln.startswith("PPid:"))))
+    threads = 0
+    for pid in pids - {1}:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+                threads += 1
+            except (OSError, ValueError):
+                continue
+    return threads
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=4)
@@ -273,6 +324,8 @@ def main() -> int:
                     help="label=DIR: a checkout of the package to measure (repeatable, "
                          "alternating); default: this repository")
     ap.add_argument("--diagnose", action="store_true")
+    ap.add_argument("--servers-nice", type=int, default=0, metavar="N",
+                    help="also measure with the lab's servers at nice N, alternating")
     ap.add_argument("--keep-lab", action="store_true", help="leave the lab up at the end")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-responsiveness.json"))
     ap.add_argument("--round", metavar="INVENTORY", help=argparse.SUPPRESS)
@@ -289,18 +342,23 @@ def main() -> int:
 
     srcs = [s.split("=", 1) if "=" in s else [Path(s).name, s] for s in args.src] or [
         ["current", str(ROOT)]]
-    per_src: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in srcs}
+    nices = [0, args.servers_nice] if args.servers_nice else [0]
+    contenders = [(label if len(nices) == 1 else f"{label}, servers at nice {nice}", src, nice)
+                  for label, src in srcs for nice in nices]
+    per_src: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in contenders}
     with tempfile.TemporaryDirectory(prefix="xcl-resp-") as tmp:
-        lab = Lab(load_lab_config(lab_config_for_slot(Path(tmp))),
-                  log=lambda line: print(line, file=sys.stderr))
+        config = load_lab_config(lab_config_for_slot(Path(tmp)))
+        lab = Lab(config, log=lambda line: print(line, file=sys.stderr))
         lab.down()
         inventory = lab.up()
         try:
             n = 0
             for i in range(args.rounds):
-                order = srcs if i % 2 == 0 else list(reversed(srcs))
-                for label, src in order:
+                order = contenders if i % 2 == 0 else list(reversed(contenders))
+                for label, src, nice in order:
                     n += 1
+                    if len(nices) > 1:
+                        renice_servers(config, nice)
                     env = dict(os.environ, PYTHONPATH=src, QT_QPA_PLATFORM="offscreen")
                     cmd = [sys.executable, __file__, "--round", str(inventory), "--bandwidth",
                            str(args.bandwidth), "--disk-bandwidth", str(args.disk_bandwidth),
