@@ -115,8 +115,10 @@ class Heartbeat:
         self.timer.setInterval(INTERVAL_MS)
         self.timer.timeout.connect(self._beat)
         self.stacks: Counter[str] = Counter()
+        self.waits: Counter[str] = Counter()
         self._diagnose = diagnose
         self._main = threading.get_ident()
+        self._main_tid = threading.get_native_id()
         self._stop = threading.Event()
 
     def _beat(self) -> None:
@@ -151,6 +153,15 @@ class Heartbeat:
         while not self._stop.wait(0.005):
             last = self.beats[-1] if self.beats else time.perf_counter()
             if (time.perf_counter() - last) * 1000 > INTERVAL_MS + 30:
+                # The kernel's view: running (R), sleeping (S) and where (wchan: a futex is
+                # the GIL or a lock, epoll/poll is the event loop idle), or in I/O (D).
+                task = f"/proc/self/task/{self._main_tid}"
+                try:
+                    state = Path(f"{task}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    wchan = Path(f"{task}/wchan").read_text().strip() or "-"
+                    self.waits[f"{state} {wchan}"] += 1
+                except OSError:
+                    pass
                 frame = sys._current_frames().get(self._main)
                 if frame is not None:
                     lines = traceback.format_stack(frame, limit=12)
@@ -274,6 +285,7 @@ def measure_round(inventory: Path, bandwidth: int, disk_bandwidth: int, seconds:
         if diagnose:
             result["stall_stacks"] = [{"samples": n, "stack": s}
                                       for s, n in beat.stacks.most_common(6)]
+            result["stall_kernel_states"] = dict(beat.waits.most_common(10))
         window._really_close = True
         window.close()
         await engine.close()
