@@ -299,6 +299,8 @@ def measure_round(inventory: Path, bandwidth: int, disk_bandwidth: int, seconds:
 def renice_servers(config: Any, nice: int) -> int:
     """Set every thread of the lab's libvirtd, tini and QEMU processes to `nice` (what they
     start inherits it); returns how many threads."""
+    from xencenter_lite.lab.system import parent_pid
+
     pids: set[int] = set()
     for server in config.servers:
         run_dir = config.host_dir(server.name) / "run"
@@ -309,9 +311,7 @@ def renice_servers(config: Any, nice: int) -> int:
                 continue
             pids.add(pid)
             if pid_file.name == "libvirtd.pid":
-                status = Path(f"/proc/{pid}/status").read_text()
-                pids.add(int(next(ln.split()[1] for ln in status.splitlines()
-                                  if ln.startswith("PPid:"))))
+                pids.add(parent_pid(pid) or 1)  # its tini
     threads = 0
     for pid in pids - {1}:
         for task in Path(f"/proc/{pid}/task").glob("*"):

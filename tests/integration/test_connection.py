@@ -18,6 +18,7 @@ from tests.labtools import bare_domain_xml, cli, virsh, vm_named
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.model import VmState
 from xencenter_lite.engine import Engine
+from xencenter_lite.lab.system import parent_pid
 
 UNREACHABLE = """
 [[servers]]
@@ -122,24 +123,19 @@ def test_ctrl_c_cancels_the_migration_cleanly(lab_inventory: Path, engine: Engin
     assert leftovers == []
 
 
-def _parent(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-
-
 def test_lab_servers_reap_the_qemus_they_start(engine: Engine, tmp_path: Path) -> None:
     """libvirt waits for a QEMU it stops to be gone, zombie included, and QEMU is an orphan:
     each lab libvirtd runs under tini, a subreaper, so its QEMUs are reaped as they exit, as
     a server's init would, not whenever this machine's PID 1 gets to them."""
     uri = engine.snapshot().servers["lab-a2"].uri
     libvirtd = _libvirtd_pid(engine, "lab-a2")
-    reaper = _parent(libvirtd)
+    reaper = parent_pid(libvirtd)
     assert os.path.basename(os.readlink(f"/proc/{reaper}/exe")) == "tini"
     virsh(uri, "create", str(bare_domain_xml(tmp_path, "reaped-1")))
     try:
         qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
         qemu = int((qemu_run / "reaped-1.pid").read_text())
-        assert _parent(qemu) == reaper
+        assert parent_pid(qemu) == reaper
     finally:
         virsh(uri, "destroy", "reaped-1")
     assert not Path(f"/proc/{qemu}").exists()  # gone, not left a zombie

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xencenter_lite.lab.config import LabConfig
 from xencenter_lite.lab.errors import LabError
-from xencenter_lite.lab.system import process_alive, run, spawn
+from xencenter_lite.lab.system import parent_pid, process_alive, run, spawn
 
 STATE_SUBDIRS = ("etc", "lib", "run", "log", "cache")
 # The real paths the state tree is mounted over; they must exist as mount points.
@@ -215,11 +215,10 @@ def log_tail(config: LabConfig, server: str, lines: int = 15) -> str:
 
 def under_reaper(pid: int) -> bool:
     """Whether process `pid` runs under tini (labs brought up before it did not)."""
+    ppid = parent_pid(pid)
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        ppid = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
-        return os.path.basename(os.readlink(f"/proc/{ppid}/exe")) == "tini"
-    except (OSError, StopIteration, ValueError, IndexError):
+        return ppid is not None and os.path.basename(os.readlink(f"/proc/{ppid}/exe")) == "tini"
+    except OSError:
         return False
 
 

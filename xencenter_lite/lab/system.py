@@ -102,6 +102,16 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def parent_pid(pid: int) -> int | None:
+    """The PID of `pid`'s parent (None if `pid` is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # After the parenthesised command name: the state, then the parent's PID.
+    return int(stat.rsplit(")", 1)[-1].split()[1])
+
+
 def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
