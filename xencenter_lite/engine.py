@@ -99,7 +99,6 @@ class Engine:
         self._pending: dict[str, list[tuple[str, str]]] = {}
         self.reconcile_wait = 90.0  # how long a job waits for a lost source to come back
         self.dmc_timeout = 30.0  # how long squeezed guests get to give their memory back
-        self._release_slot: dict[int, Callable[[], None]] = {}
         self._squeezed: dict[int, list[tuple[str, str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[Snapshot], None]] = []
@@ -524,17 +523,16 @@ class Engine:
                 held = False
                 slots.release()
 
-        self._release_slot[job.id] = release
         try:
             if job.state.finished:
                 return  # cancelled while queued
-            await self._check_and_migrate(job, req, skip_checks)
+            await self._check_and_migrate(job, req, skip_checks, release)
         finally:
-            del self._release_slot[job.id]
             release()
 
     async def _check_and_migrate(self, job: Job, req: MigrationRequest,
-                                 skip_checks: frozenset[str]) -> None:
+                                 skip_checks: frozenset[str],
+                                 release_slot: Callable[[], None]) -> None:
         job.set_state(JobState.CHECKING, "Checking the migration")
         vm = await self._fresh_vm(job, req.destination)
         if vm is None:
@@ -551,7 +549,7 @@ class Engine:
         if job.cancel_requested:
             job.cancelled()
             return
-        await self._execute_migration(job, plan)
+        await self._execute_migration(job, plan, release_slot)
 
     async def _fresh_vm(self, job: Job, other_server: str) -> VM | None:
         """Read the job's servers again; the VM as it is now (None: gone, the job failed)."""
@@ -562,7 +560,8 @@ class Engine:
             job.fail(f"'{job.vm_name}' no longer exists on '{job.source}'.")
         return vm
 
-    async def _execute_migration(self, job: Job, plan: MigrationPlan) -> None:
+    async def _execute_migration(self, job: Job, plan: MigrationPlan,
+                                 release_slot: Callable[[], None]) -> None:
         src_link, dest_link = self.link(plan.source), self.link(plan.destination)
         uuid = plan.vm.uuid
         created: list[str] = []
@@ -603,7 +602,7 @@ class Engine:
             job.downtime_ms = fut.result()
             # The VM runs on the destination: the next queued migration need not wait for
             # the old disks to go and both servers to be read again.
-            self._release_slot[job.id]()
+            release_slot()
         except _DmcFailed as exc:
             await self._release(job)
             job.fail(str(exc))
