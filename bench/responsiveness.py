@@ -20,9 +20,12 @@ and for each stall the CPU time the loop's thread (and the whole process) used i
 console's own work can be told from waiting for a CPU on a busy machine.
 `--src label=DIR` (repeatable) measures other checkouts of the package, alternating.
 `--diagnose` samples the main thread's stack during stalls and reports the commonest ones.
-`--servers-nice N` alternates rounds with the lab's servers (their libvirtd and QEMU
-processes, and those they start) at their usual priority and at nice N: the servers share
-this machine's CPUs with the console, as an operator's desktop and a fleet would not.
+The lab runs its servers (their tini, libvirtd and QEMU processes) in a CPU group of their
+own that gets only the CPU time nothing else wants: they stand for other machines, and here
+share 2 CPUs with the console, as an operator's desktop and a fleet would not.
+`--compare-shared-cpu` alternates rounds in that group with rounds where the servers are
+moved back to the machine's root group, as before the lab had the group (each QEMU then in
+an autogroup session of its own, weighing as much as the console).
 """
 
 from __future__ import annotations
@@ -296,9 +299,9 @@ def measure_round(inventory: Path, bandwidth: int, disk_bandwidth: int, seconds:
 
 
 # ---- driver ---------------------------------------------------------------------------------
-def renice_servers(config: Any, nice: int) -> int:
-    """Set every thread of the lab's libvirtd, tini and QEMU processes to `nice` (what they
-    start inherits it); returns how many threads."""
+def place_servers(config: Any, group: Path) -> int:
+    """Move the lab's tini, libvirtd and QEMU processes into CPU group `group` (what they
+    start later follows them); returns how many processes."""
     from xencenter_lite.lab.system import parent_pid
 
     pids: set[int] = set()
@@ -312,15 +315,14 @@ def renice_servers(config: Any, nice: int) -> int:
             pids.add(pid)
             if pid_file.name == "libvirtd.pid":
                 pids.add(parent_pid(pid) or 1)  # its tini
-    threads = 0
+    moved = 0
     for pid in pids - {1}:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
-                threads += 1
-            except (OSError, ValueError):
-                continue
-    return threads
+        try:
+            (group / "cgroup.procs").write_text(str(pid))
+            moved += 1
+        except OSError:
+            continue
+    return moved
 
 
 def main() -> int:
@@ -336,8 +338,9 @@ def main() -> int:
                     help="label=DIR: a checkout of the package to measure (repeatable, "
                          "alternating); default: this repository")
     ap.add_argument("--diagnose", action="store_true")
-    ap.add_argument("--servers-nice", type=int, default=0, metavar="N",
-                    help="also measure with the lab's servers at nice N, alternating")
+    ap.add_argument("--compare-shared-cpu", action="store_true",
+                    help="also measure with the lab's servers out of their CPU group, "
+                         "alternating")
     ap.add_argument("--keep-lab", action="store_true", help="leave the lab up at the end")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-responsiveness.json"))
     ap.add_argument("--round", metavar="INVENTORY", help=argparse.SUPPRESS)
@@ -351,26 +354,32 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from tests.labtools import lab_config_for_slot
     from xencenter_lite.lab import Lab, load_lab_config
+    from xencenter_lite.lab.system import idle_cpu_group
 
     srcs = [s.split("=", 1) if "=" in s else [Path(s).name, s] for s in args.src] or [
         ["current", str(ROOT)]]
-    nices = [0, args.servers_nice] if args.servers_nice else [0]
-    contenders = [(label if len(nices) == 1 else f"{label}, servers at nice {nice}", src, nice)
-                  for label, src in srcs for nice in nices]
+    placements = ["servers in their CPU group", "servers sharing the CPU as before"][
+        :2 if args.compare_shared_cpu else 1]
+    contenders = [(label if len(placements) == 1 else f"{label}, {where}", src, where)
+                  for label, src in srcs for where in placements]
     per_src: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in contenders}
     with tempfile.TemporaryDirectory(prefix="xcl-resp-") as tmp:
         config = load_lab_config(lab_config_for_slot(Path(tmp)))
         lab = Lab(config, log=lambda line: print(line, file=sys.stderr))
         lab.down()
         inventory = lab.up()
+        own_group = idle_cpu_group(lab.cpu_group_name)
+        if own_group is None and args.compare_shared_cpu:
+            raise SystemExit("this machine has no CPU controller to put the lab's servers in")
         try:
             n = 0
             for i in range(args.rounds):
                 order = contenders if i % 2 == 0 else list(reversed(contenders))
-                for label, src, nice in order:
+                for label, src, where in order:
                     n += 1
-                    if len(nices) > 1:
-                        renice_servers(config, nice)
+                    if own_group is not None and len(placements) > 1:
+                        place_servers(config, own_group if where == placements[0]
+                                      else own_group.parent)
                     env = dict(os.environ, PYTHONPATH=src, QT_QPA_PLATFORM="offscreen")
                     cmd = [sys.executable, __file__, "--round", str(inventory), "--bandwidth",
                            str(args.bandwidth), "--disk-bandwidth", str(args.disk_bandwidth),

@@ -88,6 +88,21 @@ def reported(engine: Engine, state_dir: Path, name: str) -> int | None:
     return reported_seq(serial_log(state_dir, s, name) for s in engine.snapshot().servers)
 
 
+def guest_logs(engine: Engine, state_dir: Path, name: str, lines: int = 25) -> str:
+    """Where a guest is, its state, and the end of its serial logs on every server: what a
+    test that waited on the guest in vain should show."""
+    parts = [f"{name}: {vm.state.value} on {vm.server}"
+             for vm in engine.snapshot().vms_named(name)] or [f"{name}: not found"]
+    for server in engine.snapshot().servers:
+        path = serial_log(state_dir, server, name)
+        try:
+            tail = path.read_bytes()[-16384:].decode(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        parts.append(f"--- {path} (last {len(tail)} lines):\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
 def wait_working(engine: Engine, run: Any, state_dir: Path, name: str,
                  timeout: float = 240.0) -> int:
     """Wait until the guest's reports advance (a TCG guest on a busy two-core machine can
@@ -103,7 +118,22 @@ def wait_working(engine: Engine, run: Any, state_dir: Path, name: str,
             return False
         return now > holder[0]
 
-    run(until(advanced, timeout=timeout, interval=0.5), timeout=timeout + 10)
+    try:
+        run(until(advanced, timeout=timeout, interval=0.5), timeout=timeout + 10)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{name} reported no new record in {timeout:.0f} s (last: {holder[0]}).\n"
+            + guest_logs(engine, state_dir, name)
+        ) from exc
     seq = reported(engine, state_dir, name)
     assert seq is not None
     return seq
+
+
+def yields_the_cpu(group: Path) -> bool:
+    """Whether a CPU group is idle (cpu.idle) or, where the kernel has no such thing, has
+    the least weight a group can have."""
+    if (group / "cpu.idle").exists():
+        return (group / "cpu.idle").read_text().strip() == "1"
+    knob, least = ("cpu.shares", 2) if (group / "cpu.shares").exists() else ("cpu.weight", 1)
+    return int((group / knob).read_text()) == least

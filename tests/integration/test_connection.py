@@ -14,11 +14,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import until
-from tests.labtools import bare_domain_xml, cli, virsh, vm_named
+from tests.labtools import bare_domain_xml, cli, virsh, vm_named, yields_the_cpu
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.model import VmState
 from xencenter_lite.engine import Engine
-from xencenter_lite.lab.system import parent_pid
+from xencenter_lite.lab import Lab, load_lab_config
+from xencenter_lite.lab.system import idle_cpu_group, in_cpu_group, parent_pid
 
 UNREACHABLE = """
 [[servers]]
@@ -139,3 +140,30 @@ def test_lab_servers_reap_the_qemus_they_start(engine: Engine, tmp_path: Path) -
     finally:
         virsh(uri, "destroy", "reaped-1")
     assert not Path(f"/proc/{qemu}").exists()  # gone, not left a zombie
+
+
+def test_lab_servers_and_the_qemus_they_start_yield_the_cpu_to_the_console(
+    engine: Engine, lab_config_path: Path, tmp_path: Path
+) -> None:
+    """The lab's servers stand for other machines: tini, libvirtd and every QEMU it starts
+    share one CPU group that gets only the time nothing else wants, so on this machine they
+    cannot take the CPU from the console or a command beside them. This process is not in
+    it."""
+    name = Lab(load_lab_config(lab_config_path)).cpu_group_name
+    group = idle_cpu_group(name)  # the lab's, as it is
+    assert group is not None, "this machine has no CPU controller for the lab's servers"
+    assert yields_the_cpu(group)
+    libvirtd = _libvirtd_pid(engine, "lab-a1")
+    assert in_cpu_group(libvirtd, name)
+    assert in_cpu_group(parent_pid(libvirtd) or 1, name)  # its tini
+    assert not in_cpu_group(os.getpid(), name)
+    uri = engine.snapshot().servers["lab-a1"].uri
+    virsh(uri, "create", str(bare_domain_xml(tmp_path, "weighed-1")))
+    try:
+        qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
+        qemu = int((qemu_run / "weighed-1.pid").read_text())
+        # libvirt starts it in a session of its own; the group holds it all the same.
+        assert os.getsid(qemu) != os.getsid(libvirtd)
+        assert in_cpu_group(qemu, name)
+    finally:
+        virsh(uri, "destroy", "weighed-1")

@@ -5,11 +5,13 @@ No root and no libvirt needed: nothing here builds a lab.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
 import json
 import os
+import signal
 import subprocess
 import time
 import tomllib
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.labtools import yields_the_cpu
 from xencenter_lite.lab import (
     DEFAULT_CONFIG_PATH,
     LabConfig,
@@ -658,3 +661,43 @@ def test_a_libvirtd_from_before_the_reaper_is_told_apart() -> None:
         proc.terminate()
         proc.wait()
     assert not daemon.under_reaper(child)  # gone
+
+
+def test_the_servers_cpu_group_holds_what_its_processes_start_and_goes_when_empty() -> None:
+    """The lab's CPU group: made idle (or, on older kernels, with the least weight), a
+    process put in it brings along the processes it starts, and removing it waits until
+    they are gone."""
+    from xencenter_lite.lab import system
+
+    name = f"xencenter-lite-unit-{os.getpid()}"
+    group = system.idle_cpu_group(name)
+    assert group is not None, "this machine has no CPU controller for the lab's servers"
+    try:
+        assert yields_the_cpu(group)
+        proc = subprocess.Popen(
+            ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec sh -c "sleep 30 & wait"',
+             str(group)]
+        )
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            deadline = time.monotonic() + 10
+            while not children.read_text().split() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            (child,) = (int(pid) for pid in children.read_text().split())
+            assert system.in_cpu_group(proc.pid, name)
+            assert system.in_cpu_group(child, name)
+            assert not system.in_cpu_group(os.getpid(), name)
+            system.remove_cpu_group(name)
+            assert group.exists()  # still has processes
+        finally:
+            proc.kill()
+            os.kill(child, signal.SIGKILL)
+            proc.wait()
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        system.remove_cpu_group(name)
+        assert not group.exists()
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()

@@ -123,9 +123,10 @@ def prepare_host_tree(config: LabConfig, server: str) -> None:
         mount_point.mkdir(parents=True, exist_ok=True)
 
 
-def start(config: LabConfig, server: str) -> int:
-    """Start the server's libvirtd (not waiting for it); returns the PID of the tini that
-    runs it (wait_until_ready gives libvirtd's own)."""
+def start(config: LabConfig, server: str, cpu_group: Path | None = None) -> int:
+    """Start the server's libvirtd (not waiting for it), in `cpu_group` when given (with
+    everything it starts); returns the PID of the tini that runs it (wait_until_ready gives
+    libvirtd's own)."""
     if not os.path.isfile(TINI):
         raise LabError("`tini` is not installed; install it (apt-get install tini).")
     host = config.host_dir(server)
@@ -156,7 +157,10 @@ def start(config: LabConfig, server: str) -> int:
         LIBVIRTD,
         *(e for e in HIDDEN_EMULATORS if os.path.isfile(e)),
     ]
-    # taskset, `ip netns exec`, unshare and `sh -c 'exec ...'` all exec: the PID is tini's.
+    if cpu_group is not None:
+        # Joined before `ip netns exec`, which mounts a /sys of its own without cgroups.
+        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cpu_group), *argv]
+    # sh, taskset, `ip netns exec`, unshare and `sh -c 'exec ...'` all exec: the PID is tini's.
     return spawn(argv, host / "log" / "libvirtd.out")
 
 

@@ -35,6 +35,11 @@ from xencenter_lite.lab.inventory import write_inventory
 
 STATE_FILE = "lab-state.json"
 MARKER_FILE = ".xencenter-lite-lab"  # only a directory holding this is ever deleted by down
+# The lab's servers stand for other machines. On this one they must not take the CPU from the
+# console or the commands an operator runs beside them: all their processes (tini, libvirtd
+# and the QEMUs it starts) share one CPU group that gets only the time nothing else wants.
+# (Renicing them would not do: libvirt starts every QEMU in a session of its own, and with
+# autogroup scheduling each session weighs as much as the console's.)
 
 
 def config_fingerprint(config: LabConfig) -> str:
@@ -222,8 +227,14 @@ class Lab:
         self._start_daemon(state, server)
         self._wait_for_daemon(state, server)
 
+    @property
+    def cpu_group_name(self) -> str:
+        return f"xencenter-lite-{self.config.name}"
+
     def _start_daemon(self, state: dict[str, Any], server: str) -> None:
-        pid = daemon.start(self.config, server)
+        group = system.idle_cpu_group(self.cpu_group_name)
+        state["cpu_group"] = str(group) if group else None
+        pid = daemon.start(self.config, server, group)
         state["servers"][server] = {"pid": pid}
         self._write_state(state)
 
@@ -394,6 +405,11 @@ class Lab:
             pid = self._libvirtd_pid(state, server.name)
             if pid is None or not daemon.under_reaper(pid):
                 return False
+            # A lab from before the servers' CPU group, or one whose group has gone.
+            if "cpu_group" not in state or (
+                state["cpu_group"] and not system.in_cpu_group(pid, self.cpu_group_name)
+            ):
+                return False
             if not daemon.responds(cfg, server.name):
                 return False
         return True
@@ -451,6 +467,7 @@ class Lab:
                     f"processes {', '.join(map(str, left))} did not stop even after SIGKILL; "
                     "stop them by hand, then run `lab down` again."
                 )
+        system.remove_cpu_group(self.cpu_group_name)
         sd = cfg.state_dir
         recorded = [Path(p) for p in (state or {}).get("mounts", []) if isinstance(p, str)]
         for path in [*system.mounts_under(sd), *recorded]:

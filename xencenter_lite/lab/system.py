@@ -116,6 +116,54 @@ def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def idle_cpu_group(name: str) -> Path | None:
+    """A CPU control group called `name` whose processes get only the CPU time nothing else
+    on the machine wants (cpu.idle, Linux 5.15 and later; before it, the least weight a
+    group can have). Returns the group's directory, or None where the machine has no CPU
+    controller to use (cgroup v1 `cpu`, or v2 with `cpu` enabled at the root)."""
+    v1 = CGROUP_ROOT / "cpu"
+    try:
+        if (v1 / "cpu.shares").exists():
+            group, knob, least = v1 / name, "cpu.shares", 2
+        elif "cpu" in (CGROUP_ROOT / "cgroup.subtree_control").read_text().split():
+            group, knob, least = CGROUP_ROOT / name, "cpu.weight", 1
+        else:
+            return None
+        group.mkdir(exist_ok=True)
+        if (group / "cpu.idle").exists():
+            (group / "cpu.idle").write_text("1")
+        else:
+            (group / knob).write_text(str(least))
+    except OSError:
+        return None
+    return group
+
+
+def in_cpu_group(pid: int, name: str) -> bool:
+    """Whether process `pid` runs in the group idle_cpu_group made as `name`."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if path == f"/{name}" and ("cpu" in controllers.split(",") or controllers == ""):
+            return True
+    return False
+
+
+def remove_cpu_group(name: str) -> None:
+    """Remove the group idle_cpu_group made as `name`, once its processes are gone (a group that
+    still has some stays)."""
+    for group in (CGROUP_ROOT / "cpu" / name, CGROUP_ROOT / name):
+        if (group / "cgroup.procs").exists():
+            with contextlib.suppress(OSError):
+                group.rmdir()
+
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     try:
         sa, sb = os.stat(a), os.stat(b)
