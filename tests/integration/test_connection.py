@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import until
-from tests.labtools import bare_domain_xml, cli, virsh, vm_named, yields_the_cpu
+from tests.labtools import bare_domain_xml, cli, netns, virsh, vm_named, yields_the_cpu
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.model import VmState
 from xencenter_lite.engine import Engine
@@ -167,3 +167,47 @@ def test_lab_servers_and_the_qemus_they_start_yield_the_cpu_to_the_console(
         assert in_cpu_group(qemu, name)
     finally:
         virsh(uri, "destroy", "weighed-1")
+
+
+_RECEIVE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5999))
+s.settimeout(20)
+print(len(s.recv(65535)), flush=True)
+"""
+# Linux's IP_MTU_DISCOVER / IP_PMTUDISC_DO (Python's socket module does not name them): the
+# datagram goes unfragmented or not at all.
+_SEND_WHOLE = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 2)
+for _ in range(50):
+    s.sendto(b"x" * int(sys.argv[2]), (sys.argv[1], 5999))
+    time.sleep(0.1)
+"""
+
+
+def _send_whole(src: str, address: str, size: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", netns(src), sys.executable, "-c", _SEND_WHOLE,
+                           address, str(size)], capture_output=True, text=True, timeout=30)
+
+
+def test_the_storage_network_carries_jumbo_frames_whole(engine: Engine) -> None:
+    """Storage networks often run jumbo frames; the lab's does (MTU 9000, from server to
+    server through its switch): 8972 bytes of UDP, not to be fragmented, arrive whole. The
+    management network keeps 1500: the same datagram is refused at the sender."""
+    snap = engine.snapshot()
+    storage = snap.servers["lab-b1"].addresses["storage"]
+    receiver = subprocess.Popen(["ip", "netns", "exec", netns("lab-b1"), sys.executable, "-c",
+                                 _RECEIVE, storage], stdout=subprocess.PIPE, text=True)
+    try:
+        sent = _send_whole("lab-a1", storage, 8972)
+        assert sent.returncode == 0, sent.stderr
+        out, _ = receiver.communicate(timeout=30)
+        assert out.strip() == "8972"
+    finally:
+        receiver.kill()
+        receiver.wait()
+    refused = _send_whole("lab-a1", snap.servers["lab-b1"].addresses["management"], 8972)
+    assert refused.returncode != 0 and "Message too long" in refused.stderr

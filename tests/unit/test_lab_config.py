@@ -105,9 +105,11 @@ def test_defaults_load(config: LabConfig) -> None:
     assert config.state_dir == Path("/var/lib/xencenter-lite/lab")
     assert config.accel == "auto"
     assert config.path == DEFAULT_CONFIG_PATH
-    assert [(n.name, str(n.subnet), n.rate_mib_s, n.management) for n in config.networks] == [
-        ("management", "10.240.1.0/24", 25, True),
-        ("storage", "10.240.2.0/24", 200, False),
+    assert [
+        (n.name, str(n.subnet), n.rate_mib_s, n.management, n.mtu) for n in config.networks
+    ] == [
+        ("management", "10.240.1.0/24", 25, True, 1500),
+        ("storage", "10.240.2.0/24", 200, False, 9000),
     ]
     assert config.management_network == "management"
     assert [(s.name, s.host_number) for s in config.servers] == [
@@ -520,6 +522,8 @@ ERROR_CASES = [
         "networks.storage.subnet",
         "10.240.0.0/16 overlaps networks.management.subnet (10.240.1.0/24)",
     ),
+    (_set("networks.storage.mtu", 65536), "networks.storage.mtu", "use 576 to 9000"),
+    (_set("networks.storage.mtu", "jumbo"), "networks.storage.mtu", "write e.g. mtu = 9000"),
     (_set("servers.0.host_number", 255), "servers[0].host_number", "255 is out of range"),
     (_set("servers.0.host_number", 0), "servers[0].host_number", "use 1 to 254"),
     # management network

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.unit.test_inventory import VALUES, to_toml
 from xencenter_lite.lab import DEFAULT_CONFIG_PATH, LabConfig, LabConfigError, load_lab_config
 
-LAB_KEYS = st.sampled_from(["name", "state_dir", "accel", "networks", "subnet", "rate_mib_s",
+LAB_KEYS = st.sampled_from(["name", "state_dir", "accel", "networks", "subnet", "rate_mib_s", "mtu",
                             "management", "servers", "host_number", "vm_memory_limit_mib",
                             "default_sr", "pools", "members", "ha_enabled", "srs", "shared",
                             "size_mib", "guests", "server", "state", "memory_mib", "vcpus",

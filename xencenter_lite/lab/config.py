@@ -60,6 +60,7 @@ class NetworkConfig:
     subnet: ipaddress.IPv4Network
     rate_mib_s: int
     management: bool = False
+    mtu: int = 1500  # 9000: jumbo frames, as storage networks often have
 
     @property
     def rate_bytes_s(self) -> int:
@@ -439,10 +440,11 @@ class _Parser:
                 )
             if not isinstance(table, dict):
                 self.fail(where, f"expected a table, got {_describe(table)}; write [{where}].")
-            self.check_keys(where, table, ("subnet", "rate_mib_s", "management"))
+            self.check_keys(where, table, ("subnet", "rate_mib_s", "management", "mtu"))
             subnet = self.subnet(where, self.string(table, where, "subnet", '"10.240.1.0/24"'))
             rate = self.integer(table, where, "rate_mib_s", "200", 1, 100_000)
             management = self.boolean(table, where, "management", default=False)
+            mtu = self.integer(table, where, "mtu", "9000", 576, 9000, default=1500)
             for other in result:
                 if subnet.overlaps(other.subnet):
                     self.fail(
@@ -450,7 +452,7 @@ class _Parser:
                         f"{subnet} overlaps networks.{other.name}.subnet ({other.subnet}); "
                         "give each network its own subnet.",
                     )
-            result.append(NetworkConfig(name, subnet, rate, management))
+            result.append(NetworkConfig(name, subnet, rate, management, mtu))
         managers = [n.name for n in result if n.management]
         if not managers:
             self.fail(

@@ -4,8 +4,9 @@ Layout (names derive from the config, see LabConfig):
   namespace "{lab}-sw"        bridges "br-{network}", switch ports "p{N}-{network}"
   namespace "{lab}-{server}"  interface "{network}" with the server's address, and lo
 Both ends of every link are shaped with tbf at the network's rate, so each direction of a
-server's link has the configured bandwidth. Everything is created directly inside the lab's
-namespaces; nothing is created in, or moved out of, the machine's own namespace.
+server's link has the configured bandwidth; every interface of a network has its MTU.
+Everything is created directly inside the lab's namespaces; nothing is created in, or moved
+out of, the machine's own namespace.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def build(config: LabConfig) -> None:
     _ip(sw, "link", "set", "dev", "lo", "up")
     for net in config.networks:
         bridge = config.bridge(net.name)
-        _ip(sw, "link", "add", "name", bridge, "type", "bridge", "stp_state", "0")
+        _ip(sw, "link", "add", "name", bridge, "mtu", str(net.mtu), "type", "bridge",
+            "stp_state", "0")
         _ip(sw, "link", "set", "dev", bridge, "alias", f"{config.name} {net.name} ({net.subnet})")
         _ip(sw, "link", "set", "dev", bridge, "up")
     for server in config.servers:
@@ -54,7 +56,8 @@ def build(config: LabConfig) -> None:
             port = config.switch_port(server.name, net.name)
             dev = config.server_interface(net.name)
             # Create the pair inside the switch namespace, its peer straight into the server's.
-            _ip(sw, "link", "add", "name", port, "type", "veth", "peer", "name", dev, "netns", ns)
+            _ip(sw, "link", "add", "name", port, "mtu", str(net.mtu), "type", "veth", "peer",
+                "name", dev, "netns", ns, "mtu", str(net.mtu))
             _ip(sw, "link", "set", "dev", port, "alias", f"{server.name} {net.name}")
             _ip(sw, "link", "set", "dev", port, "master", config.bridge(net.name), "up")
             address = f"{config.address(server.name, net.name)}/{net.subnet.prefixlen}"
