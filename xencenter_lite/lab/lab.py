@@ -35,11 +35,6 @@ from xencenter_lite.lab.inventory import write_inventory
 
 STATE_FILE = "lab-state.json"
 MARKER_FILE = ".xencenter-lite-lab"  # only a directory holding this is ever deleted by down
-# The lab's servers stand for other machines. On this one they must not take the CPU from the
-# console or the commands an operator runs beside them: all their processes (tini, libvirtd
-# and the QEMUs it starts) share one CPU group that gets only the time nothing else wants.
-# (Renicing them would not do: libvirt starts every QEMU in a session of its own, and with
-# autogroup scheduling each session weighs as much as the console's.)
 
 
 def config_fingerprint(config: LabConfig) -> str:
@@ -229,6 +224,12 @@ class Lab:
 
     @property
     def cpu_group_name(self) -> str:
+        """The CPU group of the lab's servers. They stand for other machines: on this one
+        they must not take the CPU from the console or the commands an operator runs beside
+        them, so all their processes (tini, libvirtd and the QEMUs it starts) share one
+        group that gets only the time nothing else wants. (Renicing them would not do:
+        libvirt starts every QEMU in a session of its own, and with autogroup scheduling
+        each session weighs as much as the console's.)"""
         return f"xencenter-lite-{self.config.name}"
 
     def _start_daemon(self, state: dict[str, Any], server: str) -> None:
