@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
+from xencenter_lite.core.inventory import PoolConfig  # a lab pool is an inventory pool
 from xencenter_lite.lab.errors import LabConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "resources" / "lab.toml"
@@ -73,14 +74,6 @@ class ServerConfig:
     host_number: int
     vm_memory_limit_mib: int | None = None
     default_sr: str | None = None
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    name: str
-    members: tuple[str, ...]
-    default_sr: str | None = None
-    ha_enabled: bool = False
 
 
 @dataclass(frozen=True)
