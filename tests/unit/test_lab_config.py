@@ -646,6 +646,16 @@ def test_the_bench_lab_loads_apart_from_the_others(config: LabConfig) -> None:
     assert [d.data_mib for d in big.disks] == [384, 4]
 
 
+def _only_child(pid: int) -> int:
+    """The one child process `pid` has started (waiting up to 10 s for it)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + 10
+    while not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (child,) = (int(c) for c in children.read_text().split())
+    return child
+
+
 def test_a_libvirtd_from_before_the_reaper_is_told_apart() -> None:
     """A lab brought up before libvirtd ran under tini is not healthy: its migrations would
     wait on this machine's PID 1 for every stopped QEMU. Only a process under tini counts."""
@@ -653,11 +663,7 @@ def test_a_libvirtd_from_before_the_reaper_is_told_apart() -> None:
 
     proc = subprocess.Popen([daemon.TINI, "-s", "--", "sleep", "30"])
     try:
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-        deadline = time.monotonic() + 10
-        while not children.read_text().split() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        (child,) = (int(pid) for pid in children.read_text().split())
+        child = _only_child(proc.pid)
         assert daemon.under_reaper(child)
         assert not daemon.under_reaper(os.getpid())
         assert not daemon.under_reaper(proc.pid)
@@ -683,11 +689,7 @@ def test_the_servers_cpu_group_holds_what_its_processes_start_and_goes_when_empt
              str(group)]
         )
         try:
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-            deadline = time.monotonic() + 10
-            while not children.read_text().split() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            (child,) = (int(pid) for pid in children.read_text().split())
+            child = _only_child(proc.pid)
             assert system.in_cpu_group(proc.pid, name)
             assert system.in_cpu_group(child, name)
             assert not system.in_cpu_group(os.getpid(), name)
