@@ -47,6 +47,8 @@ T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 3
 STARTUP_NOTIFY_INTERVAL = 0.1  # seconds
+# A queued migration waits at most this long for the one begun before it to send data.
+STAGGER_WAIT = 3.0  # seconds
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Engine:
         self._poll_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._last_begun: Job | None = None  # the migration that last began sending
 
     # ---- life cycle ---------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:
@@ -593,6 +596,9 @@ class Engine:
                 bandwidth_mib_s=plan.bandwidth_mib_s,
                 tls=plan.tls,
             )
+            await self._after_previous_start(job)
+            if job.cancel_requested:
+                raise _Cancelled()
             job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
                           f"Sending {'disks and memory' if new_paths else 'memory'} to "
                           f"{plan.address} over the '{plan.network}' network")
@@ -614,6 +620,20 @@ class Engine:
         self._squeezed.pop(job.id, None)
         job.set_state(JobState.FINISHING, "Removing the old disks from the source")
         await self._finish_migration(job, plan)
+
+    async def _after_previous_start(self, job: Job) -> None:
+        """Migrations begin one after another: each once the one begun before it sends
+        data (or has ended), waiting STAGGER_WAIT seconds at most. Moves that begin
+        together share the link evenly and end together, and the link then idles while
+        all of them switch over and the next ones start (about a second each time)."""
+        previous, self._last_begun = self._last_begun, job
+        if previous is None:
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + STAGGER_WAIT
+        while (previous.bytes_done == 0 and not previous.state.finished
+               and not job.cancel_requested and loop.time() < end):
+            await asyncio.sleep(0.05)
 
     async def _follow_migration(self, job: Job, uuid: str,
                                 fut: asyncio.Future[int | None]) -> None:

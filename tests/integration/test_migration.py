@@ -196,6 +196,38 @@ def test_the_queue_runs_jobs_beyond_its_limit_later(one_at_a_time: Engine, run: 
     assert quick.started >= slow.ended - 0.5  # it started once the slot was free
 
 
+def test_migrations_queued_together_begin_one_after_another(engine: Engine, run: Any) -> None:
+    """Moves that begin at the same moment share the link evenly and end together, and the
+    link then idles while they all switch over and the next ones start. So, though the
+    queue has room for both, the second begins sending once the first sends data."""
+    from tests.conftest import until
+
+    web, app = vm_named(engine, "web-1"), vm_named(engine, "app-1")
+    app_dest = "lab-a1" if app.server != "lab-a1" else "lab-b1"
+    jobs = engine.migrate([
+        MigrationRequest(web.key, _other_member(web.server), bandwidth_mib_s=20),
+        MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
+    ])
+    began: dict[int, float] = {}
+    sent: dict[int, float] = {}
+
+    def seen(job: Any) -> None:
+        if job.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
+            began.setdefault(job.id, time.monotonic())
+        if job.bytes_done > 0:
+            sent.setdefault(job.id, time.monotonic())
+
+    for job in jobs:
+        job.subscribe(seen)
+    run(until(lambda: len(began) == 2, timeout=60))
+    first, second = sorted(jobs, key=lambda j: began[j.id])
+    assert first.id in sent and began[second.id] >= sent[first.id]
+    run(engine.cancel(jobs[1]))
+    run(engine.wait(jobs))
+    assert jobs[0].state is JobState.DONE, (jobs[0].error, jobs[0].error_details)
+    assert jobs[1].state is JobState.CANCELLED
+
+
 def test_a_queued_job_starts_as_soon_as_the_one_before_has_moved_its_vm(
         one_at_a_time: Engine, run: Any) -> None:
     """The slot is for moving data: removing the old disks and reading both servers again
