@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -124,6 +126,17 @@ def test_ctrl_c_cancels_the_migration_cleanly(lab_inventory: Path, engine: Engin
     assert leftovers == []
 
 
+@contextlib.contextmanager
+def _bare_qemu(uri: str, folder: Path, name: str) -> Iterator[int]:
+    """A bare domain running on the lab server at `uri`; its QEMU's PID. Destroyed after."""
+    virsh(uri, "create", str(bare_domain_xml(folder, name)))
+    try:
+        qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
+        yield int((qemu_run / f"{name}.pid").read_text())
+    finally:
+        virsh(uri, "destroy", name)
+
+
 def test_lab_servers_reap_the_qemus_they_start(engine: Engine, tmp_path: Path) -> None:
     """libvirt waits for a QEMU it stops to be gone, zombie included, and QEMU is an orphan:
     each lab libvirtd runs under tini, a subreaper, so its QEMUs are reaped as they exit, as
@@ -132,13 +145,8 @@ def test_lab_servers_reap_the_qemus_they_start(engine: Engine, tmp_path: Path) -
     libvirtd = _libvirtd_pid(engine, "lab-a2")
     reaper = parent_pid(libvirtd)
     assert os.path.basename(os.readlink(f"/proc/{reaper}/exe")) == "tini"
-    virsh(uri, "create", str(bare_domain_xml(tmp_path, "reaped-1")))
-    try:
-        qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
-        qemu = int((qemu_run / "reaped-1.pid").read_text())
+    with _bare_qemu(uri, tmp_path, "reaped-1") as qemu:
         assert parent_pid(qemu) == reaper
-    finally:
-        virsh(uri, "destroy", "reaped-1")
     assert not Path(f"/proc/{qemu}").exists()  # gone, not left a zombie
 
 
@@ -158,15 +166,10 @@ def test_lab_servers_and_the_qemus_they_start_yield_the_cpu_to_the_console(
     assert in_cpu_group(parent_pid(libvirtd) or 1, name)  # its tini
     assert not in_cpu_group(os.getpid(), name)
     uri = engine.snapshot().servers["lab-a1"].uri
-    virsh(uri, "create", str(bare_domain_xml(tmp_path, "weighed-1")))
-    try:
-        qemu_run = Path(parse_qs(urlsplit(uri).query)["socket"][0]).with_name("qemu")
-        qemu = int((qemu_run / "weighed-1.pid").read_text())
+    with _bare_qemu(uri, tmp_path, "weighed-1") as qemu:
         # libvirt starts it in a session of its own; the group holds it all the same.
         assert os.getsid(qemu) != os.getsid(libvirtd)
         assert in_cpu_group(qemu, name)
-    finally:
-        virsh(uri, "destroy", "weighed-1")
 
 
 _RECEIVE = """
