@@ -178,44 +178,32 @@ class Bench:
         raise SystemExit(f"{vm} did not start working within {timeout:.0f} s")
 
     # ---- the cases --------------------------------------------------------------------------
-    def big_move(self, network: str) -> dict[str, Any]:
+    def big_move(self, network: str, with_virsh: bool = False) -> dict[str, Any]:
+        """big-1 moved over `network` by `xencenter-lite migrate` or, `with_virsh`, as an
+        operator would with virsh: the volume commands and `virsh migrate` with our flags."""
         src = self.where("big-1")
         dest = self.other(src)
         data = sum(d["allocation"] for d in self.vm("big-1")["disks"])
         tx0 = self.iface_tx(src, network)
         with self.watching(src, network):
-            wall, (res,) = self.migrate(("big-1",), dest, network)
+            if with_virsh:
+                _migrate_only, wall = run_virsh(self.inv, src, dest, "big-1")
+            else:
+                wall, (res,) = self.migrate(("big-1",), dest, network)
         sent = self.iface_tx(src, network) - tx0
-        memory = self.completed(dest, "big-1").get("memory_processed", 0.0)
+        st = self.completed(dest, "big-1")
+        memory = st.get("memory_processed", 0.0)
         payload = memory + data
         rate = self.rate[network]
+        downtime = (int(st["downtime"]) if "downtime" in st else None) if with_virsh \
+            else res.get("downtime_ms")
         row = {"network": network, "from": src, "to": dest, "wall_s": round(wall, 3),
                "disk_data_mib": round(data / MIB, 1), "memory_mib": round(memory / MIB, 1),
                "payload_mib": round(payload / MIB, 1), "wire_mib": round(sent / MIB, 1),
-               "downtime_ms": res.get("downtime_ms"),
+               "downtime_ms": downtime,
                "efficiency": round(payload / (wall * rate), 3),
                "link_utilisation": round(sent / (wall * rate), 3), **self.timeline}
-        print(f"  big-1 over {network}: {row}", flush=True)
-        return row
-
-    def big_move_with_virsh(self) -> dict[str, Any]:
-        """The same storage migration as an operator would run it with virsh: the volume
-        commands and `virsh migrate` with our flags."""
-        src = self.where("big-1")
-        dest = self.other(src)
-        data = sum(d["allocation"] for d in self.vm("big-1")["disks"])
-        t0 = time.monotonic()
-        with self.watching(src, "storage"):
-            run_virsh(self.inv, src, dest, "big-1")
-        wall = time.monotonic() - t0
-        st = self.completed(dest, "big-1")
-        payload = st.get("memory_processed", 0.0) + data
-        row = {"network": "storage", "from": src, "to": dest, "wall_s": round(wall, 3),
-               "payload_mib": round(payload / MIB, 1),
-               "downtime_ms": int(st["downtime"]) if "downtime" in st else None,
-               "efficiency": round(payload / (wall * self.rate["storage"]), 3),
-               **self.timeline}
-        print(f"  big-1 with virsh: {row}", flush=True)
+        print(f"  big-1 over {network}{' with virsh' if with_virsh else ''}: {row}", flush=True)
         return row
 
     def sparse_move(self) -> dict[str, Any]:
@@ -359,7 +347,7 @@ def main() -> int:
                     rows["network"].append(bench.big_move(network))
                     continue
                 contenders = [("link", lambda: bench.big_move("storage")),
-                              ("link_virsh", bench.big_move_with_virsh)]
+                              ("link_virsh", lambda: bench.big_move("storage", True))]
                 for key, fn in contenders if i % 2 == 0 else contenders[::-1]:
                     rows[key].append(fn())
             if "sparse" in cases:
