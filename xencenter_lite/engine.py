@@ -47,8 +47,11 @@ T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 3
 STARTUP_NOTIFY_INTERVAL = 0.1  # seconds
-# A queued migration waits at most this long for the one begun before it to send data.
+# A queued migration waits at most this long for the one queued before it to send data.
 STAGGER_WAIT = 3.0  # seconds
+# A migration's checks use a server's reading begun this recently (and with no event from
+# the server since) instead of reading it again.
+FRESH_FOR = 1.0  # seconds
 
 
 @dataclass
@@ -67,6 +70,7 @@ class _ServerState:
     reads_asked: int = 0
     reads_done: int = 0
     read_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    read_at: float = float("-inf")  # loop time the reading held began
 
 
 class Engine:
@@ -115,7 +119,7 @@ class Engine:
         self._poll_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._last_begun: Job | None = None  # the migration that last began sending
+        self._last_queued: Job | None = None  # the migration queued last
 
     # ---- life cycle ---------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:
@@ -169,6 +173,7 @@ class Engine:
 
     async def _attempt(self, name: str, watch: bool) -> None:
         st = self._servers[name]
+        began = asyncio.get_running_loop().time()
         try:
             # One trip to a worker thread for both: with a hundred servers connecting at
             # once, each server's reading is in as soon as it is read, not queued behind
@@ -183,6 +188,7 @@ class Engine:
                 self._schedule_reconnect(name)
             return
         _keep(st, reading)
+        st.read_at = began
         st.connected, st.error, st.retry_delay = True, None, 1.0
         self._changed()  # show what it holds now; registering for its events can follow
         if self._pending.get(name):
@@ -268,6 +274,7 @@ class Engine:
         st = self._servers[name]
         if not st.connected:
             return
+        began = asyncio.get_running_loop().time()
         try:
             reading = await asyncio.wait_for(self._run(st.link.read), self.answer_timeout)
         except TimeoutError:
@@ -280,6 +287,7 @@ class Engine:
             else:
                 log.info("reading %s failed: %s", name, exc.raw)
             return
+        st.read_at = began
         if _keep(st, reading):
             self._changed()
 
@@ -446,8 +454,9 @@ class Engine:
             if self._refuse_if_busy(job):
                 jobs.append(job)
                 continue
+            previous, self._last_queued = self._last_queued, job
             self._job_tasks[job.id] = self._spawn(
-                self._guard(job, self._run_migration(job, req, skip_checks)))
+                self._guard(job, self._run_migration(job, req, previous, skip_checks)))
             jobs.append(job)
         self._changed()
         return jobs
@@ -513,7 +522,7 @@ class Engine:
         await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
 
     # ---- migration ------------------------------------------------------------------------
-    async def _run_migration(self, job: Job, req: MigrationRequest,
+    async def _run_migration(self, job: Job, req: MigrationRequest, previous: Job | None,
                              skip_checks: frozenset[str] = frozenset()) -> None:
         slots = self._slots
         assert slots is not None
@@ -529,11 +538,11 @@ class Engine:
         try:
             if job.state.finished:
                 return  # cancelled while queued
-            await self._check_and_migrate(job, req, skip_checks, release)
+            await self._check_and_migrate(job, req, previous, skip_checks, release)
         finally:
             release()
 
-    async def _check_and_migrate(self, job: Job, req: MigrationRequest,
+    async def _check_and_migrate(self, job: Job, req: MigrationRequest, previous: Job | None,
                                  skip_checks: frozenset[str],
                                  release_slot: Callable[[], None]) -> None:
         job.set_state(JobState.CHECKING, "Checking the migration")
@@ -549,14 +558,19 @@ class Engine:
             job.fail(" ".join(p.message for p in problems),
                      "\n".join(f"{p.code}: {p.message}" for p in problems))
             return
+        await self._after(previous, job)
         if job.cancel_requested:
             job.cancelled()
             return
         await self._execute_migration(job, plan, release_slot)
 
     async def _fresh_vm(self, job: Job, other_server: str) -> VM | None:
-        """Read the job's servers again; the VM as it is now (None: gone, the job failed)."""
-        names = {job.source, other_server} & set(self._servers)
+        """The VM as it is now (None: gone, the job failed): the job's servers are read
+        again unless their readings began under FRESH_FOR seconds ago with no event from
+        them since (a command's own start, or the reading after another job ended)."""
+        now = asyncio.get_running_loop().time()
+        names = {n for n in {job.source, other_server} & set(self._servers)
+                 if self._servers[n].dirty or now - self._servers[n].read_at > FRESH_FOR}
         await asyncio.gather(*(self._read(n) for n in names))
         vm = self.snapshot().vm(job.vm_key)
         if vm is None:
@@ -596,9 +610,6 @@ class Engine:
                 bandwidth_mib_s=plan.bandwidth_mib_s,
                 tls=plan.tls,
             )
-            await self._after_previous_start(job)
-            if job.cancel_requested:
-                raise _Cancelled()
             job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
                           f"Sending {'disks and memory' if new_paths else 'memory'} to "
                           f"{plan.address} over the '{plan.network}' network")
@@ -621,12 +632,13 @@ class Engine:
         job.set_state(JobState.FINISHING, "Removing the old disks from the source")
         await self._finish_migration(job, plan)
 
-    async def _after_previous_start(self, job: Job) -> None:
-        """Migrations begin one after another: each once the one begun before it sends
+    async def _after(self, previous: Job | None, job: Job) -> None:
+        """Migrations begin one after another: each once the one queued before it sends
         data (or has ended), waiting STAGGER_WAIT seconds at most. Moves that begin
         together share the link evenly and end together, and the link then idles while
-        all of them switch over and the next ones start (about a second each time)."""
-        previous, self._last_begun = self._last_begun, job
+        all of them switch over and the next ones start (about a second each time). The
+        wait comes before the destination volumes are made: the first move's start does
+        not share its servers with the others' preparations."""
         if previous is None:
             return
         loop = asyncio.get_running_loop()

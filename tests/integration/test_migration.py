@@ -199,7 +199,8 @@ def test_the_queue_runs_jobs_beyond_its_limit_later(one_at_a_time: Engine, run: 
 def test_migrations_queued_together_begin_one_after_another(engine: Engine, run: Any) -> None:
     """Moves that begin at the same moment share the link evenly and end together, and the
     link then idles while they all switch over and the next ones start. So, though the
-    queue has room for both, the second begins sending once the first sends data."""
+    queue has room for both, the second in the queue makes its destination volumes and
+    begins sending once the first sends data."""
     from tests.conftest import until
 
     web, app = vm_named(engine, "web-1"), vm_named(engine, "app-1")
@@ -208,20 +209,26 @@ def test_migrations_queued_together_begin_one_after_another(engine: Engine, run:
         MigrationRequest(web.key, _other_member(web.server), bandwidth_mib_s=20),
         MigrationRequest(app.key, app_dest, sr="Local storage", bandwidth_mib_s=1),
     ])
+    first, second = jobs
     began: dict[int, float] = {}
     sent: dict[int, float] = {}
+    second_had_created: list[bool] = []  # when the first was first seen sending
 
     def seen(job: Any) -> None:
         if job.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
             began.setdefault(job.id, time.monotonic())
-        if job.bytes_done > 0:
-            sent.setdefault(job.id, time.monotonic())
+        if job.bytes_done > 0 and job.id not in sent:
+            sent[job.id] = time.monotonic()
+            if job is first:
+                second_had_created.append(
+                    any(m.startswith("Created ") for m in second.messages))
 
     for job in jobs:
         job.subscribe(seen)
     run(until(lambda: len(began) == 2, timeout=60))
-    first, second = sorted(jobs, key=lambda j: began[j.id])
     assert first.id in sent and began[second.id] >= sent[first.id]
+    assert second_had_created == [False]
+    assert any(m.startswith("Created ") for m in second.messages)
     run(engine.cancel(jobs[1]))
     run(engine.wait(jobs))
     assert jobs[0].state is JobState.DONE, (jobs[0].error, jobs[0].error_details)
@@ -250,3 +257,34 @@ def test_a_queued_job_starts_as_soon_as_the_one_before_has_moved_its_vm(
     assert second.state is JobState.CANCELLED
     assert finishing and second.started is not None and first.ended is not None
     assert finishing[0] <= second.started < first.ended
+
+
+def test_checks_read_the_servers_again_unless_they_were_just_read(
+        one_at_a_time: Engine, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration's checks look at the servers as they are now: the job reads its servers
+    again first, unless they were read a moment ago (a command that has just connected)."""
+    import xencenter_lite.engine as engine_module
+
+    vm = vm_named(one_at_a_time, "web-1")
+    link = one_at_a_time.link(vm.server)
+    reads: list[str] = []
+    real_read = link.read
+
+    def counted() -> Any:
+        reads.append(vm.server)
+        return real_read()
+
+    monkeypatch.setattr(link, "read", counted)
+
+    def refused() -> None:  # already there: refused by the checks, nothing moves
+        (job,) = one_at_a_time.migrate([MigrationRequest(vm.key, vm.server)])
+        run(one_at_a_time.wait([job]))
+        assert job.state is JobState.FAILED and "already on" in (job.error or "")
+
+    run(one_at_a_time.refresh(vm.server))
+    reads.clear()
+    refused()
+    assert reads == []
+    monkeypatch.setattr(engine_module, "FRESH_FOR", 0.0)
+    refused()
+    assert reads == [vm.server]
