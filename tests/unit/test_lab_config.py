@@ -289,9 +289,25 @@ def test_guest_xml(config: LabConfig) -> None:
     assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]
     assert [d.find("target").get("bus") for d in disks] == ["virtio", "virtio"]
     assert [d.find("driver").get("type") for d in disks] == ["qcow2", "raw"]
+    assert [d.find("driver").get("cache") for d in disks] == [None, None]
     local = "/var/lib/xencenter-lite/lab/hosts/lab-a1/sr/Local storage"
     assert disks[1].find("source").get("file") == f"{local}/db-1-vdb.raw"
     assert dom.findtext("memory") == "128"
+
+
+def test_guest_xml_disk_cache_mode(config: LabConfig) -> None:
+    db = next(g for g in config.guests if g.name == "db-1")
+    dom = ET.fromstring(guest_xml(config, db, "kvm", IMAGE, cache="none"))
+    assert [d.find("driver").get("cache") for d in dom.findall("devices/disk")] == [
+        "none", "none"]
+
+
+def test_direct_io_probe_leaves_nothing_behind(tmp_path: Path) -> None:
+    from xencenter_lite.lab.system import direct_io_works
+
+    assert direct_io_works(tmp_path)  # /tmp here is on the machine's disk (ext4)
+    assert list(tmp_path.iterdir()) == []
+    assert not direct_io_works(tmp_path / "missing")
 
 
 def test_guest_xml_without_an_os(config: LabConfig) -> None:

@@ -24,10 +24,15 @@ def disk_path(config: LabConfig, guest: GuestConfig, disk: DiskConfig) -> Path:
 
 
 def guest_xml(
-    config: LabConfig, guest: GuestConfig, domain_type: str, image: GuestImage | None = None
+    config: LabConfig,
+    guest: GuestConfig,
+    domain_type: str,
+    image: GuestImage | None = None,
+    cache: str | None = None,
 ) -> str:
     """A tiny guest, no network, virtio disks: a Linux workload guest booted straight from
-    `image` (os = "linux"), or no OS at all (SeaBIOS finds nothing to boot)."""
+    `image` (os = "linux"), or no OS at all (SeaBIOS finds nothing to boot). `cache` is
+    the disks' cache mode (None: the hypervisor's default)."""
     dom = ET.Element("domain", type=domain_type)
     ET.SubElement(dom, "name").text = guest.name
     ET.SubElement(dom, "uuid").text = config.guest_uuid(guest.name)
@@ -56,7 +61,9 @@ def guest_xml(
     devices = ET.SubElement(dom, "devices")
     for disk in guest.disks:
         el = ET.SubElement(devices, "disk", type="file", device="disk")
-        ET.SubElement(el, "driver", name="qemu", type=disk.format)
+        driver = ET.SubElement(el, "driver", name="qemu", type=disk.format)
+        if cache is not None:
+            driver.set("cache", cache)
         ET.SubElement(el, "source", file=str(disk_path(config, guest, disk)))
         ET.SubElement(el, "target", dev=disk.dev, bus="virtio")
         if guest.linux and disk is guest.disks[-1]:

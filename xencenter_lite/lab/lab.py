@@ -148,6 +148,9 @@ class Lab:
             state["mounts"].append(str(path))
             self._write_state(state)
             system.mount_tmpfs(path, size)
+        cache = self._disk_cache()
+        state["disk_cache"] = cache or "default"
+        self._write_state(state)
         # The Linux guests' image (apt look-ups, a first build) is found meanwhile.
         images = ThreadPoolExecutor(max_workers=1)
         image_job = (images.submit(guestimage.ensure_image, self._say)
@@ -190,7 +193,7 @@ class Lab:
             self._say(f"Linux guest image: {image.kernel.parent} ({self._elapsed()})")
         with ThreadPoolExecutor(max_workers=len(cfg.servers)) as pool:
             futures = [
-                pool.submit(self._configure_server, s.name, domain_type, image)
+                pool.submit(self._configure_server, s.name, domain_type, image, cache)
                 for s in cfg.servers
             ]
             for future in futures:
@@ -262,6 +265,17 @@ class Lab:
             )
         return "qemu"
 
+    def _disk_cache(self) -> str | None:
+        """The guests' disks bypass the host's page cache (cache="none", as OpenStack and
+        oVirt set them) where every SR's filesystem allows direct I/O; else the hypervisor's
+        default. With the page cache, a disk copied to a server sits in its memory until
+        the copy ends and is then written out at once: the migration waited for that."""
+        if all(system.direct_io_works(path) for _sr, _server, path in self.config.sr_paths()):
+            return "none"
+        self._say("An SR's filesystem cannot do direct I/O: the guests' disks use the host's "
+                  "page cache.")
+        return None
+
     def _create_disk(self, guest: GuestConfig, disk: DiskConfig) -> None:
         path = domains.disk_path(self.config, guest, disk)
         system.run(
@@ -274,7 +288,11 @@ class Lab:
         )
 
     def _configure_server(
-        self, server: str, domain_type: str, image: guestimage.GuestImage | None
+        self,
+        server: str,
+        domain_type: str,
+        image: guestimage.GuestImage | None,
+        cache: str | None,
     ) -> None:
         cfg = self.config
         with tempfile.TemporaryDirectory(prefix="xcl-lab-") as tmp:
@@ -286,7 +304,7 @@ class Lab:
                 self._virsh(server, "pool-autostart", sr.name)
             for guest in cfg.guests_on(server):
                 xml = Path(tmp) / f"guest-{guest.name}.xml"
-                xml.write_text(domains.guest_xml(cfg, guest, domain_type, image))
+                xml.write_text(domains.guest_xml(cfg, guest, domain_type, image, cache))
                 self._virsh(server, "define", str(xml))
                 if guest.running:
                     self._virsh(server, "start", guest.name)
@@ -406,8 +424,9 @@ class Lab:
             pid = self._libvirtd_pid(state, server.name)
             if pid is None or not daemon.under_reaper(pid):
                 return False
-            # A lab from before the servers' CPU group, or one whose group has gone.
-            if "cpu_group" not in state or (
+            # A lab from before the servers' CPU group or its guests' cache mode, or one
+            # whose group has gone.
+            if "cpu_group" not in state or "disk_cache" not in state or (
                 state["cpu_group"] and not system.in_cpu_group(pid, self.cpu_group_name)
             ):
                 return False

@@ -255,6 +255,19 @@ def mounts_under(root: Path) -> list[Path]:
     return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
 
 
+def direct_io_works(directory: Path) -> bool:
+    """Whether files in `directory` can be opened for direct I/O (O_DIRECT), which QEMU
+    needs for a disk with cache="none"; the probe file is removed."""
+    probe = directory / f".direct-io-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink()
+    return True
+
+
 def mount_tmpfs(path: Path, size_mib: int) -> None:
     run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "xcl-lab-sr", str(path)],
