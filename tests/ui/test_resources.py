@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex
+from PySide6.QtCore import QModelIndex, Qt
 
 from tests.conftest import until
 from tests.labtools import vm_named
@@ -102,6 +102,10 @@ def test_disconnected_and_migrating_rows_say_so(fake: FakeEngine, pane: Resource
     model = pane.models[INFRASTRUCTURE]
     assert model.row_for(("server", "lab-b1")).icon == "server-disconnected"  # type: ignore[union-attr]
     assert pane.index_of(("server", "lab-b1")).data() == "lab-b1"
+    assert pane.index_of(("server", "lab-b1")).data(Qt.ItemDataRole.ForegroundRole) is not None
+    fake.fleet.server("lab-b1", connected=True, error=None)
+    fake.push()  # it connects: the same row, no longer grey
+    assert pane.index_of(("server", "lab-b1")).data(Qt.ItemDataRole.ForegroundRole) is None
 
     job = Job(JobKind.MIGRATE, "Migrating 'web-1' to 'lab-a2'", ("lab-a1", "uuid-web-1"),
               "web-1", "lab-a1", "lab-a2")

@@ -310,8 +310,9 @@ def _item_data(row: Row) -> dict[int, Any]:
         _DISPLAY: row.text, _DECORATION: icon(row.icon), _TOOLTIP: row.tooltip,
         _KEY: row.key, _KIND: row.key[0], _SORT: row.sort, _NAME: row.name,
     }
-    if row.dim:
-        data[_FOREGROUND] = QBrush(QColor("#808080"))
+    # Always set: a row updated in place keeps every role its new data does not name, and
+    # a server that connects must not stay grey.
+    data[_FOREGROUND] = QBrush(QColor("#808080")) if row.dim else None
     return data
 
 
