@@ -66,6 +66,11 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     assert g.value("Memory free for VMs") == "8.6 GB"  # what libvirt reports free
     assert g.value("Address (storage)") == "198.51.100.11"
     assert tabs(view) == ["General"]  # Storage is a VM's tab
+    assert not view.storage.isVisibleTo(view)  # nor drawn over the tabs
+    view.show_object(("vm", WEB))
+    assert tabs(view) == ["General", "Storage"]
+    view.show_object(("server", "lab-a1"))
+    assert tabs(view) == ["General"] and not view.storage.isVisibleTo(view)
 
     fake.fleet.server("lab-b1", connected=False, error="connection refused")
     fake.push()

@@ -250,6 +250,7 @@ class PropertiesView(QTabWidget):
         self.key: NodeKey | None = None
         self.general = GeneralTab(self)
         self.storage = StorageTab(engine, self)
+        self.storage.hide()  # a tab only while a VM is selected; until then not drawn at all
         self.addTab(self.general, "General")
         self.general.memory_button.clicked.connect(self.open_memory)
         follow_engine(engine, self._on_snapshot, self._on_job)
