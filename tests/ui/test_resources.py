@@ -206,6 +206,15 @@ def test_search_filters_live_and_keeps_ancestors(pane: ResourcesPane) -> None:
     assert len(shown(pane.proxy)) == 12
 
 
+def test_the_selection_follows_to_the_other_view(pane: ResourcesPane) -> None:
+    web, pool = vm_key("web-1", "lab-a1"), ("pool", "Production")
+    assert pane.select(web) and pane.select(pool, add=True, make_current=False)
+    pane.set_view(FOLDERS)  # the VM is in both views, the pool only in Infrastructure
+    assert pane.selected_keys() == [web] and pane.current_key() == web
+    pane.set_view(INFRASTRUCTURE)
+    assert pane.selected_keys() == [web] and pane.current_key() == web
+
+
 def test_view_selector_and_set_view_stay_in_step(pane: ResourcesPane) -> None:
     seen: list[str] = []
     pane.viewChanged.connect(seen.append)

@@ -787,8 +787,11 @@ class ResourcesPane(QWidget):
         return self.models[self.mode]
 
     def set_view(self, mode: str) -> None:
+        """Show the other view; what was selected stays selected where that view shows it
+        (VMs and servers are in both)."""
         if mode == self.mode or mode not in self.models:
             return
+        kept, current = self.selected_keys(), self.current_key()
         self.mode = mode
         if mode in self._stale and self._latest is not None:
             self._stale.discard(mode)
@@ -799,6 +802,8 @@ class ResourcesPane(QWidget):
         sel.selectionChanged.connect(self.selectionChanged)
         sel.currentChanged.connect(self.selectionChanged)
         self.tree.expandAll()
+        for key in kept:
+            self.select(key, add=True, make_current=key == current)
         self.new_folder_button.setVisible(mode == FOLDERS)
         i = self.view_selector.findData(mode)
         if i != self.view_selector.currentIndex():
