@@ -27,7 +27,7 @@ from xencenter_lite.core.checks import (
 from xencenter_lite.core.domxml import rewrite_domain
 from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig, redact_uri
-from xencenter_lite.core.jobs import Job, JobKind, JobState, phase_from_stats
+from xencenter_lite.core.jobs import Job, JobKind, JobState, phase_from_stats, progress_from_stats
 from xencenter_lite.core.metadata import VmMetadata
 from xencenter_lite.core.model import SR, VM, Network, Pool, Server, Snapshot, VmState
 from xencenter_lite.core.plan import (
@@ -697,9 +697,9 @@ class Engine:
             self._lost(job.source)
             raise VirtError(STOPPED_ANSWERING) from None
         if stats and not job.cancel_requested:
-            total = stats.get("data_total", 0)
+            done, total = progress_from_stats(stats, job.bytes_total)
             if total:
-                job.progress(stats.get("data_processed", 0), total)
+                job.progress(done, total)
             phase = phase_from_stats(stats)
             if phase is not job.state:
                 job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY

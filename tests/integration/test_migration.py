@@ -5,6 +5,7 @@ Tests look up where each VM is now rather than assuming an order, so each one st
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -28,10 +29,14 @@ def _other_member(server: str) -> str:
 
 
 def _migrate(engine: Engine, run: Any, request: MigrationRequest) -> Any:
+    """Migrate as planned; the job's percentage, as the console shows it, only rises."""
     plan = engine.plan(request)
     assert not blocking(engine.check([plan])), engine.check([plan])
     (job,) = engine.migrate([request])
+    seen: list[float] = []
+    job.subscribe(lambda j: seen.append(j.percent))
     run(engine.wait([job]))
+    assert all(b >= a - 1 for a, b in itertools.pairwise(seen)), seen
     return plan, job
 
 

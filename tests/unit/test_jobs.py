@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import pytest
 
 import xencenter_lite.core.jobs as jobs
-from xencenter_lite.core.jobs import Job, JobKind, JobState, RateMeter, phase_from_stats
+from xencenter_lite.core.jobs import (
+    Job,
+    JobKind,
+    JobState,
+    RateMeter,
+    phase_from_stats,
+    progress_from_stats,
+)
 
 FINISHED = [JobState.DONE, JobState.FAILED, JobState.CANCELLED]
 MIB = 1024**2
@@ -221,3 +229,26 @@ def test_rate_meter_never_negative_and_ignores_same_instant():
 ])
 def test_phase_from_stats(stats, phase):
     assert phase_from_stats(stats) is phase
+
+
+def test_a_storage_migrations_percentage_only_rises() -> None:
+    """libvirt counts only the disks in its total until the memory copy begins; the job's
+    whole is the plan's disks and memory from the start, so the percentage does not fall
+    back from the disks' 100 % when the memory copy begins."""
+    mib = 1024 * 1024
+    disk, memory = 128 * mib, 128 * mib
+    readings = [  # what libvirt reports, second by second
+        {"data_total": disk, "data_processed": 0},
+        {"data_total": disk, "data_processed": 64 * mib},
+        {"data_total": disk, "data_processed": disk},
+        {"data_total": disk + memory + mib, "data_processed": disk + 8 * mib},  # + ROMs
+        {"data_total": disk + memory + mib, "data_processed": disk + memory + 2 * mib},
+    ]
+    job = Job(JobKind.MIGRATE, "t", ("a", "u"), "vm", "a", "b")
+    job.bytes_total = disk + memory  # the plan's
+    seen = []
+    for stats in readings:
+        job.progress(*progress_from_stats(stats, job.bytes_total))
+        seen.append(job.percent)
+    assert seen[2] == 50.0 and seen[-1] == 100.0
+    assert all(b >= a - 0.5 for a, b in itertools.pairwise(seen)), seen

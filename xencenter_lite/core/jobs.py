@@ -154,6 +154,14 @@ class Job:
         self.set_state(JobState.DONE, message)
 
 
+def progress_from_stats(stats: dict[str, int], expected: int) -> tuple[int, int]:
+    """(bytes done, bytes in all) of a migration from libvirt's job stats. Until the memory
+    copy begins libvirt counts only the disks in its total; `expected` (the plan's disks and
+    memory) keeps the whole from growing at the switch, so the percentage does not fall
+    back from the disks' 100 % to half."""
+    return stats.get("data_processed", 0), max(stats.get("data_total", 0), expected)
+
+
 def phase_from_stats(stats: dict[str, int]) -> JobState:
     """Disks are mirrored first, then memory; tell which from libvirt's job stats."""
     disk_total = stats.get("disk_total", 0)
