@@ -428,6 +428,16 @@ def test_estimate_of_storage_migration_counts_disks(fleet):
     assert format_duration(secs) in est.message and "memory and disks" in est.message
 
 
+def test_estimate_counts_the_bandwidth_cap(fleet):
+    vm = fleet.vm("web-1", memory=400 * MIB)
+    capped = fleet.plan(vm, "lab-a2", bandwidth_mib_s=20)  # below the 200 MiB/s link
+    assert estimate_seconds(fleet.snapshot(), capped) == pytest.approx(20.0)
+    above = fleet.plan(vm, "lab-a2", bandwidth_mib_s=1000)  # the link is the limit
+    assert estimate_seconds(fleet.snapshot(), above) == pytest.approx(2.0)
+    fleet.networks["storage"] = Network("storage", rate=None)
+    assert estimate_seconds(fleet.snapshot(), capped) == pytest.approx(20.0)
+
+
 def test_no_estimate_without_rate(fleet):
     fleet.networks["storage"] = Network("storage", rate=None)
     plan = fleet.plan(fleet.vm("web-1"), "lab-a2")

@@ -14,7 +14,7 @@ from enum import Enum
 
 from xencenter_lite.core.model import VM, Snapshot
 from xencenter_lite.core.plan import DiskMovePlan, MigrationKind, MigrationPlan
-from xencenter_lite.core.units import format_bytes, format_duration
+from xencenter_lite.core.units import MIB, format_bytes, format_duration
 
 
 class Severity(Enum):
@@ -227,10 +227,14 @@ def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM
 
 
 def estimate_seconds(snapshot: Snapshot, plan: MigrationPlan) -> float | None:
+    """How long the copy takes at the network's rate, or at the migration's bandwidth cap
+    where that is lower (None: neither is known)."""
     net = snapshot.networks.get(plan.network or "")
-    if net is None or not net.rate:
+    rates = [r for r in (net.rate if net is not None else None,
+                         plan.bandwidth_mib_s * MIB if plan.bandwidth_mib_s else None) if r]
+    if not rates:
         return None
-    return plan.bytes_to_copy / net.rate
+    return plan.bytes_to_copy / min(rates)
 
 
 def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Problem]:

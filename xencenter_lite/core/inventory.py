@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from xencenter_lite.core.units import MIB
+
 ENV_VAR = "XENCENTER_LITE_INVENTORY"
-MIB = 1024 * 1024
 
 
 class InventoryError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+MIB = 1024 * 1024
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
