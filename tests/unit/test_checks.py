@@ -261,6 +261,13 @@ def test_sr_not_visible(fleet):
     assert "'Fast storage'" in problems[0].message and "'lab-a2'" in problems[0].message
 
 
+def test_an_sr_missing_for_two_disks_is_reported_once(fleet):
+    vm = fleet.vm("db-1", disks=(local_disk("lab-a1", "db-1"),
+                                 local_disk("lab-a1", "db-1", dev="vdb")))
+    problems = check(fleet, fleet.plan(vm, "lab-a2", sr="Fast storage"))
+    assert errors(problems) == ["SR_NOT_VISIBLE"]
+
+
 def test_inactive_sr_is_not_visible(fleet):
     fleet.sr("lab-b1", "Fast storage", active=False)
     vm = fleet.vm("web-1")

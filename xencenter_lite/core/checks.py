@@ -207,7 +207,7 @@ def check_plans(
 
     if not blocking(out):
         out += warnings_for(snapshot, plans)
-    return out
+    return list(dict.fromkeys(out))  # once each: two disks bound for one missing SR say so once
 
 
 def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM, int]]:
