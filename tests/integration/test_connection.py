@@ -173,7 +173,7 @@ def test_lab_servers_and_the_qemus_they_start_yield_the_cpu_to_the_console(
         assert in_cpu_group(qemu, name)
 
 
-def test_lab_guests_disks_bypass_the_page_cache(engine: Engine) -> None:
+def test_lab_guests_disks_bypass_the_page_cache(engine: Engine, lab_config_path: Path) -> None:
     """The lab's guests' disks use cache="none" where the SRs allow direct I/O (they do on
     this machine, tmpfs SRs included), as OpenStack and oVirt set them: a disk copied to a
     server is written as it arrives, not held in the server's memory until the copy ends."""
@@ -185,6 +185,7 @@ def test_lab_guests_disks_bypass_the_page_cache(engine: Engine) -> None:
         .findall("devices/disk/driver")
     }
     assert modes and {mode for _vm, mode in modes} == {"none"}, modes
+    assert "Guests' disks: cache=none" in Lab(load_lab_config(lab_config_path)).status()
 
 
 _RECEIVE = """

@@ -96,6 +96,8 @@ class Lab:
         ]
         if cfg.inventory_path.exists():
             lines.append(f"Inventory: {cfg.inventory_path}")
+        if state and state.get("disk_cache"):
+            lines.append(f"Guests' disks: cache={state['disk_cache']}")
         for server in cfg.servers:
             pid = self._libvirtd_pid(state, server.name)
             addresses = ", ".join(
