@@ -203,9 +203,10 @@ class Bench:
         dest = self.other(src)
         data = sum(d["allocation"] for d in self.vm("big-1")["disks"])
         tx0 = self.iface_tx(src, network)
+        migrate_only = None
         with self.watching(src, network):
             if with_virsh:
-                _migrate_only, wall = run_virsh(self.inv, src, dest, "big-1")
+                migrate_only, wall = run_virsh(self.inv, src, dest, "big-1")
             else:
                 wall, (res,) = self.migrate(("big-1",), dest, network)
         sent = self.iface_tx(src, network) - tx0
@@ -221,6 +222,8 @@ class Bench:
                "downtime_ms": downtime,
                "efficiency": round(payload / (wall * rate), 3),
                "link_utilisation": round(sent / (wall * rate), 3), **self.timeline}
+        if migrate_only is not None:  # the `virsh migrate` call alone, as in cli_vs_virsh
+            row["virsh_migrate_s"] = round(migrate_only, 3)
         print(f"  big-1 over {network}{' with virsh' if with_virsh else ''}: {row}", flush=True)
         return row
 
@@ -418,6 +421,12 @@ def main() -> int:
         summary["link_ours_over_virsh"] = round(
             statistics.median(r["wall_s"] for r in rows["link"])
             / statistics.median(r["wall_s"] for r in rows["link_virsh"]), 3)
+        # Goal 1's ratio for a move of 13 s instead of 1.3 s: ours against the bare call.
+        summary["link_virsh_migrate_only_s"] = median_spread(
+            [r["virsh_migrate_s"] for r in rows["link_virsh"]])
+        summary["link_ours_over_virsh_migrate_only"] = round(
+            statistics.median(r["wall_s"] for r in rows["link"])
+            / summary["link_virsh_migrate_only_s"]["median"], 3)
     for g in EVACUEES:
         if not rows[g]:
             continue
