@@ -105,7 +105,8 @@ class _Reader:
 
     def table(self, data: Any, key: str) -> dict[str, Any]:
         if not isinstance(data, dict):
-            raise self.fail(key, f"expected a table, found {_kind(data)}", "write it as [table]")
+            raise self.fail(key, f"expected a table, found {describe_value(data)}",
+                            "write it as [table]")
         return data
 
     def known(self, data: dict[str, Any], key: str, allowed: set[str]) -> None:
@@ -124,7 +125,7 @@ class _Reader:
                 raise self.fail(where, "missing", f'add {name} = "..."')
             return None
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(where, f"expected a non-empty string, found {_kind(value)}",
+            raise self.fail(where, f"expected a non-empty string, found {describe_value(value)}",
                             f'write {name} = "..."')
         return value
 
@@ -134,22 +135,25 @@ class _Reader:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(f"{key}.{name}", f"expected a positive whole number, found "
-                            f"{_kind(value)}", f"write {name} = 1024")
+                            f"{describe_value(value)}", f"write {name} = 1024")
         return value
 
 
-def _kind(value: Any) -> str:
+def describe_value(value: object) -> str:
+    """A TOML value as an error message names it: "an integer (5)", "a table"."""
     if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"number {value}"
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a decimal number ({value})"
     if isinstance(value, str):
-        return f'string "{value}"'
+        return f"a string ({value!r})"
     if isinstance(value, list):
-        return "a list"
+        return "an array"
     if isinstance(value, dict):
         return "a table"
-    return type(value).__name__
+    return f"a {type(value).__name__}"
 
 
 _URI_SCHEMES = ("qemu", "qemu+unix", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+libssh2",
@@ -216,7 +220,7 @@ def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
         for net_name, addr in addrs.items():
             if not isinstance(addr, str) or not addr:
                 raise r.fail(f"{key}.networks.{net_name}", f"expected an address, found "
-                             f"{_kind(addr)}", f'write {net_name} = "192.0.2.10"')
+                             f"{describe_value(addr)}", f'write {net_name} = "192.0.2.10"')
         limit = r.positive_int(srv, key, "vm_memory_limit_mib")
         servers.append(ServerConfig(
             name=name, uri=uri, networks=dict(addrs),
@@ -228,7 +232,7 @@ def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
     pools: list[PoolConfig] = []
     raw_pools = data.get("pools", [])
     if not isinstance(raw_pools, list):
-        raise r.fail("pools", f"expected a list of tables, found {_kind(raw_pools)}",
+        raise r.fail("pools", f"expected a list of tables, found {describe_value(raw_pools)}",
                      "write each pool as a [[pools]] table")
     pooled: dict[str, str] = {}
     for i, pool in enumerate(raw_pools):
@@ -256,7 +260,7 @@ def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
             pooled[m] = name
         ha = pool.get("ha_enabled", False)
         if not isinstance(ha, bool):
-            raise r.fail(f"{key}.ha_enabled", f"expected true or false, found {_kind(ha)}",
+            raise r.fail(f"{key}.ha_enabled", f"expected true or false, found {describe_value(ha)}",
                          "write ha_enabled = false")
         pools.append(PoolConfig(name, tuple(members),
                                 r.string(pool, key, "default_sr", required=False), ha))

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
-from xencenter_lite.core.inventory import PoolConfig  # a lab pool is an inventory pool
+from xencenter_lite.core.inventory import (  # a lab pool is an inventory pool
+    PoolConfig,
+    describe_value,
+)
 from xencenter_lite.lab.errors import LabConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "resources" / "lab.toml"
@@ -249,22 +252,6 @@ def load_lab_config(path: Path | None = None) -> LabConfig:
 _MISSING: Any = object()
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a decimal number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a {type(value).__name__}"
-
-
 def _join(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "(none)"
 
@@ -303,7 +290,8 @@ class _Parser:
         value = table[key]
         if not check(value):
             self.fail(
-                full, f"expected {expected}, got {_describe(value)}; write e.g. {key} = {example}."
+                full,
+                f"expected {expected}, got {describe_value(value)}; write e.g. {key} = {example}.",
             )
         return value
 
@@ -336,7 +324,7 @@ class _Parser:
             header = _INDEX.sub("", f"{where}.{key}") if where else key
             self.fail(
                 _key(where, key),
-                f"expected an array of tables, got {_describe(table[key])}; write one "
+                f"expected an array of tables, got {describe_value(table[key])}; write one "
                 f"[[{header}]] table per item, or {key} = {example}.",
             )
         return self.value(table, where, key, _is_table_list, "an array of tables", example, **kw)
@@ -417,8 +405,8 @@ class _Parser:
         if not isinstance(raw, dict):
             self.fail(
                 "networks",
-                f"expected tables like [networks.management], got {_describe(raw)}; write each "
-                "network as a [networks.NAME] table with subnet and rate_mib_s.",
+                f"expected tables like [networks.management], got {describe_value(raw)}; "
+                "write each network as a [networks.NAME] table with subnet and rate_mib_s.",
             )
         if not raw:
             self.fail("networks", "no networks; add at least [networks.management].")
@@ -432,7 +420,7 @@ class _Parser:
                     "letters, digits or dashes starting with a letter (e.g. storage).",
                 )
             if not isinstance(table, dict):
-                self.fail(where, f"expected a table, got {_describe(table)}; write [{where}].")
+                self.fail(where, f"expected a table, got {describe_value(table)}; write [{where}].")
             self.check_keys(where, table, ("subnet", "rate_mib_s", "management", "mtu"))
             subnet = self.subnet(where, self.string(table, where, "subnet", '"10.240.1.0/24"'))
             rate = self.integer(table, where, "rate_mib_s", "200", 1, 100_000)
