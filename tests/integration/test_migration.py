@@ -234,10 +234,10 @@ def test_migrations_queued_together_begin_one_after_another(engine: Engine, run:
     assert first.id in sent and began[second.id] >= sent[first.id]
     assert second_had_created == [False]
     assert any(m.startswith("Created ") for m in second.messages)
-    run(engine.cancel(jobs[1]))
+    run(engine.cancel(second))
     run(engine.wait(jobs))
-    assert jobs[0].state is JobState.DONE, (jobs[0].error, jobs[0].error_details)
-    assert jobs[1].state is JobState.CANCELLED
+    assert first.state is JobState.DONE, (first.error, first.error_details)
+    assert second.state is JobState.CANCELLED
 
 
 def test_a_queued_job_starts_as_soon_as_the_one_before_has_moved_its_vm(
