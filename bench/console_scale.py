@@ -172,7 +172,7 @@ def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
     from xencenter_lite.engine import Engine
     from xencenter_lite.ui.common import KindRole
     from xencenter_lite.ui.main_window import MainWindow
-    from xencenter_lite.virt.connection import ServerLink
+    from xencenter_lite.virt.connection import LibvirtLink as ServerLink
 
     expected = json.loads((inventory.parent / "expected.json").read_text())
     total_vms = len(expected)
@@ -351,8 +351,8 @@ def time_cmd(args: list[str], env: dict[str, str]) -> float:
 
 def in_process_read(uri: str, env: dict[str, str]) -> float:
     """ServerLink.open() + read(), timed inside a fresh process (imports excluded)."""
-    code = ("import time,sys\nfrom xencenter_lite.virt.connection import ServerLink\n"
-            "t=time.perf_counter();l=ServerLink('s',sys.argv[1]);l.open();r=l.read()\n"
+    code = ("import time,sys\nfrom xencenter_lite.virt.connection import LibvirtLink\n"
+            "t=time.perf_counter();l=LibvirtLink('s',sys.argv[1]);l.open();r=l.read()\n"
             "print(time.perf_counter()-t, len(r.vms))")
     out = subprocess.run([sys.executable, "-c", code, uri], check=True, capture_output=True,
                          text=True, env=env).stdout.split()

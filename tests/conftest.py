@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import tempfile
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
+# The engines of a test run (and the commands they start) keep their pending clean-ups in
+# a state directory of the run's own, never in the user's.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="xcl-test-state-")
 
 import pytest
 

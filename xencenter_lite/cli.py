@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from xencenter_lite.core.checks import Problem, blocking, estimate_seconds
+from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.inventory import InventoryError, load_inventory, resolve_inventory_path
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.model import VM, Sharing, Snapshot
 from xencenter_lite.core.plan import MigrationPlan, MigrationRequest
 from xencenter_lite.core.units import format_bytes, format_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+CLI_RECONCILE_WAIT = 10.0  # seconds
 
 
 class UsageError(Exception):
@@ -130,10 +132,17 @@ async def _main(args: argparse.Namespace, inventory: Any) -> int:
     from xencenter_lite.engine import Engine
 
     engine = Engine(inventory)
+    # A command waits this long for a server that stopped answering mid-migration to come
+    # back and say where the VM runs; then it ends, and what the job made is finished by
+    # the next command that can prove it safe (the console waits longer: it keeps running).
+    engine.reconcile_wait = CLI_RECONCILE_WAIT
     await engine.start(watch=False)
+    for note in engine.settler.notes:
+        print(f"xencenter-lite: {note}", file=sys.stderr)
     try:
         if args.command == "list":
-            return cmd_list(engine.snapshot(), args.json, sys.stdout)
+            return cmd_list(engine.snapshot(), args.json, sys.stdout,
+                            engine.pending_cleanups())
         if args.command in ("precheck", "migrate"):
             return await cmd_migrate(engine, args, execute=args.command == "migrate")
         if args.command == "move-disk":
@@ -158,13 +167,14 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
                 continue
             seen_shared.add((pool, sr.name))
         srs.append({"name": sr.name, **sr_owner(sr.server, sr.shared), "shared": sr.shared,
-                    "type": sr.type, "path": sr.path, "capacity": sr.capacity,
-                    "free": sr.available, "supported": sr.supported})
+                    "sharing": sr.sharing.value, "type": sr.type, "path": sr.path,
+                    "capacity": sr.capacity, "free": sr.available, "supported": sr.supported})
     return {
         "pools": [{"name": p.name, "members": list(p.members), "default_sr": p.default_sr,
                    "ha_enabled": p.ha_enabled} for p in snap.pools.values()],
         "servers": [{
             "name": s.name, "pool": s.pool, "connected": s.connected, "error": s.error,
+            "host_uuid": s.host_uuid or None,
             "networks": dict(s.addresses), "memory_total": s.host_memory,
             "memory_free": snap.memory_available(s.name) if s.connected else 0,
         } for s in snap.servers.values()],
@@ -180,9 +190,16 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def cmd_list(snap: Snapshot, as_json: bool, out: TextIO) -> int:
+def cleanup_json(c: Cleanup) -> dict[str, Any]:
+    return {"kind": c.kind.value, "server": c.server, "vm": c.vm_name or None,
+            "path": c.path or c.new_path or None, "job": c.job, "what": c.describe()}
+
+
+def cmd_list(snap: Snapshot, as_json: bool, out: TextIO,
+             pending: Sequence[Cleanup] = ()) -> int:
     if as_json:
-        json.dump(snapshot_json(snap), out, indent=2)
+        json.dump({**snapshot_json(snap),
+                   "pending_cleanups": [cleanup_json(c) for c in pending]}, out, indent=2)
         out.write("\n")
         return EXIT_OK
     for srv in snap.servers.values():
@@ -194,13 +211,20 @@ def cmd_list(snap: Snapshot, as_json: bool, out: TextIO) -> int:
                   f"free for VMs; " + ", ".join(f"{n} {a}" for n, a in
                                                  sorted(srv.addresses.items())) + "\n")
         for sr in snap.srs_on(srv.name):
-            kind = "shared" if sr.shared else "local"
+            kind = {Sharing.VERIFIED: "shared, verified", Sharing.NOT_SHARED:
+                    "same name on each pool member, but not shared", Sharing.UNVERIFIED:
+                    "not verified as shared"}.get(sr.sharing, "local")
             out.write(f"  SR {sr.name} ({kind}, {sr.type}): {format_bytes(sr.available)} free "
                       f"of {format_bytes(sr.capacity)}\n")
         for vm in snap.vms_on(srv.name):
             disks = ", ".join(f"{d.dev} on {d.sr or d.path or 'empty'}" for d in vm.disks)
             out.write(f"  VM {vm.name} [{vm.state.value}] {format_bytes(vm.memory)}, "
                       f"{vm.vcpus} vCPU; {disks}\n")
+    if pending:
+        out.write("Pending clean-ups (done by the next command or console that can prove "
+                  "them safe):\n")
+        for c in pending:
+            out.write(f"  {c.describe()} (after: {c.job})\n")
     return EXIT_OK
 
 

@@ -53,7 +53,7 @@ def _tight_engine(lab_inventory: Path, tmp_path: Path, run: Any, limit: int) -> 
 def _clear_range(engine: Engine, run: Any, name: str) -> None:
     vm = vm_named(engine, name)
     meta = VmMetadata(home_server=vm.home_server, folder=vm.folder)
-    run(engine._run(engine.link(vm.server).set_metadata, vm.uuid, meta))
+    run(engine.fleet.call(vm.server, engine.link(vm.server).set_metadata, vm.uuid, meta))
 
 
 @pytest.fixture

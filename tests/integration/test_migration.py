@@ -268,8 +268,6 @@ def test_checks_read_the_servers_again_unless_they_were_just_read(
         one_at_a_time: Engine, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration's checks look at the servers as they are now: the job reads its servers
     again first, unless they were read a moment ago (a command that has just connected)."""
-    import xencenter_lite.engine as engine_module
-
     vm = vm_named(one_at_a_time, "web-1")
     link = one_at_a_time.link(vm.server)
     reads: list[str] = []
@@ -286,11 +284,11 @@ def test_checks_read_the_servers_again_unless_they_were_just_read(
         run(one_at_a_time.wait([job]))
         assert job.state is JobState.FAILED and "already on" in (job.error or "")
 
-    monkeypatch.setattr(engine_module, "FRESH_FOR", 60.0)  # however slow this machine is
+    one_at_a_time.fresh_for = 60.0  # however slow this machine is
     run(one_at_a_time.refresh(vm.server))
     reads.clear()
     refused()
     assert reads == []
-    monkeypatch.setattr(engine_module, "FRESH_FOR", 0.0)
+    one_at_a_time.fresh_for = 0.0
     refused()
     assert reads == [vm.server]

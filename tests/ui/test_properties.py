@@ -11,7 +11,7 @@ import pytest
 from tests.labtools import vm_named
 from tests.ui.fakes import DB, WEB, FakeEngine, change
 from xencenter_lite.core.jobs import Job, JobKind, JobState
-from xencenter_lite.core.model import VmState
+from xencenter_lite.core.model import Sharing, VmState
 from xencenter_lite.ui.properties import PropertiesView
 
 
@@ -83,8 +83,21 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
 
     view.show_object(("sr", ("Production", "Shared storage")))
     assert (g.value("Type"), g.value("Shared"), g.value("Path"), g.value("Seen by")) == (
-        "netfs", "Yes", "/srv/nfs/shared", "pool Production")
+        "netfs", "Shared (verified)", "/srv/nfs/shared", "pool Production")
     assert g.value("Size") == "536.9 GB" and g.value("Free") == "214.7 GB"
+
+    # virt-install's `default` pool: the same name and path on both members, proven not
+    # to be the same storage.
+    for server in ("lab-a1", "lab-a2"):
+        fake.fleet.add_sr(server, "default", "/var/lib/libvirt/images",
+                          sharing=Sharing.NOT_SHARED)
+    fake.push()
+    local = next(s for s in fake.snapshot().srs_on("lab-a1") if s.name == "default")
+    view.show_object(("sr", ("lab-a1", local.uuid)))
+    assert (g.value("Shared"), g.value("Seen by")) == (
+        "Same name on each server, but not shared", "lab-a1")
+    view.show_object(("server", "lab-a1"))
+    assert g.value("Host UUID") == "host-uuid-lab-a1"
 
     view.show_object(("folder", "/Web"))
     assert g.value("VMs") == "web-1"

@@ -16,7 +16,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from xencenter_lite.core.checks import Problem
-from xencenter_lite.core.model import SR, VM, Disk, Network, Pool, Server, Snapshot, VmState
+from xencenter_lite.core.model import (
+    SR,
+    VM,
+    Disk,
+    Network,
+    Pool,
+    Server,
+    Sharing,
+    Snapshot,
+    VmState,
+)
 from xencenter_lite.core.plan import MigrationPlan, MigrationRequest, build_plan
 
 MIB = 1024**2
@@ -129,12 +139,12 @@ def standard_fleet() -> Fleet:
         f.servers[name] = Server(
             name=name, uri=f"qemu+ssh://root@{name}/system", pool=pool,
             addresses=dict(ADDRESSES[name]), connected=True, hostname=name,
-            host_memory=16 * GIB, free_memory=8 * GIB,
+            host_memory=16 * GIB, free_memory=8 * GIB, host_uuid=f"host-uuid-{name}",
             default_sr="Local storage" if pool is None else None,
         )
         f.add_sr(name, "Local storage", LOCAL_PATH[name])
     for name in ("lab-a1", "lab-a2"):
-        f.add_sr(name, "Shared storage", SHARED_PATH, type="netfs", shared=True,
+        f.add_sr(name, "Shared storage", SHARED_PATH, type="netfs", sharing=Sharing.VERIFIED,
                  capacity=500 * GIB, available=200 * GIB)
     f.add_sr("lab-b1", "Fast storage", FAST_PATH)
     f.add_sr("lab-b1", "Small storage", SMALL_PATH, capacity=64 * MIB, available=64 * MIB)

@@ -27,7 +27,7 @@ from xencenter_lite.core.checks import (
     sr_refusal,
     warnings_for,
 )
-from xencenter_lite.core.model import Network, VmState
+from xencenter_lite.core.model import Network, Sharing, VmState
 from xencenter_lite.core.plan import DiskMovePlan
 from xencenter_lite.core.units import format_bytes, format_duration
 
@@ -550,3 +550,55 @@ def test_check_disk_move_job_running(fleet):
     vm = b1_vm(fleet, job_running=True)
     problems = check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage"))
     assert codes(problems) == ["MIGRATION_RUNNING"]
+
+
+# ---- the same host under two names; snapshots; storage that is not shared -------------------
+def test_the_same_host_under_another_name_is_refused(fleet):
+    fleet.server("lab-a2", host_uuid="host-uuid-lab-a1")
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert errors(problems) == ["SAME_HOST"]
+    assert "'lab-a2' and 'lab-a1' are the same server" in problems[0].message
+    assert "host-uuid-lab-a1" in problems[0].message
+    assert "Remove one of the two from the inventory" in problems[0].message
+    assert codes(check_destination(fleet.snapshot(), vm, "lab-a2")) == ["SAME_HOST"]
+
+
+def test_unknown_host_uuids_are_not_taken_for_the_same_host(fleet):
+    fleet.server("lab-a1", host_uuid="")
+    fleet.server("lab-a2", host_uuid="")
+    assert errors(check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))) == []
+
+
+@pytest.mark.parametrize("count, words", [(1, "has a snapshot"), (3, "has 3 snapshots")])
+def test_a_vm_with_snapshots_is_refused_before_anything_moves(fleet, count, words):
+    vm = fleet.vm("web-1", snapshots=count)
+    (problem,) = [p for p in check(fleet, fleet.plan(vm, "lab-a2")) if p.blocking]
+    assert problem.code == "VM_HAS_SNAPSHOTS"
+    assert words in problem.message and "virsh snapshot-delete web-1" in problem.message
+
+
+def test_moving_a_disk_of_a_vm_with_snapshots_is_refused(fleet):
+    vm = b1_vm(fleet, snapshots=1)
+    problems = check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage"))
+    assert codes(problems) == ["VM_HAS_SNAPSHOTS"]
+    assert "moving a disk would lose" in problems[0].message
+
+
+@pytest.mark.parametrize("sharing, words", [
+    (Sharing.NOT_SHARED, "is not the same storage there"),
+    (Sharing.UNVERIFIED, "could not be proven to be the same storage"),
+])
+def test_a_same_named_sr_that_is_not_shared_says_why_the_disk_is_copied(fleet, sharing, words):
+    for server in ("lab-a1", "lab-a2"):
+        fleet.add_sr(server, "default", "/var/lib/libvirt/images", sharing=sharing)
+    vm = fleet.vm("vi-1", disks=(disk("vda", "/var/lib/libvirt/images/vi-1.qcow2", "default"),))
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert errors(problems) == []
+    (warning,) = only(problems, "SR_NOT_SHARED")
+    assert words in warning.message and "copied to SR 'Shared storage'" in warning.message
+
+
+def test_a_proven_shared_sr_gives_no_copy_warning(fleet):
+    problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))
+    assert "SR_NOT_SHARED" not in codes(problems)

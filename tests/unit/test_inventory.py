@@ -171,6 +171,13 @@ BAD_FILES: list[tuple[str, str, str, list[str]]] = [
      ["no servers listed", "[[servers]]"]),
     ("duplicate server", VALID.replace('name = "lab-a2"', 'name = "lab-a1"'),
      "servers[1].name", ["duplicate server name 'lab-a1'", "its own name"]),
+    ("the same URI twice", VALID.replace("qemu+tls://192.0.2.12/system",
+                                         "qemu+ssh://root@192.0.2.11/system"),
+     "servers[1].uri", ["'lab-a2' has the URI of server 'lab-a1'", "reach the same server",
+                        "remove one of the two entries"]),
+    ("the same URI written differently", VALID.replace(
+        "qemu+tls://192.0.2.12/system", "qemu+ssh://root@192.0.2.11/system/"),
+     "servers[1].uri", ["'lab-a2' has the URI of server 'lab-a1'"]),
     ("duplicate pool", VALID + '[[pools]]\nname = "Production"\nmembers = ["lab-b1"]\n',
      "pools[1].name", ["duplicate pool name 'Production'", "its own name"]),
     ("pool member unknown", VALID.replace('["lab-a1", "lab-a2"]', '["lab-a1", "lab-a9"]'),

@@ -95,7 +95,8 @@ def imports() -> list[Import]:
 def test_scanner_sees_the_whole_package(imports):
     files = {i.file for i in imports}
     for expected in ("xencenter_lite/core/checks.py", "xencenter_lite/core/plan.py",
-                     "xencenter_lite/virt/connection.py", "xencenter_lite/engine.py"):
+                     "xencenter_lite/virt/connection.py",
+                     "xencenter_lite/engine/__init__.py", "xencenter_lite/engine/migration.py"):
         assert expected in files
     assert any(i.file == "xencenter_lite/virt/connection.py" and i.module == "libvirt"
                for i in imports)
@@ -150,3 +151,19 @@ def test_ui_does_not_touch_libvirt(imports):
 def test_lab_does_not_import_libvirt(imports):
     bad = violations(imports, "xencenter_lite/lab/", LIBVIRT)
     assert bad == [], "the lab must not use libvirt:\n" + "\n".join(bad)
+
+
+def test_the_engines_runners_know_servers_only_by_the_link_protocol(imports):
+    """The runners depend on virt.link's ServerLink protocol and data; only the façade
+    names the libvirt implementation (its default link factory)."""
+    bad = [str(i) for i in imports
+           if i.file.startswith("xencenter_lite/engine/")
+           and i.file != "xencenter_lite/engine/__init__.py"
+           and (matches(i.module, ("xencenter_lite.virt.connection", "xencenter_lite.virt.migrate"))
+                or i.module == "xencenter_lite.virt.LibvirtLink")]
+    assert bad == [], "engine runners must use virt.link only:\n" + "\n".join(bad)
+
+
+def test_the_link_protocol_is_free_of_libvirt(imports):
+    bad = violations(imports, "xencenter_lite/virt/link.py", LIBVIRT)
+    assert bad == [], "\n".join(bad)

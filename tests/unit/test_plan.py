@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from builders import (
     ADDRESSES,
     GIB,
@@ -13,11 +14,13 @@ from builders import (
     shared_disk,
 )
 
+from xencenter_lite.core.model import Sharing
 from xencenter_lite.core.plan import (
     DiskMovePlan,
     MigrationKind,
     default_network,
     default_sr,
+    free_volume_name,
     volume_name_for,
 )
 
@@ -223,3 +226,47 @@ def test_volume_name_for():
 def test_disk_move_plan_server(fleet):
     vm = fleet.vm("web-1", server="lab-b1")
     assert DiskMovePlan(vm, "vda", "Fast storage").server == "lab-b1"
+
+
+DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
+
+
+def _default_pool_on_both(fleet, sharing):
+    for server in ("lab-a1", "lab-a2"):
+        fleet.add_sr(server, "default", DEFAULT_POOL_PATH, sharing=sharing)
+
+
+@pytest.mark.parametrize("sharing", [Sharing.NOT_SHARED, Sharing.UNVERIFIED, Sharing.LOCAL])
+def test_same_name_and_path_in_the_pool_is_copied_unless_proven_shared(fleet, sharing):
+    # virt-install's `default` pool is at /var/lib/libvirt/images on every host: the same
+    # name and path on both pool members, and each host's own files.
+    _default_pool_on_both(fleet, sharing)
+    vm = fleet.vm("vi-1", disks=(disk("vda", f"{DEFAULT_POOL_PATH}/vi-1.qcow2", "default"),))
+    plan = fleet.plan(vm, "lab-a2")
+    assert plan.kind is MigrationKind.STORAGE
+    assert placement(plan, "vda").copy is True
+    assert placement(plan, "vda").target_sr == "Shared storage"  # the pool's default SR
+    # Asked to keep it on `default`: still copied (into the destination's own `default`).
+    plan = fleet.plan(vm, "lab-a2", sr="default")
+    assert placement(plan, "vda").copy is True and placement(plan, "vda").target_sr == "default"
+
+
+def test_same_name_and_path_in_the_pool_proven_shared_stays_put(fleet):
+    _default_pool_on_both(fleet, Sharing.VERIFIED)
+    vm = fleet.vm("vi-1", disks=(disk("vda", f"{DEFAULT_POOL_PATH}/vi-1.qcow2", "default"),))
+    plan = fleet.plan(vm, "lab-a2")
+    assert plan.kind is MigrationKind.MEMORY and placement(plan, "vda").copy is False
+
+
+def test_proven_shared_on_one_side_only_is_not_enough(fleet):
+    fleet.add_sr("lab-a1", "default", DEFAULT_POOL_PATH, sharing=Sharing.VERIFIED)
+    fleet.add_sr("lab-a2", "default", DEFAULT_POOL_PATH, sharing=Sharing.NOT_SHARED)
+    vm = fleet.vm("vi-1", disks=(disk("vda", f"{DEFAULT_POOL_PATH}/vi-1.qcow2", "default"),))
+    assert fleet.plan(vm, "lab-a2").kind is MigrationKind.STORAGE
+
+
+def test_free_volume_name():
+    assert free_volume_name("db-1-vda.qcow2", set()) == "db-1-vda.qcow2"
+    assert free_volume_name("db-1-vda.qcow2", {"db-1-vda.qcow2"}) == "db-1-vda-1.qcow2"
+    assert free_volume_name("disk", {"disk", "disk-1"}) == "disk-2"
+    assert free_volume_name("a.b.raw", {"a.b.raw", "a.b-1.raw"}) == "a.b-2.raw"

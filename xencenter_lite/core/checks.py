@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.model import VM, Sharing, Snapshot
 from xencenter_lite.core.plan import DiskMovePlan, MigrationKind, MigrationPlan
 from xencenter_lite.core.units import MIB, format_bytes, format_duration
 
@@ -69,6 +69,17 @@ def _vm_ready(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]],
     return out
 
 
+def _snapshots(vm: VM, what: str) -> list[Problem]:
+    if vm.snapshots <= 0:
+        return []
+    count = "a snapshot" if vm.snapshots == 1 else f"{vm.snapshots} snapshots"
+    return [_err("VM_HAS_SNAPSHOTS", vm,
+                 f"'{vm.name}' has {count}, which {what} would lose (libvirt keeps them only "
+                 "with the VM's current disks on its current server). Delete them first "
+                 f"(virsh snapshot-list {vm.name}; virsh snapshot-delete {vm.name} NAME), "
+                 "or keep the VM where it is.")]
+
+
 def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
     """What stops this VM from moving anywhere at all."""
     out = _vm_ready(snapshot, vm, busy, "live migration")
@@ -76,6 +87,7 @@ def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> 
         out.append(_err("PCI_PASSTHROUGH", vm,
                         f"'{vm.name}' has a PCI device passed through; remove the device "
                         "before migrating it."))
+    out += _snapshots(vm, "a migration")
     return out
 
 
@@ -93,6 +105,11 @@ def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Prob
                      f"'{destination}' is not connected"
                      + (f" ({dest.error})" if dest.error else "")
                      + "; reconnect it or choose another server.")]
+    src = snapshot.servers.get(vm.server)
+    if src is not None and dest.host_uuid and dest.host_uuid == src.host_uuid:
+        return [_err("SAME_HOST", vm, f"'{destination}' and '{vm.server}' are the same server "
+                     f"(host UUID {dest.host_uuid}) under two names; '{vm.name}' is already "
+                     "there. Remove one of the two from the inventory.")]
     return []
 
 
@@ -242,6 +259,22 @@ def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Pro
     mgmt = snapshot.management_network()
     for plan in plans:
         vm = plan.vm
+        for d in plan.copied_disks:
+            src = snapshot.sr(vm.server, d.source_sr) if d.source_sr else None
+            there = snapshot.sr(plan.destination, d.source_sr) if d.source_sr else None
+            if src is None or there is None or there.path != src.path:
+                continue
+            if src.sharing is Sharing.NOT_SHARED:
+                why = "is not the same storage there (a file made on one was not seen on " \
+                      "the other)"
+            elif src.sharing is Sharing.UNVERIFIED:
+                why = "could not be proven to be the same storage there"
+            else:
+                continue
+            out.append(_warn("SR_NOT_SHARED", vm,
+                             f"Disk {d.dev} of '{vm.name}' is on SR '{d.source_sr}', which "
+                             f"'{plan.destination}' has under the same name and path but "
+                             f"{why}: it is copied to SR '{d.target_sr}'."))
         out.append(_warn("PERFORMANCE", vm,
                          f"'{vm.name}' will run slower while it is being migrated."))
         if mgmt is not None and plan.network == mgmt:
@@ -278,6 +311,7 @@ def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
                     busy: set[tuple[str, str]] = frozenset()) -> list[Problem]:  # type: ignore[assignment]
     vm = plan.vm
     out = _vm_ready(snapshot, vm, busy, "a live disk move")
+    out += _snapshots(vm, "moving a disk")
     disk = vm.disk(plan.dev)
     if disk is None or disk.is_cdrom:
         out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{plan.dev}'; its disks "

@@ -141,12 +141,48 @@ def block_copy_dest_xml(path: str, fmt: str) -> str:
     return ET.tostring(disk, encoding="unicode")
 
 
+def referenced_paths(xml: str) -> frozenset[str]:
+    """Every file or device a domain (or a snapshot's) XML refers to as a disk: each disk's
+    source and everything in its backing chain. A volume listed here is in use."""
+    root = ET.fromstring(xml)
+    found: set[str] = set()
+    for disk in root.iter("disk"):
+        for src in disk.iter("source"):
+            path = src.get("file") or src.get("dev")
+            if path:
+                found.add(path)
+    return frozenset(found)
+
+
+def disk_path_of(xml: str, dev: str) -> str | None:
+    """The source file (or device) of disk `dev` in a domain XML; None without one."""
+    root = ET.fromstring(xml)
+    for d in root.findall("./devices/disk"):
+        target = d.find("target")
+        if target is not None and target.get("dev") == dev:
+            return _disk_source(d)
+    return None
+
+
 @dataclass(frozen=True)
 class PoolXml:
     type: str
     path: str
+    source: str = ""  # a network pool's source: "host[,host]:dir-or-name"; "" for local ones
 
 
 def parse_pool(xml: str) -> PoolXml:
     root = ET.fromstring(xml)
-    return PoolXml(type=root.get("type", ""), path=root.findtext("./target/path") or "")
+    src = root.find("source")
+    source = ""
+    if src is not None:
+        hosts = ",".join(sorted(f"{h.get('name', '')}" + (f":{h.get('port')}" if h.get("port")
+                                                          else "")
+                                for h in src.findall("host")))
+        where = (next((e.get("path") for e in src.findall("dir") if e.get("path")), None)
+                 or src.findtext("name") or next((e.get("path") for e in src.findall("device")
+                                                  if e.get("path")), None) or "")
+        if hosts or where:
+            source = f"{hosts}:{where}"
+    return PoolXml(type=root.get("type", ""), path=root.findtext("./target/path") or "",
+                   source=source)

@@ -87,6 +87,20 @@ def redact_uri(uri: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def same_uri(a: str, b: str) -> bool:
+    """Two libvirt URIs that are written differently but reach the same daemon the same
+    way (case of scheme and host, a trailing slash). Servers reached by different URIs are
+    told apart by the host UUID libvirt reports once connected."""
+    def norm(uri: str) -> tuple[str, str, str, str]:
+        try:
+            p = urlsplit(uri.strip())
+        except ValueError:
+            return (uri, "", "", "")
+        return (p.scheme.lower(), p.netloc.lower(), p.path.rstrip("/") or "/", p.query)
+
+    return norm(a) == norm(b)
+
+
 def redact_secret(text: str, uri: str) -> str:
     """`text` with the URI's password (if it has one) blanked out wherever it appears."""
     try:
@@ -216,6 +230,11 @@ def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
         if scheme not in _URI_SCHEMES:
             raise r.fail(f"{key}.uri", f"'{redact_uri(uri)}' is not a libvirt QEMU URI",
                          'write it like "qemu+ssh://root@host/system"')
+        twin = next((s for s in servers if same_uri(s.uri, uri)), None)
+        if twin is not None:
+            raise r.fail(f"{key}.uri", f"'{name}' has the URI of server '{twin.name}' "
+                         f"({redact_uri(uri)}): both entries reach the same server",
+                         "list each server once; remove one of the two entries")
         addrs = r.table(srv.get("networks", {}), f"{key}.networks")
         for net_name, addr in addrs.items():
             if not isinstance(addr, str) or not addr:

@@ -14,6 +14,32 @@ from functools import cached_property
 from itertools import chain
 
 SUPPORTED_SR_TYPES = frozenset({"dir", "fs", "netfs"})
+# Pool types whose storage lives on the network: the same source seen from two servers is
+# the same storage. Directory and file-system pools are local unless a probe proves not.
+NETWORK_SR_TYPES = frozenset({"netfs", "rbd", "gluster", "iscsi", "iscsi-direct", "sheepdog",
+                              "vstorage"})
+
+
+class Sharing(Enum):
+    """Whether an SR is the same storage on every member of its server's pool."""
+
+    LOCAL = "local"  # one server's own (no pool, or no other member has one of that name)
+    VERIFIED = "verified"  # proven: a network pool of the same source, or a probe volume
+    # made through one member was seen through every other
+    NOT_SHARED = "not shared"  # same name (and path) on each member, but not the same storage
+    UNVERIFIED = "unverified"  # could not be proven (yet): a member unreachable, probe failed
+
+    @property
+    def label(self) -> str:
+        return _SHARING_LABELS[self]
+
+
+_SHARING_LABELS = {
+    Sharing.LOCAL: "No",
+    Sharing.VERIFIED: "Shared (verified)",
+    Sharing.NOT_SHARED: "Same name on each server, but not shared",
+    Sharing.UNVERIFIED: "Not verified (treated as not shared)",
+}
 
 
 class VmState(Enum):
@@ -61,6 +87,7 @@ class VM:
     current_memory: int = 0  # bytes the balloon leaves the guest now (0: not known)
     dynamic_min: int | None = None  # Dynamic Memory Control range, bytes
     dynamic_max: int | None = None
+    snapshots: int = 0  # libvirt's snapshots of the VM (internal or external)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -103,7 +130,13 @@ class SR:
     allocation: int
     available: int
     active: bool = True
-    shared: bool = False  # every member of the server's pool has it at the same path
+    sharing: Sharing = Sharing.LOCAL
+    source: str = ""  # where a network pool's storage comes from ("nfs-1:/export")
+
+    @property
+    def shared(self) -> bool:
+        """Proven to be the same storage on every member of the server's pool."""
+        return self.sharing is Sharing.VERIFIED
 
     @property
     def supported(self) -> bool:
@@ -127,6 +160,7 @@ class Server:
     free_memory: int = 0  # bytes libvirt reports free
     memory_limit: int | None = None  # configured limit for VMs, bytes
     default_sr: str | None = None  # standalone server's default SR
+    host_uuid: str = ""  # what libvirt says the host is (its capabilities); "" until known
 
     def vm_memory_available(self, running_vm_memory: int) -> int:
         """Memory a new VM can use: what libvirt reports, capped by the configured limit."""

@@ -95,10 +95,11 @@ def default_sr(snapshot: Snapshot, destination: str) -> str | None:
 
 def _stays_put(snapshot: Snapshot, vm: VM, destination: str, path: str | None,
                sr_name: str | None) -> bool:
-    """The destination sees this disk at the same path through an SR of the same name.
+    """The destination sees this very disk: through an SR of the same name and path that is
+    proven to be the same storage on both (SR.shared).
 
-    Only pool members share SRs: unrelated servers often have an SR of the same name at the
-    same (default) path, but their files are not the same.
+    The same name and path is not enough: virt-install's `default` pool is at
+    /var/lib/libvirt/images on every host, and each host's files there are its own.
     """
     if path is None or sr_name is None:
         return False
@@ -109,7 +110,7 @@ def _stays_put(snapshot: Snapshot, vm: VM, destination: str, path: str | None,
     source = snapshot.sr(vm.server, sr_name)
     return (
         target is not None and source is not None and target.path == source.path
-        and target.contains(path)
+        and target.shared and source.shared and target.contains(path)
     )
 
 
@@ -160,3 +161,18 @@ def volume_name_for(source_path: str | None, dev: str, vm_name: str, fmt: str) -
     if source_path:
         return posixpath.basename(source_path)
     return f"{vm_name}-{dev}.{fmt}"
+
+
+def free_volume_name(wanted: str, existing: set[str] | frozenset[str]) -> str:
+    """`wanted`, or `stem-N.ext` with the first N not taken in the SR."""
+    if wanted not in existing:
+        return wanted
+    stem, dot, ext = wanted.rpartition(".")
+    if not dot:
+        stem, ext = wanted, ""
+    n = 1
+    while True:
+        candidate = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+        if candidate not in existing:
+            return candidate
+        n += 1

@@ -2,11 +2,16 @@
 
 The server is appended to the file as text (the operator's comments and layout stay), the
 result is read back with load_inventory before anything is written, and a refusal names the
-field to fix. Only then is the engine told to connect to it.
+field to fix. Then the console connects to the URI once (on the engine's worker, the loop
+goes on) and asks the host what it is: a server the inventory already has under another
+name is refused, naming it; one that cannot be reached is reported, and added (shown
+disconnected) only if the operator presses OK again. Only then is the file written and the
+engine told to manage it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -25,7 +30,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xencenter_lite.core.inventory import InventoryConfig, InventoryError, load_inventory
+from xencenter_lite.core.inventory import (
+    InventoryConfig,
+    InventoryError,
+    ServerConfig,
+    load_inventory,
+    redact_uri,
+)
 from xencenter_lite.ui.common import spawn
 
 if TYPE_CHECKING:
@@ -95,6 +106,15 @@ def validated(text: str, path: Path) -> InventoryConfig:
 def append_server(path: Path, name: str, uri: str, addresses: dict[str, str],
                   pool: str | None) -> InventoryConfig:
     """Write the server into the inventory file; nothing is written if anything is wrong."""
+    text, inventory = prepare_server(path, name, uri, addresses, pool)
+    write_inventory(path, text)
+    return inventory
+
+
+def prepare_server(path: Path, name: str, uri: str, addresses: dict[str, str],
+                   pool: str | None) -> tuple[str, InventoryConfig]:
+    """The inventory file's new text with the server in it, read back as the inventory;
+    raises AddServerError (naming the field) if anything is wrong. Writes nothing."""
     name, uri = name.strip(), uri.strip()
     if not name:
         raise AddServerError("Name: enter the server's name")
@@ -118,10 +138,13 @@ def append_server(path: Path, name: str, uri: str, addresses: dict[str, str],
     joined = inventory.pool_of(name)
     if (joined.name if joined else None) != (pool or None):
         raise AddServerError(f"Pool: the server did not end up in pool '{pool}'")
+    return text, inventory
+
+
+def write_inventory(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".new")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return inventory
 
 
 class AddServerDialog(QDialog):
@@ -159,26 +182,78 @@ class AddServerDialog(QDialog):
         self.error.setObjectName("errorLabel")
         self.error.setStyleSheet("color: #c62828")
         self.error.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel, self)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        self.status = QLabel(self)
+        self.status.setObjectName("statusLabel")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel, self)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(f"The server is added to {engine.inventory.path}.", self))
         layout.addLayout(form)
+        layout.addWidget(self.status)
         layout.addWidget(self.error)
-        layout.addWidget(buttons)
+        layout.addWidget(self.buttons)
+        self._unreachable_ok: str | None = None  # a URI the operator chose to add anyway
+        self._vetting: asyncio.Task[None] | None = None
 
     def accept(self) -> None:
+        if self._vetting is not None and not self._vetting.done():
+            return
         pool = self.pool.currentData()
+        path = Path(self.engine.inventory.path)
         try:
-            inventory = append_server(
-                Path(self.engine.inventory.path), self.name.text(), self.uri.text(),
+            text, inventory = prepare_server(
+                path, self.name.text(), self.uri.text(),
                 {n: e.text() for n, e in self.addresses.items()}, pool)
         except (AddServerError, InventoryError, OSError) as exc:
             self.error.setText(str(exc))
             return
         config = inventory.server(self.name.text().strip())
         assert config is not None
+        self.error.setText("")
+        if self._unreachable_ok == config.uri:
+            self._add(path, text, config, pool)
+            return
+        self.status.setText(f"Connecting to {redact_uri(config.uri)}…")
+        self._set_busy(True)
+        self._vetting = spawn(self._vet_then_add(path, text, config, pool))
+
+    async def _vet_then_add(self, path: Path, text: str, config: ServerConfig,
+                            pool: str | None) -> None:
+        try:
+            found = await self.engine.vet_new_server(config.uri)
+        finally:
+            self._set_busy(False)
+            self.status.setText("")
+        if found.same_as is not None:
+            self.error.setText(f"URI: this is the server '{found.same_as}' (host UUID "
+                               f"{found.host_uuid}), already in the inventory; a server is "
+                               "listed once")
+            return
+        if not found.reachable:
+            self._unreachable_ok = config.uri
+            self.error.setText(f"URI: cannot connect: {found.error}. Check the URI, or press "
+                               "OK again to add it anyway (it is shown disconnected until "
+                               "it answers)")
+            return
+        self._add(path, text, config, pool)
+
+    def _add(self, path: Path, text: str, config: ServerConfig, pool: str | None) -> None:
+        try:
+            write_inventory(path, text)
+        except OSError as exc:
+            self.error.setText(f"Inventory file: cannot write it ({exc.strerror})")
+            return
         spawn(self.engine.add_server(config, pool))
         super().accept()
+
+    def reject(self) -> None:
+        if self._vetting is not None and not self._vetting.done():
+            self._vetting.cancel()
+        super().reject()
+
+    def _set_busy(self, busy: bool) -> None:
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if ok is not None:
+            ok.setEnabled(not busy)

@@ -65,6 +65,8 @@ def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
             rows.append(("Default SR", obj.default_sr))
         rows += [(f"Address ({net})", addr) for net, addr in sorted(obj.addresses.items())]
         rows.append(("URI", redact_uri(obj.uri)))
+        if obj.host_uuid:
+            rows.append(("Host UUID", obj.host_uuid))
         return obj.name, rows
     if isinstance(obj, Pool):
         return obj.name, [("Name", obj.name), ("Servers", ", ".join(obj.members)),
@@ -75,7 +77,7 @@ def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
                  and obj.server in snap.servers else obj.server)
         return obj.name, [
             ("Name", obj.name), ("Type", obj.type + ("" if obj.supported else " (unsupported)")),
-            ("Path", obj.path), ("Shared", "Yes" if obj.shared else "No"), ("Seen by", where),
+            ("Path", obj.path), ("Shared", obj.sharing.label), ("Seen by", where),
             ("Size", format_size(obj.capacity)), ("Free", format_size(obj.available)),
             ("Used", format_size(obj.allocation)),
         ]

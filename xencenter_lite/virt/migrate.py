@@ -10,35 +10,20 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import libvirt
 
-from xencenter_lite.core.domxml import block_copy_dest_xml, rewrite_domain
-from xencenter_lite.virt.connection import VirtError, virt_errors
+from xencenter_lite.core.domxml import block_copy_dest_xml
+from xencenter_lite.virt.connection import virt_error, virt_errors
+from xencenter_lite.virt.link import CopyCancelled, MigrationSpec, VirtError
 
 
 def _tcp(address: str) -> str:
     return f"tcp://[{address}]" if ":" in address else f"tcp://{address}"
 
 
-@dataclass(frozen=True)
-class MigrationSpec:
-    uuid: str
-    dest_uri: str
-    address: str  # the destination's address on the chosen network
-    dest_xml: str
-    persist_xml: str
-    migrate_disks: tuple[str, ...] = ()  # devs to copy; empty = memory only
-    keep_shared_disks: bool = False  # some disks stay on storage both servers see
-    bandwidth_mib_s: int | None = None
-    tls: bool = False
-
-
-def migrate(source_uri: str, spec: MigrationSpec) -> int | None:
-    """Live-migrate (peer to peer) and make the VM persistent on the destination only.
-
-    Returns the downtime libvirt measured, in ms (None if it cannot tell)."""
+def migrate(source_uri: str, spec: MigrationSpec) -> None:
+    """Live-migrate (peer to peer) and make the VM persistent on the destination only."""
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
              | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
     params: dict[str, object] = {
@@ -52,8 +37,9 @@ def migrate(source_uri: str, spec: MigrationSpec) -> int | None:
         params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(spec.migrate_disks)
         params[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] = _tcp(spec.address)
     if spec.keep_shared_disks:
-        # Disks left in place are on an SR every pool member mounts at the same path; libvirt
-        # cannot tell a shared directory from a local one, so it must be told.
+        # Disks left in place are on an SR proven to be the same storage on both servers
+        # (a probe volume made through one was seen through the other); libvirt cannot tell
+        # a shared directory from a local one, so it must be told. Never for anything else.
         flags |= libvirt.VIR_MIGRATE_UNSAFE
     if spec.bandwidth_mib_s:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(spec.bandwidth_mib_s)
@@ -73,33 +59,6 @@ def migrate(source_uri: str, spec: MigrationSpec) -> int | None:
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
-    return completed_downtime(spec.dest_uri, spec.uuid)
-
-
-def completed_downtime(uri: str, uuid: str) -> int | None:
-    """The downtime (ms) of the VM's last migration, from its completed job's statistics.
-
-    Read on the destination, which keeps them too: with UNDEFINE_SOURCE the source's
-    domain, and its statistics, are gone once migrateToURI3 returns."""
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError:
-        return None
-    try:
-        # KEEP_COMPLETED: leave them for anyone else who looks (virsh domjobinfo --completed).
-        stats = conn.lookupByUUIDString(uuid).jobStats(
-            libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
-        downtime = stats.get("downtime")
-        return int(downtime) if isinstance(downtime, int | float) else None
-    except libvirt.libvirtError:
-        return None
-    finally:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.close()
-
-
-class CopyCancelled(Exception):
-    pass
 
 
 def block_copy(
@@ -115,10 +74,15 @@ def block_copy(
 ) -> None:
     """Mirror disk `dev` onto `dest_path` (an existing volume), then pivot to it.
 
-    Raises CopyCancelled when `cancel` is set before the pivot (the VM keeps its old disk).
+    Returns once the running VM uses `dest_path`. Raises CopyCancelled when `cancel` is set
+    before the pivot (the VM keeps its old disk), VirtError on any failure. A failure of the
+    pivot call itself leaves it unknown which file the VM uses: the caller asks the server.
+    libvirt 9.0 rewrites the persistent definition on pivot; the caller makes sure of it.
     """
     with virt_errors():
         conn = libvirt.open(uri)
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.setKeepAlive(5, 3)
     try:
         with virt_errors():
             dom = conn.lookupByUUIDString(uuid)
@@ -143,37 +107,15 @@ def block_copy(
                     try:
                         dom.blockJobAbort(dev, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
                         pivoted = True
-                        break
+                        return
                     except libvirt.libvirtError as exc:
                         if "not ready" not in (exc.get_error_message() or ""):
-                            raise VirtError.from_libvirt(exc) from exc
+                            raise virt_error(exc) from exc
                 time.sleep(poll)
         finally:
             if not pivoted:
                 with contextlib.suppress(libvirt.libvirtError):
                     dom.blockJobAbort(dev, 0)
-        # Make sure the persistent definition follows the pivot.
-        with virt_errors():
-            if dom.isPersistent():
-                inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
-                                       | libvirt.VIR_DOMAIN_XML_SECURE)
-                conn.defineXML(rewrite_domain(inactive, {dev: dest_path}, formats={dev: fmt}))
-    finally:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.close()
-
-
-def resume_if_paused(uri: str, uuid: str) -> None:
-    """A failed migration may leave the source VM paused; let it run again."""
-    with virt_errors():
-        conn = libvirt.open(uri)
-    try:
-        dom = conn.lookupByUUIDString(uuid)
-        state, _reason = dom.state()
-        if state == libvirt.VIR_DOMAIN_PAUSED:
-            dom.resume()
-    except libvirt.libvirtError:
-        pass
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()

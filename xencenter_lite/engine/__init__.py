@@ -1,0 +1,393 @@
+"""The engine: one live model of the fleet and the jobs that move VMs, shared by CLI and GUI.
+
+It runs on an asyncio loop (qasync's Qt loop in the GUI, a plain one in the CLI). Blocking
+libvirt calls go to a worker per server; libvirt events come through libvirtaio on a thread
+of their own, are handed to the loop, and trigger a fresh reading of the server they came
+from, with a slow poll as a fallback.
+
+In parts: `fleet` (connections, workers, readings, the snapshot, server identity),
+`sharing` (proving SRs shared), `undo` and `settle` (the undo log, kept on disk, and
+carrying it out), `queue` (jobs and slots), `migration`, `disk_move` and `dmc` (the runners).
+Engine is the façade the CLI and the console use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from xencenter_lite.core.checks import Problem, check_disk_move, check_plans
+from xencenter_lite.core.cleanup import Cleanup
+from xencenter_lite.core.errors import friendly
+from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig
+from xencenter_lite.core.jobs import Job, JobKind, JobState
+from xencenter_lite.core.model import Snapshot
+from xencenter_lite.core.plan import DiskMovePlan, MigrationPlan, MigrationRequest, build_plan
+from xencenter_lite.engine.disk_move import DiskMoveRunner
+from xencenter_lite.engine.dmc import Dmc, metadata_of
+from xencenter_lite.engine.fleet import Fleet, LinkFactory
+from xencenter_lite.engine.migration import MigrationRunner, Timing
+from xencenter_lite.engine.queue import DEFAULT_CONCURRENCY, JobQueue
+from xencenter_lite.engine.settle import Settler
+from xencenter_lite.engine.sharing import SharingProofs
+from xencenter_lite.engine.undo import PendingStore, state_dir_for
+from xencenter_lite.engine.worker import Worker
+from xencenter_lite.virt import HostIdentity, LibvirtLink, ServerLink, VirtError
+from xencenter_lite.virt import start_libvirt_events as _start_libvirt_events
+
+__all__ = ["DEFAULT_CONCURRENCY", "Engine", "NewServer", "metadata_of"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewServer:
+    """What a server about to be added turned out to be."""
+
+    reachable: bool
+    error: str | None = None  # why it cannot be reached
+    host_uuid: str = ""
+    same_as: str | None = None  # the inventory entry that already reaches this host
+
+
+def _libvirt_link(config: ServerConfig) -> ServerLink:
+    return LibvirtLink(config.name, config.uri)
+
+
+class Engine:
+    def __init__(
+        self,
+        inventory: InventoryConfig,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        poll_interval: float = 5.0,
+        progress_interval: float = 0.4,
+        answer_timeout: float = 15.0,
+        link_factory: LinkFactory = _libvirt_link,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.fleet = Fleet(inventory, link_factory, poll_interval=poll_interval,
+                           answer_timeout=answer_timeout)
+        self.timing = Timing(progress_interval=progress_interval)
+        self.store = PendingStore(state_dir or state_dir_for(inventory.path))
+        self.settler = Settler(self.fleet, self.store)
+        self.sharing = SharingProofs(self.fleet, self.settler)
+        self.fleet.sharing = self.sharing.sharing_of
+        self.queue = JobQueue(concurrency, self.fleet.spawn)
+        self.dmc = Dmc(self.fleet)
+        self.migrations = MigrationRunner(self.fleet, self.queue, self.settler, self.dmc,
+                                          self.timing)
+        self.disk_moves = DiskMoveRunner(self.fleet, self.queue, self.settler,
+                                         self.migrations)
+        self.queue.on_end.append(self._job_ended)
+        self.fleet.on_connected(self._server_connected)
+        self.close_wait = 20.0  # how long closing waits for running jobs to roll back
+        self._poll_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # ---- settings ---------------------------------------------------------------------------
+    @property
+    def inventory(self) -> InventoryConfig:
+        return self.fleet.inventory
+
+    @property
+    def concurrency(self) -> int:
+        return self.queue.concurrency
+
+    @property
+    def answer_timeout(self) -> float:
+        return self.fleet.answer_timeout
+
+    @answer_timeout.setter
+    def answer_timeout(self, value: float) -> None:
+        self.fleet.answer_timeout = value
+
+    @property
+    def reconcile_wait(self) -> float:
+        """How long a job waits for a lost source to come back to learn where its VM is."""
+        return self.timing.reconcile_wait
+
+    @reconcile_wait.setter
+    def reconcile_wait(self, value: float) -> None:
+        self.timing.reconcile_wait = value
+
+    @property
+    def dmc_timeout(self) -> float:
+        return self.dmc.timeout
+
+    @dmc_timeout.setter
+    def dmc_timeout(self, value: float) -> None:
+        self.dmc.timeout = value
+
+    @property
+    def fresh_for(self) -> float:
+        """A job's checks use a server's reading begun this recently (and with no event
+        from it since) instead of reading it again."""
+        return self.timing.fresh_for
+
+    @fresh_for.setter
+    def fresh_for(self, value: float) -> None:
+        self.timing.fresh_for = value
+
+    # ---- life cycle ---------------------------------------------------------------------
+    async def start(self, *, watch: bool = True) -> None:
+        """Connect to every server (in parallel), read what it holds, prove which SRs are
+        shared, and finish what earlier jobs could not undo. `watch`: follow libvirt's
+        events, poll, and reconnect lost servers (the console); the CLI reads once.
+        Keepalive runs either way, so a server that stops answering is noticed in seconds."""
+        self.queue.start()
+        _start_libvirt_events()
+        self.fleet.watching = watch
+        self.store.open()
+        await self.fleet.connect_all()
+        if await self.sharing.prove_all():
+            self.fleet.changed()
+        await self.settler.settle_pending()
+        self._started = True
+        if watch:
+            self._poll_task = self.fleet.spawn(self._poll())
+
+    async def _poll(self) -> None:
+        await self.fleet.poll_forever_with(self._each_poll)
+
+    async def _each_poll(self) -> None:
+        if self.settler.pending():
+            await self.settler.settle_pending()
+
+    def _server_connected(self, name: str) -> None:
+        if not self._started:
+            return  # start() proves and settles once every server has answered
+
+        async def again() -> None:
+            self.sharing.forget(name)
+            if await self.sharing.prove_all():
+                self.fleet.changed()
+            await self.settler.settle_pending()
+
+        self.fleet.spawn(again())
+
+    def _job_ended(self, job: Job) -> None:
+        if self.fleet.closed:
+            return
+        self.fleet.changed()
+        if self.settler.pending():
+            self.fleet.spawn(self.settler.settle_pending())
+
+    async def close(self) -> None:
+        """Stop: running jobs are cancelled and given close_wait seconds to roll back;
+        what they could not undo by then is kept for the next engine."""
+        running = [j for j in self.queue.running()]
+        for job in running:
+            with contextlib.suppress(VirtError):
+                await self.cancel(job)
+        tasks = [t for j in running if (t := self.queue.tasks.get(j.id)) is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.close_wait)
+        await self.fleet.close()
+        self.store.close()
+
+    # ---- the model ----------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+        """Called on the loop with each new snapshot."""
+        self.fleet.subscribe(listener)
+
+    def subscribe_jobs(self, listener: Callable[[Job], None]) -> None:
+        """Called on the loop whenever any job changes (including when it is created)."""
+        self.queue.subscribe(listener)
+
+    def snapshot(self) -> Snapshot:
+        return self.fleet.snapshot()
+
+    def request_refresh(self, name: str) -> None:
+        self.fleet.request_refresh(name)
+
+    async def refresh(self, name: str | None = None) -> Snapshot:
+        """Read one server (or all) now and return the new snapshot."""
+        return await self.fleet.refresh(name)
+
+    def link(self, server: str) -> ServerLink:
+        return self.fleet.link(server)
+
+    def pending_cleanups(self) -> list[Cleanup]:
+        """What failed jobs (of this engine or earlier ones) left to undo once safe."""
+        return self.settler.pending()
+
+    async def settle_pending(self) -> None:
+        await self.settler.settle_pending()
+
+    # ---- servers ------------------------------------------------------------------------
+    async def identify(self, uri: str, timeout: float = 15.0) -> HostIdentity:
+        """Connect to `uri` once and say what host it is. Raises VirtError when it cannot
+        be reached."""
+        link = self.fleet.link_factory(ServerConfig(name="(new server)", uri=uri))
+        worker = Worker("identify")
+        try:
+            return await asyncio.wait_for(worker.submit(link.open), timeout)
+        except TimeoutError:
+            raise VirtError(f"it did not answer within {timeout:.0f} s") from None
+        finally:
+            link.close()
+            worker.retire()
+
+    async def vet_new_server(self, uri: str) -> NewServer:
+        """What Add Server asks before it writes anything: can `uri` be reached, and is it
+        a server the inventory already has under another name?"""
+        try:
+            identity = await self.identify(uri)
+        except VirtError as exc:
+            return NewServer(reachable=False, error=friendly(exc.code, exc.raw).message
+                             + f" ({exc.raw})")
+        return NewServer(reachable=True, host_uuid=identity.uuid,
+                         same_as=self.fleet.check_new(identity))
+
+    async def add_server(self, server: ServerConfig, pool: str | None = None) -> None:
+        """Manage one more server from now on (the console's Add Server; the caller has
+        already written it into the inventory file)."""
+        if server.name in self.fleet.servers:
+            raise ValueError(f"a server named '{server.name}' is already managed")
+        inv = self.inventory
+        if pool is not None and all(p.name != pool for p in inv.pools):
+            raise ValueError(f"there is no pool named '{pool}'")
+        known = {n.name for n in inv.networks}
+        self.fleet.inventory = replace(
+            inv, servers=(*inv.servers, server),
+            pools=tuple(replace(p, members=(*p.members, server.name)) if p.name == pool else p
+                        for p in inv.pools),
+            networks=tuple(sorted((*inv.networks, *(NetworkConfig(n) for n in server.networks
+                                                    if n not in known)),
+                                  key=lambda n: n.name)))
+        self.fleet.add(server)
+        self.fleet.changed()
+        await self.fleet.connect(server.name)
+        refused = self.fleet.servers[server.name].refused
+        if refused:
+            raise ValueError(f"'{server.name}' is {refused}")
+
+    # ---- planning and checks --------------------------------------------------------------
+    @property
+    def busy(self) -> set[tuple[str, str]]:
+        return self.queue.busy
+
+    def plan(self, request: MigrationRequest) -> MigrationPlan:
+        snap = self.snapshot()
+        vm = snap.vm(request.vm)
+        if vm is None:
+            raise LookupError(f"no VM {request.vm[1]} on {request.vm[0]}")
+        return build_plan(snap, vm, request)
+
+    def check(self, plans: Iterable[MigrationPlan]) -> list[Problem]:
+        return check_plans(self.snapshot(), plans, self.busy)
+
+    async def precheck(
+        self, requests: Iterable[MigrationRequest]
+    ) -> tuple[list[MigrationPlan], list[Problem]]:
+        """Read the servers involved again, then plan and check `requests` together.
+
+        What the console runs in the background for each candidate destination."""
+        requests = list(requests)
+        names = {r.vm[0] for r in requests} | {r.destination for r in requests}
+        await asyncio.gather(*(self.fleet.read(n) for n in names if n in self.fleet.servers))
+        snap = self.snapshot()
+        plans = []
+        for r in requests:
+            vm = snap.vm(r.vm)
+            if vm is not None:
+                plans.append(build_plan(snap, vm, r))
+        problems = check_plans(snap, plans, self.busy)
+        missing = len(requests) - len(plans)
+        if missing:
+            problems.insert(0, Problem("VM_GONE", f"{missing} of the chosen VMs no longer "
+                                       "exist; refresh and choose again."))
+        return plans, problems
+
+    def plan_disk_move(self, vm_key: tuple[str, str], dev: str, sr: str) -> DiskMovePlan:
+        vm = self.snapshot().vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        return DiskMovePlan(vm, dev, sr)
+
+    def check_disk_move(self, plan: DiskMovePlan) -> list[Problem]:
+        return check_disk_move(self.snapshot(), plan, self.busy - {plan.vm.key})
+
+    # ---- jobs -----------------------------------------------------------------------------
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self.queue.jobs)
+
+    def migrate(self, requests: Iterable[MigrationRequest], *,
+                skip_checks: frozenset[str] = frozenset()) -> list[Job]:
+        """Queue one job per request; each checks again before it moves anything.
+
+        `skip_checks` names problem codes the caller takes responsibility for (a script
+        that knows an SR grows in time, a test that drives a real fault past a check);
+        neither the CLI nor the console offers it."""
+        jobs = []
+        snap = self.snapshot()
+        for req in requests:
+            vm = snap.vm(req.vm)
+            name = vm.name if vm else req.vm[1]
+            job = self.queue.new(Job(
+                kind=JobKind.MIGRATE, title=f"Migrating '{name}' to '{req.destination}'",
+                vm_key=req.vm, vm_name=name, source=req.vm[0], destination=req.destination))
+            jobs.append(job)
+            if not self.queue.claim(job):
+                continue
+            previous, self.queue.last_queued = self.queue.last_queued, job
+            self.queue.run(job, self.migrations.run(job, req, previous, skip_checks))
+        self.fleet.changed()
+        return jobs
+
+    def move_disk(self, vm_key: tuple[str, str], dev: str, sr: str,
+                  bandwidth_mib_s: int | None = None) -> Job:
+        vm = self.snapshot().vm(vm_key)
+        name = vm.name if vm else vm_key[1]
+        job = self.queue.new(Job(
+            kind=JobKind.MOVE_DISK, title=f"Moving disk {dev} of '{name}' to SR '{sr}'",
+            vm_key=vm_key, vm_name=name, source=vm_key[0], destination=vm_key[0]))
+        if not self.queue.claim(job):
+            return job
+        self.queue.run(job, self.disk_moves.run(job, dev, sr, bandwidth_mib_s))
+        self.fleet.changed()
+        return job
+
+    async def cancel(self, job: Job) -> None:
+        """Ask a job to stop. Queued jobs stop at once; running ones roll back."""
+        if job.state.finished:
+            return
+        job.cancel_requested = True
+        if job.state is JobState.QUEUED:
+            job.cancelled()
+            return
+        cancel_event = self.queue.cancel_events.get(job.id)
+        if cancel_event is not None:
+            cancel_event.set()
+        if job.kind is JobKind.MIGRATE and job.state in (JobState.COPYING_DISKS,
+                                                         JobState.COPYING_MEMORY):
+            with contextlib.suppress(VirtError):
+                await self.fleet.call(job.source, self.link(job.source).abort_job,
+                                      job.vm_key[1])
+
+    async def wait(self, jobs: Iterable[Job]) -> None:
+        await self.queue.wait(jobs)
+
+    # ---- Dynamic Memory Control and metadata -------------------------------------------------
+    async def set_dynamic_memory(self, vm_key: tuple[str, str], dynamic_min: int,
+                                 dynamic_max: int) -> None:
+        """Set a VM's Dynamic Memory Control range; a running VM is ballooned into it."""
+        await self.dmc.set_dynamic_memory(vm_key, dynamic_min, dynamic_max)
+
+    async def set_memory(self, vm_key: tuple[str, str], size: int) -> None:
+        """Balloon a running VM to `size` bytes, inside its dynamic range."""
+        await self.dmc.set_memory(vm_key, size)
+
+    async def set_folder(self, vm_key: tuple[str, str], folder: str) -> None:
+        vm = self.snapshot().vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        meta = replace(metadata_of(vm), folder=folder)
+        await self.fleet.call(vm.server, self.link(vm.server).set_metadata, vm.uuid, meta)
+        await self.fleet.read(vm.server)

@@ -1,0 +1,137 @@
+"""Live move of one disk to another SR of the same server (XenServer's live VDI migration).
+
+The new volume is written down (a DISK_MOVE clean-up: "keep whichever file the disk uses,
+remove the other") before it is made. Once the copy pivots, the VM runs on the new file:
+from then on the new file is never removed, whatever fails after (reading or redefining
+the persistent definition, a dropped connection). When it is not known whether the pivot
+happened, the server is asked which file the disk uses, now or once it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from xencenter_lite.core.checks import blocking, check_disk_move
+from xencenter_lite.core.cleanup import Cleanup, CleanupKind
+from xencenter_lite.core.errors import friendly
+from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.plan import DiskMovePlan, free_volume_name, volume_name_for
+from xencenter_lite.engine.fleet import Fleet
+from xencenter_lite.engine.migration import MigrationRunner
+from xencenter_lite.engine.queue import JobQueue
+from xencenter_lite.engine.settle import Settler
+from xencenter_lite.engine.undo import UndoLog
+from xencenter_lite.engine.worker import run_long
+from xencenter_lite.virt import CopyCancelled, VirtError
+
+
+class DiskMoveRunner:
+    def __init__(self, fleet: Fleet, queue: JobQueue, settler: Settler,
+                 migrations: MigrationRunner) -> None:
+        self.fleet = fleet
+        self.queue = queue
+        self.settler = settler
+        self.migrations = migrations  # for fresh_vm
+
+    async def run(self, job: Job, dev: str, sr: str, bandwidth_mib_s: int | None) -> None:
+        assert self.queue.slots is not None
+        async with self.queue.slots:
+            if job.state.finished:
+                return
+            job.set_state(JobState.CHECKING, "Checking the disk move")
+            vm = await self.migrations.fresh_vm(job, job.source)
+            if vm is None:
+                return
+            plan = DiskMovePlan(vm, dev, sr)
+            problems = blocking(check_disk_move(self.fleet.snapshot(), plan,
+                                                self.queue.busy - {vm.key}))
+            if problems:
+                job.fail(" ".join(p.message for p in problems))
+                return
+            undo = self.settler.new_log()
+            try:
+                await self._move(job, plan, bandwidth_mib_s, undo)
+            finally:
+                self.settler.release(undo)
+
+    async def _move(self, job: Job, plan: DiskMovePlan, bandwidth_mib_s: int | None,
+                    undo: UndoLog) -> None:
+        fleet, vm, dev, sr = self.fleet, plan.vm, plan.dev, plan.target_sr
+        server = vm.server
+        disk = vm.disk(dev)
+        assert disk is not None and disk.path is not None
+        link = fleet.link(server)
+        cancel = threading.Event()
+        self.queue.cancel_events[job.id] = cancel
+        job.bytes_total = disk.capacity
+        loop = asyncio.get_running_loop()
+
+        def progress(cur: int, end: int) -> None:
+            loop.call_soon_threadsafe(job.progress, cur, end)
+
+        entry: Cleanup | None = None
+        new_path = ""
+        failure: BaseException | None = None
+        try:
+            name = free_volume_name(volume_name_for(disk.path, dev, vm.name, disk.format),
+                                    await fleet.call(server, link.volume_names, sr))
+            entry = undo.record(Cleanup(
+                CleanupKind.DISK_MOVE, server, fleet.host_uuid(server), job.title,
+                vm_uuid=vm.uuid, vm_name=vm.name, sr=sr, volume=name, dev=dev,
+                old_path=disk.path, fmt=disk.format))
+            new_path = await fleet.call(server, link.create_volume, sr, name, disk.capacity,
+                                        disk.format)
+            entry = undo.amend(entry, new_path=new_path)
+            job.messages.append(f"Created {new_path}")
+            if job.cancel_requested:
+                raise CopyCancelled()
+            job.set_state(JobState.COPYING_DISKS, f"Copying disk {dev} to SR '{sr}'")
+            await run_long(f"copy-{vm.name}-{dev}", lambda: link.block_copy(
+                vm.uuid, dev, new_path, disk.format, progress, cancel, bandwidth_mib_s))
+        except Exception as exc:  # whatever stopped it: which file does the disk use now?
+            failure = exc
+        pivoted: bool | None = failure is None
+        if failure is not None and new_path:
+            try:
+                files = await fleet.call(server, link.disk_files, vm.uuid, dev)
+                pivoted = files.live == new_path if files.live else None
+            except VirtError:
+                pivoted = None  # cannot tell now: the clean-up asks once the server answers
+        if pivoted:
+            # The VM runs on the new file: its persistent definition must say so too (libvirt
+            # 9.0 rewrites it on pivot; make sure), then the old file goes.
+            job.set_state(JobState.FINISHING, "Removing the old disk")
+            try:
+                await fleet.call(server, link.persist_disk, vm.uuid, dev, new_path, disk.format)
+            except VirtError as exc:
+                job.messages.append(f"Could not update the definition of '{vm.name}' yet "
+                                    f"({exc.raw}); the old disk is kept until it is")
+        left = await self.settler.unwind(undo, job.messages.append)
+        await fleet.read(server)
+        if pivoted:
+            note = (f"; {disk.path} is kept until it is proven unused" if left else "")
+            job.done(f"Disk {dev} of '{vm.name}' is now on SR '{sr}'{note}")
+            return
+        if pivoted is None and new_path:
+            job.fail(f"Could not find out whether disk {dev} of '{vm.name}' uses {new_path} "
+                     f"or {disk.path} now; both are kept, and the one not in use is removed "
+                     "once the server answers.", _raw(failure))
+            return
+        stays = f"Disk {dev} stays on SR '{disk.sr}'."
+        if left:
+            stays += f" {new_path or 'the new volume'} is removed once it is proven unused."
+        if isinstance(failure, CopyCancelled) or job.cancel_requested:
+            job.cancelled(f"Cancelled; {stays}")
+        elif isinstance(failure, VirtError):
+            f = friendly(failure.code, failure.raw)
+            job.fail(f"{f.message} {stays}", f.raw)
+        else:
+            job.fail(f"An internal error stopped the job (see details). {stays}",
+                     _raw(failure))
+
+
+def _raw(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return exc.raw if isinstance(exc, VirtError) else repr(exc)

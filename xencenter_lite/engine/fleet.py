@@ -1,0 +1,485 @@
+"""The fleet: one connection and one worker per server, what each holds, and the snapshot.
+
+Servers are known by what libvirt says they are: the host UUID in their capabilities. Two
+inventory entries that reach the same host are never both used: the later one is refused,
+with a message naming both. Every call on a server goes to that server's worker with a
+deadline; a server that lets a call wait past it is given up on (its worker retired with
+the stuck call) and connected again with a new worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from xencenter_lite.core.errors import STOPPED_ANSWERING, friendly
+from xencenter_lite.core.inventory import InventoryConfig, ServerConfig, redact_uri
+from xencenter_lite.core.model import SR, VM, Network, Pool, Server, Sharing, Snapshot, VmState
+from xencenter_lite.engine.worker import Worker
+from xencenter_lite.virt import HostIdentity, ServerLink, ServerReading, VirtError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STARTUP_NOTIFY_INTERVAL = 0.1  # seconds
+
+LinkFactory = Callable[[ServerConfig], ServerLink]
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    link: ServerLink
+    worker: Worker
+    identity: HostIdentity | None = None  # from the last connection that answered
+    refused: str | None = None  # why this entry is not used (the same host as another)
+    reading: ServerReading | None = None
+    connected: bool = False
+    error: str | None = None
+    retry_delay: float = 1.0
+    reconnect_task: asyncio.Task[None] | None = None
+    refresh_task: asyncio.Task[None] | None = None
+    dirty: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Readings asked for and readings done, counted: callers who asked while another
+    # reading was under way share the next one instead of each reading the server again.
+    reads_asked: int = 0
+    reads_done: int = 0
+    read_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    read_at: float = float("-inf")  # loop time the reading held began
+    generation: int = 0  # connections made so far
+
+
+class Fleet:
+    """Connections, readings and the snapshot of every server in the inventory."""
+
+    def __init__(self, inventory: InventoryConfig, link_factory: LinkFactory, *,
+                 poll_interval: float, answer_timeout: float) -> None:
+        self.inventory = inventory
+        self.link_factory = link_factory
+        self.poll_interval = poll_interval
+        # A server whose call takes longer than this is treated as lost (libvirt's
+        # keepalive should say so first, but cannot when its own locks are held by a
+        # thread waiting on that server).
+        self.answer_timeout = answer_timeout
+        self.watching = False
+        self.servers: dict[str, ServerState] = {
+            s.name: self._state(s) for s in inventory.servers}
+        self.sharing: Callable[[str, SR], Sharing] = lambda _pool, _sr: Sharing.UNVERIFIED
+        self._listeners: list[Callable[[Snapshot], None]] = []
+        self._connected_hooks: list[Callable[[str], None]] = []
+        self._snapshot: Snapshot | None = None
+        self._sr_views: dict[tuple[str, str, str], tuple[SR, SR]] = {}
+        self._coalescing = False
+        self._last_notified = float("-inf")
+        self._notify_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    def _state(self, config: ServerConfig) -> ServerState:
+        return ServerState(config, self.link_factory(config), Worker(config.name))
+
+    # ---- tasks ----------------------------------------------------------------------------
+    def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        task: asyncio.Task[T] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._notify_handle is not None:
+            self._notify_handle.cancel()
+            self._notify_handle = None
+        for task in list(self._tasks):
+            if not task.done() and task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for st in self.servers.values():
+            st.link.close()  # never blocks: a stuck connection is only let go of
+            st.worker.retire()
+
+    # ---- calls ----------------------------------------------------------------------------
+    async def call(self, name: str, fn: Callable[..., T], *args: Any,
+                   timeout: float | None = None) -> T:
+        """`fn(*args)` on `name`'s worker, within `timeout` (default: answer_timeout).
+
+        A server that lets the call wait longer is given up on (marked lost, its worker
+        retired) and VirtError(STOPPED_ANSWERING) is raised."""
+        st = self.servers[name]
+        worker = st.worker
+        try:
+            fut = worker.submit(lambda: fn(*args))
+        except RuntimeError:
+            raise VirtError(f"not connected to {name}") from None
+        try:
+            return await asyncio.wait_for(fut, self.answer_timeout if timeout is None
+                                          else timeout)
+        except TimeoutError:
+            log.warning("%s did not answer within %.1f s", name,
+                        self.answer_timeout if timeout is None else timeout)
+            if st.worker is worker:
+                self.lost(name, "stopped answering")
+            raise VirtError(STOPPED_ANSWERING) from None
+        except RuntimeError as exc:  # the worker was retired under the call
+            raise VirtError(f"not connected to {name} ({exc})") from None
+
+    async def alive(self, name: str) -> bool:
+        """Whether the server's connection still stands (a failed call may be the call's
+        fault, not the connection's)."""
+        link = self.servers[name].link
+        try:
+            return await self.call(name, lambda: link.alive)
+        except VirtError:
+            return False
+
+    def link(self, name: str) -> ServerLink:
+        return self.servers[name].link
+
+    def host_uuid(self, name: str) -> str:
+        ident = self.servers[name].identity
+        return ident.uuid if ident is not None else ""
+
+    def is_connected(self, name: str) -> bool:
+        return self.servers[name].connected
+
+    # ---- connecting -----------------------------------------------------------------------
+    async def connect_all(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._coalescing = True
+        try:
+            await asyncio.gather(*(self.connect(name) for name in self.servers))
+        finally:
+            self._coalescing = False
+            if self._notify_handle is not None and not self.closed:
+                self._notify()  # when start() returns, listeners have the final state
+
+    def on_connected(self, hook: Callable[[str], None]) -> None:
+        """Called on the loop each time a server (re)connects and its reading is in."""
+        self._connected_hooks.append(hook)
+
+    async def connect(self, name: str) -> None:
+        """(Re)connect `name`; one attempt at a time per server."""
+        st = self.servers[name]
+        async with st.lock:
+            if (st.connected or st.refused) and not self.closed:
+                return  # another attempt got there first
+            await self._attempt(name)
+
+    def _new_worker(self, st: ServerState) -> Worker:
+        st.worker.retire()
+        st.link.close()
+        st.worker = Worker(st.config.name)
+        st.generation += 1
+        return st.worker
+
+    async def _attempt(self, name: str) -> None:
+        st = self.servers[name]
+        self._new_worker(st)
+        began = asyncio.get_running_loop().time()
+        try:
+            # One trip to the worker for both: each server's reading is in as soon as it
+            # is read. Opening a connection to a daemon that accepts but never answers does
+            # not time out by itself: the deadline covers it.
+            identity, reading = await self.call(
+                name, _open_and_read, st.link, timeout=max(self.answer_timeout, 5.0))
+        except VirtError as exc:
+            st.connected, st.error = False, friendly(exc.code, exc.raw).message
+            log.warning("cannot connect to %s (%s): %s", name, redact_uri(st.link.uri), exc.raw)
+            st.link.close()
+            self.changed()
+            if self.watching and not self.closed:
+                self.schedule_reconnect(name)
+            return
+        st.identity = identity
+        twin = self._twin(name)
+        if twin is not None:
+            self._refuse(twin[0], twin[1])
+            if twin[0] == name:
+                return
+        keep(st, reading)
+        st.read_at = began
+        st.connected, st.error, st.retry_delay = True, None, 1.0
+        self.changed()  # show what it holds now; registering for its events can follow
+        for hook in list(self._connected_hooks):
+            hook(name)
+        if self.watching:
+            loop = asyncio.get_running_loop()
+
+            def on_change() -> None:
+                loop.call_soon_threadsafe(self.request_refresh, name)
+
+            generation = st.generation
+
+            def on_close() -> None:
+                def lost() -> None:
+                    if st.generation == generation:
+                        self.lost(name, "connection lost")
+                loop.call_soon_threadsafe(lost)
+
+            try:
+                await self.call(name, st.link.watch, on_change, on_close)
+            except VirtError as exc:
+                log.warning("no events from %s: %s (polling only)", name, exc.raw)
+
+    def _twin(self, name: str) -> tuple[str, str] | None:
+        """(entry to refuse, the entry it duplicates) when `name` reaches a host another
+        entry reaches too: the one later in the inventory is refused."""
+        me = self.servers[name].identity
+        if me is None or not me.uuid:
+            return None
+        order = list(self.servers)
+        for other, st in self.servers.items():
+            if other == name or st.refused or st.identity is None:
+                continue
+            if st.identity.uuid == me.uuid:
+                first, second = sorted((name, other), key=order.index)
+                return second, first
+        return None
+
+    def _refuse(self, name: str, twin: str) -> None:
+        st = self.servers[name]
+        uuid = st.identity.uuid if st.identity else "?"
+        st.refused = (f"the same server as '{twin}' (host UUID {uuid}); two inventory entries "
+                      "reach it: remove one of them")
+        log.warning("%s is %s", name, st.refused)
+        st.connected, st.error, st.reading = False, st.refused, None
+        self._new_worker(st)
+        self.changed()
+
+    def check_new(self, identity: HostIdentity) -> str | None:
+        """The inventory entry that already reaches the host `identity` names (None: none)."""
+        return next((n for n, st in self.servers.items() if st.identity is not None
+                     and not st.refused and st.identity.uuid == identity.uuid), None)
+
+    def add(self, config: ServerConfig) -> None:
+        self.servers[config.name] = self._state(config)
+
+    def lost(self, name: str, why: str) -> None:
+        """Give up on the server's connection (and its worker); reconnect if watching."""
+        st = self.servers[name]
+        if not st.connected or self.closed:
+            return
+        st.connected, st.error = False, why
+        self._new_worker(st)
+        self.changed()
+        self.schedule_reconnect(name)
+
+    def schedule_reconnect(self, name: str) -> None:
+        st = self.servers[name]
+        if st.refused or (st.reconnect_task is not None and not st.reconnect_task.done()):
+            return
+
+        async def retry() -> None:
+            while not self.closed and not st.connected and not st.refused:
+                await asyncio.sleep(st.retry_delay)
+                st.retry_delay = min(st.retry_delay * 2, 30.0)
+                await self.connect(name)
+
+        st.reconnect_task = self.spawn(retry())
+
+    async def poll_forever_with(self, each: Callable[[], Awaitable[None]]) -> None:
+        """The slow poll: every poll_interval, read each connected server again (a fallback
+        for missed events), then run `each`."""
+        while not self.closed:
+            await asyncio.sleep(self.poll_interval)
+            for name, st in self.servers.items():
+                if st.connected:
+                    self.request_refresh(name)
+            await each()
+
+    # ---- reading --------------------------------------------------------------------------
+    def request_refresh(self, name: str) -> None:
+        """Read `name` again soon; events in a burst are folded into one reading."""
+        st = self.servers[name]
+        st.dirty = True
+        if st.refresh_task is None or st.refresh_task.done():
+            st.refresh_task = self.spawn(self._refresh_soon(name))
+
+    async def _refresh_soon(self, name: str) -> None:
+        await asyncio.sleep(0.1)
+        st = self.servers[name]
+        while st.dirty and not self.closed:
+            st.dirty = False
+            await self.read(name)
+
+    async def refresh(self, name: str | None = None) -> Snapshot:
+        """Read one server (or all) now and return the new snapshot."""
+        names = [name] if name else list(self.servers)
+        await asyncio.gather(*(self.read(n) for n in names))
+        return self.snapshot()
+
+    async def read(self, name: str) -> None:
+        """Read `name` again; returns once a reading that began after this call is in.
+
+        Several jobs finishing at once ask for the same servers: one reading serves all who
+        asked before it began (the worker takes one call at a time, so they would queue)."""
+        st = self.servers[name]
+        st.reads_asked += 1
+        ticket = st.reads_asked
+        async with st.read_lock:
+            if st.reads_done >= ticket:
+                return  # a reading that began after we asked is in
+            began = st.reads_asked
+            await self._read_now(name)
+            st.reads_done = max(st.reads_done, began)
+
+    async def _read_now(self, name: str) -> None:
+        st = self.servers[name]
+        if not st.connected:
+            return
+        began = asyncio.get_running_loop().time()
+        try:
+            reading = await self.call(name, st.link.read)
+        except VirtError as exc:
+            if not st.connected:
+                return  # given up on within call()
+            if not await self.alive(name):
+                self.lost(name, "connection lost")
+            else:
+                log.info("reading %s failed: %s", name, exc.raw)
+            return
+        st.read_at = began
+        if keep(st, reading):
+            self.changed()
+
+    async def fresh(self, names: set[str], fresh_for: float) -> None:
+        """Read these servers again unless their readings began under `fresh_for` seconds
+        ago with no event from them since."""
+        now = asyncio.get_running_loop().time()
+        await asyncio.gather(*(self.read(n) for n in names & set(self.servers)
+                               if self.servers[n].dirty
+                               or now - self.servers[n].read_at > fresh_for))
+
+    async def locate(self, server: str, uuid: str, wait: float) -> VmState | bool | None:
+        """Where the VM is on `server`: its state, None if absent, False if unanswerable.
+
+        Waits up to `wait` seconds for a lost server to come back before giving up."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + wait
+        delay = 0.5
+        st = self.servers[server]
+        while True:
+            if st.connected:
+                try:
+                    return await self.call(server, st.link.locate, uuid)
+                except VirtError:
+                    if st.connected and not await self.alive(server):
+                        self.lost(server, "connection lost")
+            if loop.time() >= end or self.closed:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            if not st.connected and (st.reconnect_task is None or st.reconnect_task.done()):
+                attempt = self.spawn(self.connect(server))
+                await asyncio.wait([attempt], timeout=max(0.0, end - loop.time()))
+
+    # ---- the model ------------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+        self._listeners.append(listener)
+
+    def changed(self) -> None:
+        self._snapshot = None
+        if not self._listeners:
+            return
+        if self._coalescing and self.loop is not None:
+            due = self._last_notified + STARTUP_NOTIFY_INTERVAL
+            if self.loop.time() < due:
+                if self._notify_handle is None:
+                    self._notify_handle = self.loop.call_at(due, self._notify)
+                return
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._notify_handle is not None:
+            self._notify_handle.cancel()
+            self._notify_handle = None
+        if self.loop is not None:
+            self._last_notified = self.loop.time()
+        snap = self.snapshot()
+        for listener in list(self._listeners):
+            listener(snap)
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = self._build_snapshot()
+        return self._snapshot
+
+    def _build_snapshot(self) -> Snapshot:
+        inv = self.inventory
+        pools = {p.name: Pool(p.name, p.members, p.default_sr, p.ha_enabled) for p in inv.pools}
+        networks = {
+            n.name: Network(n.name, n.name == inv.management_network, n.rate)
+            for n in inv.networks
+        }
+        pool_of = {m: p for p in reversed(inv.pools) for m in p.members}  # first pool wins
+        servers: dict[str, Server] = {}
+        vms: dict[str, tuple[VM, ...]] = {}
+        srs: list[SR] = []
+        views: dict[tuple[str, str, str], tuple[SR, SR]] = {}
+        for cfg in inv.servers:
+            st = self.servers[cfg.name]
+            pool = pool_of.get(cfg.name)
+            r = st.reading if st.connected else None
+            servers[cfg.name] = Server(
+                name=cfg.name, uri=cfg.uri, pool=pool.name if pool else None,
+                addresses=dict(cfg.networks), connected=st.connected, error=st.error,
+                hostname=r.hostname if r else "", host_memory=r.host_memory if r else 0,
+                free_memory=r.free_memory if r else 0, memory_limit=cfg.vm_memory_limit,
+                default_sr=cfg.default_sr,
+                host_uuid=st.identity.uuid if st.identity and not st.refused else "",
+            )
+            if r is not None:
+                for sr in r.srs:
+                    sharing = self.sharing(pool.name, sr) if pool is not None else Sharing.LOCAL
+                    srs.append(self._sr_view(sr, sharing, views))
+                vms[cfg.name] = r.vms
+        self._sr_views = views
+        return Snapshot.of_servers(servers, pools, networks, vms, tuple(srs))
+
+    def _sr_view(self, sr: SR, sharing: Sharing,
+                 views: dict[tuple[str, str, str], tuple[SR, SR]]) -> SR:
+        """The SR with its sharing verdict; the same object as in the last snapshot when
+        neither changed (the console redraws by identity)."""
+        key = (sr.server, sr.uuid, sr.name)
+        old = self._sr_views.get(key)
+        if old is not None and old[0] is sr and old[1].sharing is sharing:
+            view = old[1]
+        else:
+            view = sr if sr.sharing is sharing else replace(sr, sharing=sharing)
+        views[key] = (sr, view)
+        return view
+
+
+def _open_and_read(link: ServerLink) -> tuple[HostIdentity, ServerReading]:
+    identity = link.open()
+    return identity, link.read()
+
+
+def keep(st: ServerState, reading: ServerReading) -> bool:
+    """Store a server's new reading; False when nothing in it changed.
+
+    What did not change keeps the objects of the previous reading (the whole reading, or
+    each unchanged VM and SR), so listeners can tell changes by identity and the console
+    redraws only what changed: the slow poll of a quiet fleet costs no redraw at all."""
+    old = st.reading
+    if old is None:
+        st.reading = reading
+        return True
+    if reading == old:
+        return False
+    old_vms = {v.key: v for v in old.vms}
+    old_srs = {(s.uuid, s.name): s for s in old.srs}
+    st.reading = replace(
+        reading,
+        vms=tuple(_same(old_vms.get(v.key), v) for v in reading.vms),
+        srs=tuple(_same(old_srs.get((s.uuid, s.name)), s) for s in reading.srs))
+    return True
+
+
+def _same(old: T | None, new: T) -> T:
+    return old if old is not None and old == new else new

@@ -1,0 +1,391 @@
+"""One live migration, from its checks to the last old disk removed.
+
+Every change on a server goes into the job's undo log before it is made: the VMs ballooned
+down on the destination, each volume created there, the destination's half of the
+migration. Whatever ends the job, the runner first finds out where the VM really runs
+(asking both servers, waiting a while for a lost source), then either finishes the move
+(the VM runs on the destination) or unwinds the log; what cannot be proven safe to undo
+now stays recorded and is finished later, by this engine or the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from xencenter_lite.core.checks import Problem, blocking, check_plans
+from xencenter_lite.core.cleanup import Cleanup, CleanupKind
+from xencenter_lite.core.domxml import rewrite_domain
+from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly
+from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
+from xencenter_lite.core.model import VM, VmState
+from xencenter_lite.core.plan import (
+    MigrationPlan,
+    MigrationRequest,
+    build_plan,
+    free_volume_name,
+    volume_name_for,
+)
+from xencenter_lite.engine.dmc import Dmc, DmcFailed, metadata_of
+from xencenter_lite.engine.fleet import Fleet
+from xencenter_lite.engine.queue import JobQueue
+from xencenter_lite.engine.settle import Settler
+from xencenter_lite.engine.undo import UndoLog
+from xencenter_lite.engine.worker import run_long
+from xencenter_lite.virt import MigrationSpec, ServerLink, VirtError
+
+log = logging.getLogger(__name__)
+
+VOLUME_EXISTS = 90  # VIR_ERR_STORAGE_VOL_EXIST: the name is someone else's now
+
+
+class Cancelled(Exception):
+    """The operator cancelled the job before the migration call began."""
+
+
+@dataclass
+class Timing:
+    """The engine's time settings, shared by its runners (and changed on the Engine)."""
+
+    progress_interval: float = 0.4
+    # A job's checks use a server's reading begun this recently (and with no event from
+    # the server since) instead of reading it again.
+    fresh_for: float = 1.0
+    reconcile_wait: float = 90.0  # how long a job waits for a lost source to come back
+
+
+class MigrationRunner:
+    def __init__(self, fleet: Fleet, queue: JobQueue, settler: Settler, dmc: Dmc,
+                 timing: Timing) -> None:
+        self.fleet = fleet
+        self.queue = queue
+        self.settler = settler
+        self.dmc = dmc
+        self.timing = timing
+
+    # ---- queue and checks -----------------------------------------------------------------
+    async def run(self, job: Job, req: MigrationRequest, previous: Job | None,
+                  skip_checks: frozenset[str]) -> None:
+        slots = self.queue.slots
+        assert slots is not None
+        await slots.acquire()
+        held = True
+
+        def release() -> None:  # once the data has moved; finishing needs no slot
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        try:
+            if job.state.finished:
+                return  # cancelled while queued
+            await self._check_and_migrate(job, req, previous, skip_checks, release)
+        finally:
+            release()
+
+    async def fresh_vm(self, job: Job, other_server: str) -> VM | None:
+        """The VM as it is now (None: gone, the job failed): the job's servers are read
+        again unless their readings began under fresh_for seconds ago with no event from
+        them since (a command's own start, or the reading after another job ended)."""
+        await self.fleet.fresh({job.source, other_server}, self.timing.fresh_for)
+        vm = self.fleet.snapshot().vm(job.vm_key)
+        if vm is None:
+            job.fail(f"'{job.vm_name}' no longer exists on '{job.source}'.")
+        return vm
+
+    async def _check_and_migrate(self, job: Job, req: MigrationRequest, previous: Job | None,
+                                 skip_checks: frozenset[str],
+                                 release_slot: Callable[[], None]) -> None:
+        job.set_state(JobState.CHECKING, "Checking the migration")
+        vm = await self.fresh_vm(job, req.destination)
+        if vm is None:
+            return
+        snap = self.fleet.snapshot()
+        plan = build_plan(snap, vm, req)
+        busy = self.queue.busy - {req.vm}
+        problems = [p for p in blocking(check_plans(snap, [plan], busy))
+                    if p.code not in skip_checks]
+        if problems:
+            _refuse(job, problems)
+            return
+        await self.queue.after(previous, job)
+        if job.cancel_requested:
+            job.cancelled()
+            return
+        await self._execute(job, plan, release_slot)
+
+    # ---- the move -------------------------------------------------------------------------
+    async def _execute(self, job: Job, plan: MigrationPlan,
+                       release_slot: Callable[[], None]) -> None:
+        undo = self.settler.new_log()
+        try:
+            try:
+                await self._move(job, plan, undo)
+            except Exception as exc:  # whatever ends the move: find out, then undo
+                if not isinstance(exc, VirtError | Cancelled | DmcFailed):
+                    log.exception("migration of %s stopped by a bug", plan.vm.name)
+                if not await self._recover(job, plan, undo, exc):
+                    return
+            release_slot()  # the VM runs on the destination: the next job may begin
+            await self._finish(job, plan, undo)
+        finally:
+            # Anything still written down (a server that could not be reached, the console
+            # closing mid-job) is the store's now: finished by this engine or the next.
+            self.settler.release(undo)
+
+    async def _move(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
+        fleet = self.fleet
+        src, dest, uuid = plan.source, plan.destination, plan.vm.uuid
+        src_link, dest_link = fleet.link(src), fleet.link(dest)
+        src_host, dest_host = fleet.host_uuid(src), fleet.host_uuid(dest)
+        if not src_host or not dest_host or src_host == dest_host:
+            raise VirtError(f"'{src}' and '{dest}' are not proven to be two servers (host "
+                            f"UUIDs {src_host or '?'} and {dest_host or '?'})")
+        job.bytes_total = plan.bytes_to_copy
+        await self.dmc.squeeze(job, plan, undo)
+        new_paths = await self._make_volumes(job, plan, undo)
+        if job.cancel_requested:
+            raise Cancelled()
+        meta = replace(metadata_of(plan.vm), home_server=plan.home_server)
+        live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
+        conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
+        spec = MigrationSpec(
+            uuid=uuid,
+            dest_uri=dest_link.uri,
+            address=plan.address or "",
+            dest_xml=rewrite_domain(live_xml, new_paths, meta),
+            persist_xml=rewrite_domain(conf_xml, new_paths, meta),
+            migrate_disks=tuple(new_paths),
+            keep_shared_disks=any(not d.copy for d in plan.disks),
+            bandwidth_mib_s=plan.bandwidth_mib_s,
+            tls=plan.tls,
+        )
+        # The old disks are written down before the move as well: if this process ends
+        # while libvirt finishes the migration, the next engine removes them (and only if
+        # the VM then runs on the destination without them).
+        for d in plan.copied_disks:
+            if d.source_path:
+                undo.record(Cleanup(CleanupKind.OLD_DISK, src, src_host, job.title,
+                                    vm_uuid=uuid, vm_name=plan.vm.name, vm_home=dest,
+                                    vm_home_uuid=dest_host, path=d.source_path))
+        undo.record(Cleanup(CleanupKind.INCOMING_DOMAIN, dest, dest_host, job.title,
+                            vm_uuid=uuid, vm_name=plan.vm.name, vm_home=src,
+                            vm_home_uuid=src_host))
+        job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
+                      f"Sending {'disks and memory' if new_paths else 'memory'} to "
+                      f"{plan.address} over the '{plan.network}' network")
+        call = run_long(f"migrate-{plan.vm.name}", lambda: src_link.migrate(spec))
+        await self._follow(job, uuid, call)
+        call.result()
+        try:
+            job.downtime_ms = await fleet.call(dest, dest_link.completed_downtime, uuid)
+        except VirtError:
+            job.downtime_ms = None
+
+    async def _make_volumes(self, job: Job, plan: MigrationPlan,
+                            undo: UndoLog) -> dict[str, str]:
+        """Create each copied disk's volume on the destination, each written down first."""
+        fleet, dest = self.fleet, plan.destination
+        link = fleet.link(dest)
+        taken: dict[str, set[str]] = {}
+        new_paths: dict[str, str] = {}
+        for d in plan.copied_disks:
+            sr = d.target_sr
+            assert sr is not None
+            wanted = volume_name_for(d.source_path, d.dev, plan.vm.name, d.format)
+            for _attempt in range(5):
+                if sr not in taken:
+                    taken[sr] = set(await fleet.call(dest, link.volume_names, sr))
+                name = free_volume_name(wanted, taken[sr])
+                taken[sr].add(name)
+                entry = undo.record(Cleanup(
+                    CleanupKind.VOLUME, dest, fleet.host_uuid(dest), job.title,
+                    vm_uuid=plan.vm.uuid, vm_name=plan.vm.name, vm_home=plan.source,
+                    vm_home_uuid=fleet.host_uuid(plan.source), sr=sr, volume=name))
+                try:
+                    path = await fleet.call(dest, link.create_volume, sr, name, d.capacity,
+                                            d.format)
+                except VirtError as exc:
+                    if exc.code != VOLUME_EXISTS:
+                        raise
+                    undo.done(entry)  # someone else's volume took the name: not ours
+                    del taken[sr]
+                    continue
+                undo.amend(entry, path=path)
+                new_paths[d.dev] = path
+                job.messages.append(f"Created {path} on '{dest}'")
+                break
+            else:
+                raise VirtError(f"could not find a free volume name for disk {d.dev} in SR "
+                                f"'{sr}' of '{dest}'")
+        return new_paths
+
+    async def _follow(self, job: Job, uuid: str, call: asyncio.Future[None]) -> None:
+        link = self.fleet.link(job.source)
+        abort_sent = False
+        while not call.done():
+            await asyncio.wait([call], timeout=self.timing.progress_interval)
+            if call.done():
+                break
+            try:
+                _stats, abort_sent = await self.tick(job, link, uuid, abort_sent, call=call)
+            except VirtError:
+                # The source stopped answering; stop waiting for the migration call (it
+                # returns when the source does) and settle the job from where the VM is.
+                call.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise
+
+    async def tick(self, job: Job, link: ServerLink, uuid: str, abort_sent: bool,
+                   call: asyncio.Future[Any] | None = None) -> tuple[dict[str, int], bool]:
+        """One look at the migration the source runs: abort it (once) if the job was
+        cancelled, else report its progress and phase. Returns its statistics ({}: no job
+        any more) and whether the abort is sent. Raises VirtError when the source does not
+        answer within the fleet's deadline (it is then marked lost).
+
+        When `call` (the migration call) returns first, the reading is left to finish on
+        its own: while a migration ends, libvirt holds its domain, and a reading of it (or
+        of another VM on that server, queued behind it) can wait a second or more."""
+        fleet, src = self.fleet, job.source
+        if job.cancel_requested and not abort_sent:
+            try:
+                await fleet.call(src, link.abort_job, uuid)
+                abort_sent = True
+            except VirtError as exc:
+                if exc.raw == STOPPED_ANSWERING:
+                    raise
+                # no job in libvirt yet (or none any more); try again next tick
+        reading = asyncio.ensure_future(fleet.call(src, link.job_stats, uuid))
+        if call is not None:
+            try:
+                await asyncio.wait([reading, call], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not reading.done():
+                    reading.add_done_callback(lambda r: r.cancelled() or r.exception())
+            if not reading.done():
+                return {}, abort_sent
+        stats = await reading
+        if stats and not job.cancel_requested:
+            done, total = progress_from_stats(stats, job.bytes_total)
+            if total:
+                job.progress(done, total)
+            phase = phase_from_stats(stats)
+            if phase is not job.state:
+                job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
+                              else None)
+        return stats, abort_sent
+
+    # ---- the end --------------------------------------------------------------------------
+    async def _finish(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
+        """The VM runs on the destination: what the job made is the VM's; the old disks go."""
+        fleet, src, dest = self.fleet, plan.source, plan.destination
+        undo.keep([e for e in undo.entries if e.kind is not CleanupKind.OLD_DISK])
+        if undo.entries:
+            job.set_state(JobState.FINISHING, "Removing the old disks from the source")
+        else:
+            job.set_state(JobState.FINISHING)
+        left = await self.settler.unwind(undo, job.messages.append)
+        await asyncio.gather(fleet.read(src), fleet.read(dest))
+        message = f"'{plan.vm.name}' now runs on '{dest}'"
+        if left:
+            message += (f"; {len(left)} old disk(s) stay on '{src}' until it can be proven "
+                        "safe to remove them: " + ", ".join(e.path for e in left))
+        job.done(message)
+
+    async def _recover(self, job: Job, plan: MigrationPlan, undo: UndoLog,
+                       exc: Exception) -> bool:
+        """Find out where the VM really runs, then undo what this job made. True when the
+        VM turns out to run on the destination (the move is to be finished)."""
+        fleet = self.fleet
+        uuid, src, dest = plan.vm.uuid, plan.source, plan.destination
+        if not fleet.is_connected(src):
+            job.set_state(job.state, f"Lost the connection to '{src}'; waiting for it to "
+                          f"come back to find out where '{plan.vm.name}' runs")
+        where_src = await fleet.locate(src, uuid, wait=0 if fleet.is_connected(src)
+                                       else self.timing.reconcile_wait)
+        if isinstance(where_src, VmState) and await self._follow_orphaned(job, src, uuid):
+            where_src = await fleet.locate(src, uuid, wait=0)
+        where_dest = await fleet.locate(dest, uuid, wait=0)
+        if where_src in (None, False) and where_dest is VmState.RUNNING:
+            # The VM moved even though the call reported an error (or we lost the source
+            # while it finished): the migration is done.
+            job.set_state(JobState.FINISHING, "The VM runs on the destination")
+            try:
+                job.downtime_ms = await fleet.call(dest, fleet.link(dest).completed_downtime,
+                                                   uuid)
+            except VirtError:
+                job.downtime_ms = None
+            return True
+        if isinstance(where_src, VmState):
+            try:
+                await fleet.call(src, fleet.link(src).resume_if_paused, uuid)
+            except VirtError as err:
+                job.messages.append(f"Could not resume '{plan.vm.name}' on '{src}': {err.raw}")
+        left = await self.settler.unwind(undo, job.messages.append)
+        await asyncio.gather(fleet.read(src), fleet.read(dest))
+        raw = exc.raw if isinstance(exc, VirtError) else (str(exc) if isinstance(
+            exc, DmcFailed | Cancelled) else repr(exc))
+        if where_src is False:
+            job.fail(f"Lost the connection to '{src}' and could not find out where "
+                     f"'{plan.vm.name}' runs. " + _left_note(left, plan.vm.name, src)
+                     + " Check both servers when the connection is back.", raw)
+            return False
+        if where_src is None:
+            job.fail(f"'{plan.vm.name}' is on neither '{src}' nor (running) on '{dest}' any "
+                     "more; check both servers. " + _left_note(left, plan.vm.name, src), raw)
+            return False
+        keeps = f"'{plan.vm.name}' keeps running on '{src}'."
+        later = (" " + _left_note(left, plan.vm.name, src)) if left else ""
+        if isinstance(exc, Cancelled) or job.cancel_requested or (
+            isinstance(exc, VirtError) and exc.code == ABORTED
+        ):
+            job.cancelled(f"Cancelled; {keeps}{later}")
+            return False
+        if isinstance(exc, DmcFailed):
+            job.fail(f"{exc} {keeps}{later}")
+            return False
+        if isinstance(exc, VirtError):
+            f = friendly(exc.code, exc.raw)
+            job.fail(f"{f.message} {keeps}{later}", f.raw)
+            return False
+        job.fail(f"An internal error stopped the job (see details). {keeps}{later}", raw)
+        return False
+
+    async def _follow_orphaned(self, job: Job, src: str, uuid: str) -> bool:
+        """If the source still runs the migration our call lost track of (its connection
+        dropped, the migration did not), follow it to its end. True if there was one, or if
+        the source stopped answering again: either way, where the VM is must be asked anew."""
+        link = self.fleet.link(src)
+        abort_sent = following = False
+        while not self.fleet.closed:
+            try:
+                stats, abort_sent = await self.tick(job, link, uuid, abort_sent)
+            except VirtError:
+                return True
+            if not stats:
+                return following
+            if not following:
+                following = True
+                job.set_state(job.state, f"The connection to '{src}' is back and the "
+                              "migration is still running there; following it")
+            await asyncio.sleep(self.timing.progress_interval)
+        return following
+
+
+def _left_note(left: Iterable[Cleanup], vm_name: str, src: str) -> str:
+    items = list(left)
+    if not items:
+        return "Nothing this job made is left behind."
+    where = sorted({e.server for e in items})
+    what = ", ".join(e.path or e.volume or e.describe() for e in items)
+    return (f"What this job made on {', '.join(repr(w) for w in where)} ({what}) is recorded "
+            "and removed by the next xencenter-lite command or console that can prove "
+            f"'{vm_name}' runs on '{src}'.")
+
+
+def _refuse(job: Job, problems: list[Problem]) -> None:
+    job.fail(" ".join(p.message for p in problems),
+             "\n".join(f"{p.code}: {p.message}" for p in problems))

@@ -1,0 +1,124 @@
+"""What the engine asks of one server: the ServerLink protocol and the data it hands back.
+
+LibvirtLink (virt.connection) is the implementation over a libvirt connection. Every
+method blocks and runs on a worker thread; the engine gives each server a worker of its
+own and a deadline per call. The protocol is all the engine's runners know of a server, so
+a wrapper around a real link can make any one call fail, hang or drop the connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from xencenter_lite.core.metadata import VmMetadata
+from xencenter_lite.core.model import SR, VM, VmState
+
+
+class VirtError(Exception):
+    """A libvirt failure, with libvirt's error code and its raw message."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.raw = message
+
+
+class CopyCancelled(Exception):
+    """A disk copy was stopped before the VM switched to the copy."""
+
+
+@dataclass(frozen=True)
+class HostIdentity:
+    """What libvirt says the host is: the UUID in its capabilities, and its hostname."""
+
+    uuid: str
+    hostname: str
+
+
+@dataclass(frozen=True)
+class ServerReading:
+    """What one server holds, read in one go."""
+
+    hostname: str
+    host_memory: int
+    free_memory: int
+    vms: tuple[VM, ...]
+    srs: tuple[SR, ...]
+
+
+class Removal(Enum):
+    REMOVED = "removed"
+    GONE = "gone"  # libvirt says there is no such volume (after refreshing its pools)
+    IN_USE = "in use"  # a domain on the server refers to it: left alone
+
+
+@dataclass(frozen=True)
+class DiskFiles:
+    """The file disk `dev` of a VM uses, in the running VM and in its persistent
+    definition (None: not running / not persistent / no such disk)."""
+
+    live: str | None
+    persistent: str | None
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    uuid: str
+    dest_uri: str
+    address: str  # the destination's address on the chosen network
+    dest_xml: str
+    persist_xml: str
+    migrate_disks: tuple[str, ...] = ()  # devs to copy; empty = memory only
+    keep_shared_disks: bool = False  # some disks stay on storage proven shared
+    bandwidth_mib_s: int | None = None
+    tls: bool = False
+
+
+class ServerLink(Protocol):
+    """One server, as the engine sees it. Blocking: call from a worker thread."""
+
+    name: str
+    uri: str
+
+    # ---- connection ---------------------------------------------------------------------
+    def open(self) -> HostIdentity: ...
+    def close(self) -> None: ...
+    @property
+    def alive(self) -> bool: ...
+    def watch(self, on_change: Callable[[], None], on_close: Callable[[], None]) -> None: ...
+
+    # ---- reading ------------------------------------------------------------------------
+    def read(self) -> ServerReading: ...
+    def locate(self, uuid: str) -> VmState | None: ...
+    def job_stats(self, uuid: str) -> dict[str, int]: ...
+    def disk_files(self, uuid: str, dev: str) -> DiskFiles: ...
+    def migratable_xml(self, uuid: str, inactive: bool = False) -> str: ...
+
+    # ---- storage ------------------------------------------------------------------------
+    def volume_names(self, sr: str) -> frozenset[str]: ...
+    def create_volume(self, sr: str, name: str, capacity: int, fmt: str) -> str: ...
+    def volume_capacity(self, sr: str, name: str) -> int | None: ...
+    def volume_path(self, sr: str, name: str) -> str | None: ...
+    def volume_in_use(self, path: str) -> bool: ...
+    def remove_volume(self, path: str) -> Removal: ...
+    def remove_volume_named(self, sr: str, name: str) -> Removal: ...
+
+    # ---- domains ------------------------------------------------------------------------
+    def set_metadata(self, uuid: str, meta: VmMetadata) -> None: ...
+    def set_balloon(self, uuid: str, size: int) -> None: ...
+    def balloon_actual(self, uuid: str) -> int: ...
+    def abort_job(self, uuid: str) -> None: ...
+    def resume_if_paused(self, uuid: str) -> None: ...
+    def remove_incoming(self, uuid: str) -> bool: ...
+    def persist_disk(self, uuid: str, dev: str, path: str, fmt: str) -> None: ...
+
+    # ---- long operations (each on a connection of its own) -------------------------------
+    def migrate(self, spec: MigrationSpec) -> None: ...
+    def completed_downtime(self, uuid: str) -> int | None: ...
+    def block_copy(self, uuid: str, dev: str, dest_path: str, fmt: str,
+                   progress: Callable[[int, int], None], cancel: threading.Event,
+                   bandwidth_mib_s: int | None = None) -> None: ...
