@@ -63,9 +63,13 @@ def pattern_intact(path: str, fmt: str, pattern: int = 0x5A, length: str = "4M")
         and bool(re.search(r"read \d+/\d+ bytes", out.stdout))
 
 
-def cli(*args: str, inventory: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def cli_argv(*args: str, inventory: Path) -> list[str]:
     exe = shutil.which("xencenter-lite", path=str(Path(sys.executable).parent)) or "xencenter-lite"
-    return subprocess.run([exe, "--inventory", str(inventory), *args], capture_output=True,
+    return [exe, "--inventory", str(inventory), *args]
+
+
+def cli(*args: str, inventory: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli_argv(*args, inventory=inventory), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -137,3 +141,54 @@ def yields_the_cpu(group: Path) -> bool:
         return (group / "cpu.idle").read_text().strip() == "1"
     knob, least = ("cpu.shares", 2) if (group / "cpu.shares").exists() else ("cpu.weight", 1)
     return int((group / knob).read_text()) == least
+
+
+def host_path(state_dir: Path, server: str, path: str) -> Path:
+    """Where a file a lab server sees at `path` is on this machine: each server's
+    /var/lib/libvirt is its own directory of the lab's state."""
+    inside = "/var/lib/libvirt/"
+    if path.startswith(inside):
+        return state_dir / "hosts" / server / "lib" / path[len(inside):]
+    return Path(path)
+
+
+def fill_pattern(path: Path, fmt: str, pattern: int = 0x5A, length: str = "4M") -> None:
+    """Write the lab's test pattern over the start of a disk image (not in use)."""
+    subprocess.run(["qemu-io", "-f", fmt, "-c", f"write -P 0x{pattern:x} 0 {length}", str(path)],
+                   check=True, capture_output=True, text=True)
+
+
+def default_pool(uri: str) -> None:
+    """virt-install's and virt-manager's `default` pool (/var/lib/libvirt/images), as they
+    make it on a host that has none."""
+    if "default" in virsh(uri, "pool-list", "--all", "--name").split():
+        return
+    virsh(uri, "pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images")
+    virsh(uri, "pool-build", "default")
+    virsh(uri, "pool-start", "default")
+    virsh(uri, "pool-autostart", "default")
+
+
+def virt_install(uri: str, name: str, *disks: str, memory_mib: int = 64) -> str:
+    """A VM made the way sysadmins make them: virt-install --import of existing volumes
+    (`--disk vol=POOL/VOLUME`), no network (the lab's servers have none), no graphics,
+    running TCG. Returns its UUID."""
+    argv = ["virt-install", "--connect", uri, "--name", name, "--memory", str(memory_mib),
+            "--vcpus", "1", "--import", "--osinfo", "detect=on,require=off",
+            "--network", "none", "--graphics", "none", "--noautoconsole", "--virt-type", "qemu"]
+    for d in disks:
+        argv += ["--disk", d]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return virsh(uri, "domuuid", name).strip()
+
+
+def remove_vm(uri: str, name: str) -> None:
+    """Destroy and undefine a test VM with its storage, wherever it got to."""
+    subprocess.run(["virsh", "-c", uri, "destroy", name], capture_output=True)
+    subprocess.run(["virsh", "-c", uri, "undefine", name, "--remove-all-storage",
+                    "--snapshots-metadata"], capture_output=True)
+
+
+def domains(uri: str) -> list[str]:
+    return virsh(uri, "list", "--all", "--name").split()

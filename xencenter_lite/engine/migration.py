@@ -376,7 +376,9 @@ class MigrationRunner:
 
 
 def _left_note(left: Iterable[Cleanup], vm_name: str, src: str) -> str:
-    items = list(left)
+    # The old disks are written down too, but were not made by the job: they are removed
+    # only if the VM turns out to run on the destination, so they are not named here.
+    items = [e for e in left if e.kind is not CleanupKind.OLD_DISK]
     if not items:
         return "Nothing this job made is left behind."
     where = sorted({e.server for e in items})

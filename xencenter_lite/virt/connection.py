@@ -292,9 +292,17 @@ class LibvirtLink:
             free_memory = int(conn.getFreeMemory())
             srs = self._read_srs(conn, refresh_pools)
             parsed: dict[str, DomainXml] = {}
-            vms = tuple(self._read_vm(conn, dom, srs, parsed) for dom in conn.listAllDomains())
+            vms = []
+            for dom in conn.listAllDomains():
+                try:
+                    vms.append(self._read_vm(conn, dom, srs, parsed))
+                except libvirt.libvirtError as exc:
+                    # A domain that went away while we looked (the end of a migration, an
+                    # incoming copy removed) is simply not there any more.
+                    if _code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
         self._parsed = parsed
-        return ServerReading(hostname, host_memory, free_memory, vms, srs)
+        return ServerReading(hostname, host_memory, free_memory, tuple(vms), srs)
 
     def _read_srs(self, conn: libvirt.virConnect, refresh: bool) -> tuple[SR, ...]:
         out = []

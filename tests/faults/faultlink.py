@@ -1,0 +1,163 @@
+"""A real link with one call made to go wrong: the middle tier between the pure core and
+the lab.
+
+FaultLink wraps the engine's real LibvirtLink (the libvirt test driver's, or a lab
+server's) and counts every call the engine makes on it. When the armed call comes, it is
+made to:
+
+- fail: the server refuses it (nothing is done; libvirt's internal-error code);
+- hang: it waits longer than the engine's deadline, then goes through after all (a server
+  that answers late: the engine has given up on it by then);
+- drop: it is done, but the answer is lost with the connection (the worst case of a cut
+  link); every later call on that connection fails too, and `alive` says so, until the
+  engine opens a new one;
+- bug: it raises an exception that is not a libvirt error (a bug in the product).
+
+Nothing here pretends to be libvirt: every call that goes through is the real one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xencenter_lite.core.inventory import ServerConfig
+from xencenter_lite.virt import LibvirtLink, ServerLink, VirtError
+
+FAIL, HANG, DROP, BUG = "fail", "hang", "drop", "bug"
+KINDS = (FAIL, HANG, DROP)
+INTERNAL_ERROR = 1  # VIR_ERR_INTERNAL_ERROR
+SYSTEM_ERROR = 38  # VIR_ERR_SYSTEM_ERROR: what a dropped connection gives
+
+
+class InjectedBug(RuntimeError):
+    """Stands for a bug in the product: not a libvirt error."""
+
+
+@dataclass(frozen=True)
+class Call:
+    role: str  # "source", "destination" (or "server" for a disk move)
+    method: str
+    occurrence: int  # the n-th call of `method` on that server since the plan was armed
+
+    def __str__(self) -> str:
+        return f"{self.role}.{self.method}#{self.occurrence}"
+
+
+@dataclass
+class FaultPlan:
+    """Which call goes wrong, and how; and a trace of the calls made while armed."""
+
+    roles: dict[str, str] = field(default_factory=dict)  # server name -> role
+    target: Call | None = None
+    kind: str = FAIL
+    hang: float = 2.5  # seconds a hung call waits before it goes through
+    armed: bool = False
+    fired: bool = False
+    trace: list[Call] = field(default_factory=list)
+    _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    hung_until: float = 0.0  # monotonic time the hung call goes through
+
+    def arm(self, target: Call | None = None, kind: str = FAIL) -> None:
+        with self._lock:
+            self.target, self.kind = target, kind
+            self.armed, self.fired = True, False
+            self.trace.clear()
+            self._counts.clear()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.armed = False
+
+    def hit(self, server: str, method: str) -> str | None:
+        """Count the call; the kind of fault if it is the armed one."""
+        with self._lock:
+            if not self.armed:
+                return None
+            role = self.roles.get(server, server)
+            self._counts[(role, method)] += 1
+            call = Call(role, method, self._counts[(role, method)])
+            self.trace.append(call)
+            if not self.fired and call == self.target:
+                self.fired = True
+                if self.kind == HANG:
+                    self.hung_until = time.monotonic() + self.hang
+                return self.kind
+            return None
+
+
+# Methods that are not calls on the server.
+_LOCAL = frozenset({"close"})
+
+
+class FaultLink:
+    """A ServerLink that passes every call to a real one, except the armed call."""
+
+    def __init__(self, real: LibvirtLink, plan: FaultPlan) -> None:
+        self._real = real
+        self._plan = plan
+        self.name = real.name
+        self.uri = real.uri
+        self._dropped = False
+        self._on_close: Callable[[], None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return not self._dropped and self._real.alive
+
+    def open(self) -> Any:
+        self._dropped = False  # a new connection
+        return self._call("open", self._real.open)
+
+    def close(self) -> None:
+        self._real.close()
+
+    def watch(self, on_change: Callable[[], None], on_close: Callable[[], None]) -> None:
+        self._on_close = on_close
+        self._call("watch", self._real.watch, on_change, on_close)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._real, name)
+        if name.startswith("_") or name in _LOCAL or not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, target, *args, **kwargs)
+
+        return call
+
+    def _call(self, method: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._dropped:
+            raise VirtError("internal error: client socket is closed", INTERNAL_ERROR)
+        kind = self._plan.hit(self.name, method)
+        if kind is None:
+            return target(*args, **kwargs)
+        if kind == FAIL:
+            raise VirtError(f"internal error: injected failure of {method}", INTERNAL_ERROR)
+        if kind == BUG:
+            raise InjectedBug(f"injected bug in {method}")
+        if kind == HANG:
+            time.sleep(self._plan.hang)
+            return target(*args, **kwargs)
+        # DROP: the server does it; the answer is lost with the connection.
+        try:
+            target(*args, **kwargs)
+        finally:
+            self._dropped = True
+            if self._on_close is not None:
+                self._on_close()
+        raise VirtError("End of file while reading data: Input/output error", SYSTEM_ERROR)
+
+
+def fault_links(plan: FaultPlan) -> Callable[[ServerConfig], ServerLink]:
+    """A link factory for Engine(link_factory=...): every server's link is a FaultLink."""
+
+    def make(config: ServerConfig) -> ServerLink:
+        return FaultLink(LibvirtLink(config.name, config.uri), plan)  # type: ignore[return-value]
+
+    return make
