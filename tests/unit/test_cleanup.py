@@ -106,6 +106,10 @@ def test_an_incoming_domain_goes_only_once_the_vm_is_proven_at_home() -> None:
     assert verdict(c, Facts(Place(True, DEST), at_home())) is Verdict.DROP
     both = decide(c, Facts(Place(True, DEST, RUNNING), at_home()))
     assert both.verdict is Verdict.WAIT and "runs on both" in both.reason
+    # The migration ended after all: the "incomplete copy" is the VM.
+    moved = decide(c, Facts(Place(True, DEST, RUNNING), at_home(GONE)))
+    assert moved.verdict is Verdict.DROP and "runs on 'lab-b1'" in moved.reason
+    assert verdict(c, Facts(Place(True, DEST, RUNNING), Place(False))) is Verdict.WAIT
 
 
 def test_the_same_host_under_two_names_is_never_touched() -> None:

@@ -181,6 +181,11 @@ def decide(c: Cleanup, f: Facts) -> Decision:
         return Decision(Verdict.ACT)
 
     if c.kind is CleanupKind.INCOMING_DOMAIN:
+        home = f.home
+        if (here.state is VmState.RUNNING and not here.job and home is not None
+                and home.reachable and home.state is None):
+            return Decision(Verdict.DROP, f"the migration ended: '{c.vm_name}' runs on "
+                            f"'{c.server}'")
         blocked = _vm_at_home(c, f)
         if blocked is not None:
             return blocked

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ABORTED = 78
+VOLUME_EXISTS = 90  # VIR_ERR_STORAGE_VOL_EXIST
 # What the engine reports when a server let a call wait longer than it waits for one.
 STOPPED_ANSWERING = "the server stopped answering"
 
@@ -76,3 +77,9 @@ def friendly(code: int | None, raw: str, context: str = "") -> FriendlyError:
     if context:
         message = f"{context}: {message}"
     return FriendlyError(message, raw, code)
+
+
+def is_volume_exists(code: int | None, raw: str) -> bool:
+    """libvirt refused to create a volume because one of that name is there (the storage
+    driver says so by code; the test driver only in words)."""
+    return code == VOLUME_EXISTS or "already exists" in raw.lower()

@@ -127,6 +127,20 @@ class Fleet:
             raise VirtError(STOPPED_ANSWERING) from None
         except RuntimeError as exc:  # the worker was retired under the call
             raise VirtError(f"not connected to {name} ({exc})") from None
+        except VirtError:
+            # A failed call may be the call's fault or the connection's: a connection that
+            # is gone is given up on now, not at the next reading.
+            if st.worker is worker and st.connected and not await self._still_alive(st):
+                self.lost(name, "connection lost")
+            raise
+
+    async def _still_alive(self, st: ServerState) -> bool:
+        link = st.link
+        try:
+            return await asyncio.wait_for(st.worker.submit(lambda: link.alive),
+                                          self.answer_timeout)
+        except (TimeoutError, RuntimeError):
+            return False
 
     async def alive(self, name: str) -> bool:
         """Whether the server's connection still stands (a failed call may be the call's

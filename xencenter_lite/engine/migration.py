@@ -19,7 +19,7 @@ from typing import Any
 from xencenter_lite.core.checks import Problem, blocking, check_plans
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
 from xencenter_lite.core.domxml import rewrite_domain
-from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly
+from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly, is_volume_exists
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import (
@@ -38,8 +38,6 @@ from xencenter_lite.engine.worker import run_long
 from xencenter_lite.virt import MigrationSpec, ServerLink, VirtError
 
 log = logging.getLogger(__name__)
-
-VOLUME_EXISTS = 90  # VIR_ERR_STORAGE_VOL_EXIST: the name is someone else's now
 
 
 class Cancelled(Exception):
@@ -210,7 +208,7 @@ class MigrationRunner:
                     path = await fleet.call(dest, link.create_volume, sr, name, d.capacity,
                                             d.format)
                 except VirtError as exc:
-                    if exc.code != VOLUME_EXISTS:
+                    if not is_volume_exists(exc.code, exc.raw):
                         raise
                     undo.done(entry)  # someone else's volume took the name: not ours
                     del taken[sr]
@@ -225,7 +223,8 @@ class MigrationRunner:
         return new_paths
 
     async def _follow(self, job: Job, uuid: str, call: asyncio.Future[None]) -> None:
-        link = self.fleet.link(job.source)
+        fleet, src = self.fleet, job.source
+        link = fleet.link(src)
         abort_sent = False
         while not call.done():
             await asyncio.wait([call], timeout=self.timing.progress_interval)
@@ -234,6 +233,8 @@ class MigrationRunner:
             try:
                 _stats, abort_sent = await self.tick(job, link, uuid, abort_sent, call=call)
             except VirtError:
+                if fleet.is_connected(src) and await fleet.alive(src):
+                    continue  # one look failed; the source answers: the migration goes on
                 # The source stopped answering; stop waiting for the migration call (it
                 # returns when the source does) and settle the job from where the VM is.
                 call.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -304,11 +305,7 @@ class MigrationRunner:
         if not fleet.is_connected(src):
             job.set_state(job.state, f"Lost the connection to '{src}'; waiting for it to "
                           f"come back to find out where '{plan.vm.name}' runs")
-        where_src = await fleet.locate(src, uuid, wait=0 if fleet.is_connected(src)
-                                       else self.timing.reconcile_wait)
-        if isinstance(where_src, VmState) and await self._follow_orphaned(job, src, uuid):
-            where_src = await fleet.locate(src, uuid, wait=0)
-        where_dest = await fleet.locate(dest, uuid, wait=0)
+        where_src, where_dest = await self._whereabouts(job, src, dest, uuid)
         if where_src in (None, False) and where_dest is VmState.RUNNING:
             # The VM moved even though the call reported an error (or we lost the source
             # while it finished): the migration is done.
@@ -353,6 +350,28 @@ class MigrationRunner:
             return False
         job.fail(f"An internal error stopped the job (see details). {keeps}{later}", raw)
         return False
+
+    async def _whereabouts(self, job: Job, src: str, dest: str, uuid: str
+                           ) -> tuple[VmState | bool | None, VmState | bool | None]:
+        """Where the VM is on the source and on the destination, once that is settled: a
+        source that does not answer is waited for (reconcile_wait), a migration still
+        running there is followed to its end, and one that is ending (the VM gone from the
+        source, its copy not yet resumed on the destination) is given a moment."""
+        fleet = self.fleet
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.timing.reconcile_wait
+        while True:
+            where_src = await fleet.locate(src, uuid, wait=max(0.0, end - loop.time()))
+            if isinstance(where_src, VmState):
+                # Still there: follow a migration libvirt still runs to its end, then look
+                # again (it may have ended, the VM gone, while we looked for a job).
+                await self._follow_orphaned(job, src, uuid)
+                where_src = await fleet.locate(src, uuid, wait=0)
+            where_dest = await fleet.locate(dest, uuid, wait=0)
+            ending = where_src is None and where_dest in (VmState.PAUSED, VmState.OTHER)
+            if not ending or loop.time() >= end or fleet.closed:
+                return where_src, where_dest
+            await asyncio.sleep(0.25)
 
     async def _follow_orphaned(self, job: Job, src: str, uuid: str) -> bool:
         """If the source still runs the migration our call lost track of (its connection

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import itertools
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -184,6 +185,22 @@ def _one_at_a_time(method: F) -> F:
 def _code(exc: libvirt.libvirtError) -> int | None:
     code = exc.get_error_code()
     return int(code) if code is not None else None
+
+
+def _refresh(pool: libvirt.virStoragePool) -> None:
+    """Refresh a pool (files made outside libvirt appear). libvirt refuses while a volume
+    of the pool is being created or removed ("has asynchronous jobs running"): wait a
+    little, then go on without (the volumes libvirt itself made are listed anyway). Any
+    other failure (the connection) raises."""
+    for attempt in range(10):
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            if "asynchronous jobs" not in (exc.get_error_message() or ""):
+                raise virt_error(exc) from exc
+        if attempt < 9:
+            time.sleep(0.1)
 
 
 def host_uuid_of(capabilities: str) -> str:
@@ -425,8 +442,7 @@ class LibvirtLink:
                 if _code(exc) != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     raise virt_error(exc) from exc
             if attempt == 0:
-                with virt_errors():
-                    pool.refresh(0)
+                _refresh(pool)
         return None
 
     def _volume_at(self, path: str) -> libvirt.virStorageVol | None:
@@ -445,17 +461,17 @@ class LibvirtLink:
                         libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
                 for pool in pools:
                     try:
-                        pool.refresh(0)
-                    except libvirt.libvirtError as exc:
-                        if _code(exc) != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                            raise virt_error(exc) from exc
+                        _refresh(pool)
+                    except VirtError as exc:
+                        if exc.code != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                            raise
         return None
 
     @_one_at_a_time
     def volume_names(self, sr: str) -> frozenset[str]:
         pool = self._pool(sr)
+        _refresh(pool)
         with virt_errors():
-            pool.refresh(0)
             return frozenset(pool.listVolumes())
 
     @_one_at_a_time

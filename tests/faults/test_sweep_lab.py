@@ -1,0 +1,137 @@
+"""The fault sweep on real servers: a storage migration, a memory-only migration and a
+live disk move, and a storage migration and a disk move cancelled once data moves (so the
+roll-back's own calls are swept too), each with every call it makes failing, hanging past
+the engine's deadline, or losing its answer with the connection. See sweep.py for what is
+checked after each.
+
+The guests are small VMs made by virt-install (no OS: SeaBIOS waits), so a run takes about
+a second. With XCL_FAULT_REPORT_DIR set, every outcome and the tally are kept there
+(scripts/faults_report.py writes docs/faults.md from them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.faultlink import KINDS
+from tests.faults.sweep import JobSpec, Outcome, sweep, tally, write_report
+from tests.labtools import fill_pattern, host_path, remove_vm, virsh, virt_install
+from xencenter_lite.core.inventory import load_inventory
+from xencenter_lite.core.plan import MigrationRequest
+from xencenter_lite.engine import Engine
+
+pytestmark = pytest.mark.lab
+
+GUESTS = {  # name: (server, SR)
+    "sw-storage": ("lab-a1", "Local storage"),
+    "sw-memory": ("lab-a1", "Shared storage"),
+    "sw-disk": ("lab-b1", "Local storage"),
+    "sw-cancel": ("lab-a2", "Local storage"),
+    "sw-dcancel": ("lab-b1", "Local storage"),
+}
+
+
+def _sr_path(uri: str, sr: str) -> str:
+    return virsh(uri, "pool-dumpxml", sr).split("<path>", 1)[1].split("</path>", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def guests(lab_inventory: Path, state_dir: Path) -> Iterator[dict[str, str]]:
+    uris = {s.name: s.uri for s in load_inventory(lab_inventory).servers}
+    for name, (server, sr) in GUESTS.items():
+        for uri in uris.values():
+            remove_vm(uri, name)
+        volume = f"{name}.qcow2"
+        virsh(uris[server], "vol-create-as", sr, volume, "16M", "--format", "qcow2")
+        fill_pattern(host_path(state_dir, server, f"{_sr_path(uris[server], sr)}/{volume}"),
+                     "qcow2")
+        virt_install(uris[server], name, f"vol={sr}/{volume}", memory_mib=32)
+    yield uris
+    for name in GUESTS:
+        for uri in uris.values():
+            remove_vm(uri, name)
+
+
+def _cancel_once_sending(engine: Engine, job: Any) -> None:
+    """The operator presses Cancel once data moves: the sweep then covers the roll-back."""
+    async def cancel() -> None:
+        while job.bytes_done == 0 and not job.state.finished:
+            await asyncio.sleep(0.05)
+        await engine.cancel(job)
+
+    _background.add(asyncio.ensure_future(cancel()))
+
+
+_background: set[Any] = set()
+
+
+def _migration(name: str, uris: dict[str, str], pair: tuple[str, str], sr: str | None,
+               label: str, cancelled: bool = False) -> JobSpec:
+    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
+        dest = pair[1] if server == pair[0] else pair[0]
+        jobs = engine.migrate([MigrationRequest((server, uuid), dest, sr=sr,
+                                                bandwidth_mib_s=1 if cancelled else None)])
+        if cancelled:
+            _cancel_once_sending(engine, jobs[0])
+        return jobs
+
+    return JobSpec(label, name, uris, start,
+                   lambda server: pair[1] if server == pair[0] else pair[0],
+                   expect="cancelled" if cancelled else "done")
+
+
+def _disk_move(name: str, uris: dict[str, str], cancelled: bool = False) -> JobSpec:
+    srs = ("Local storage", "Fast storage")
+
+    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
+        vm = engine.snapshot().vm((server, uuid))
+        assert vm is not None and vm.hard_disks
+        disk = vm.hard_disks[0]
+        to = srs[1] if disk.sr == srs[0] else srs[0]
+        job = engine.move_disk((server, uuid), disk.dev, to,
+                               bandwidth_mib_s=1 if cancelled else None)
+        if cancelled:
+            _cancel_once_sending(engine, job)
+        return [job]
+
+    return JobSpec("cancelled disk move" if cancelled else "disk move", name, uris, start,
+                   lambda server: server, expect="cancelled" if cancelled else "done")
+
+
+def test_every_call_of_three_jobs_going_wrong_loses_nothing(
+        lab_inventory: Path, guests: dict[str, str], run: Any, tmp_path: Path) -> None:
+    inventory = load_inventory(lab_inventory)
+    specs = [
+        _migration("sw-storage", guests, ("lab-a1", "lab-b1"), "Local storage",
+                   "storage migration"),
+        _migration("sw-memory", guests, ("lab-a1", "lab-a2"), None, "memory-only migration"),
+        _disk_move("sw-disk", guests),
+        _migration("sw-cancel", guests, ("lab-a2", "lab-b1"), "Local storage",
+                   "cancelled storage migration", cancelled=True),
+        _disk_move("sw-dcancel", guests, cancelled=True),
+    ]
+    seen: list[Outcome] = []
+
+    def report(outcome: Outcome) -> None:
+        seen.append(outcome)
+
+    async def all_three() -> list[list[Outcome]]:
+        # A guest per job, engines of their own: the sweeps run side by side.
+        return await asyncio.gather(*(sweep(inventory, spec, KINDS, tmp_path / spec.vm, report)
+                                      for spec in specs))
+
+    results = run(all_three(), 1500)
+    outcomes = [o for r in results for o in r]
+    summary = tally(outcomes)
+    write_report("lab", summary, [o.to_json() for o in outcomes])
+    assert summary["with_problems"] == [], summary["with_problems"]
+    # The sweep really went wrong in each job at every kind of fault.
+    for spec in specs:
+        for kind in KINDS:
+            fired = [o for o in outcomes if o.job == spec.name and o.kind == kind and o.fired]
+            assert len(fired) >= 5, (spec.name, kind, len(fired))
