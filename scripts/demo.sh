@@ -5,7 +5,12 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
-inventory=$(xencenter-lite lab up | tee /dev/stderr | tail -n 1)
+# lab up prints its progress, then the inventory's path last. (Not `tee /dev/stderr`: when
+# the demo's output goes to a file, that reopens the file and writes over its start.)
+up=$(mktemp)
+trap 'rm -f "$up"' EXIT
+xencenter-lite lab up | tee "$up"
+inventory=$(tail -n 1 "$up")
 export XENCENTER_LITE_INVENTORY="$inventory"
 echo
 echo "== The lab ($inventory)"
@@ -21,6 +26,19 @@ src=$(where web-1)
 dst=$([ "$src" = lab-a1 ] && echo lab-a2 || echo lab-a1)
 echo; echo "== Memory-only live migration of web-1: $src -> $dst"
 xencenter-lite migrate web-1 --to "$dst"
+
+# Servers are known by what libvirt says they are: an inventory entry that reaches lab-a1
+# again under another name (here the same socket, written another way) is refused.
+echo; echo "== The same server under two names is refused (its host UUID gives it away)"
+twice=$(mktemp)
+trap 'rm -f "$up" "$twice"' EXIT
+a1=$(python3 -c 'import sys, tomllib
+inv = tomllib.load(open(sys.argv[1], "rb"))
+print(next(s["uri"] for s in inv["servers"] if s["name"] == "lab-a1"))' "$inventory")
+{ cat "$inventory"; printf '\n[[servers]]\nname = "lab-a1-again"\nuri = "%s"\n' \
+    "${a1/run\/libvirt-sock/run\/.\/libvirt-sock}"; } > "$twice"
+xencenter-lite --inventory "$twice" list | grep -E '^lab-a1-again' || true
+xencenter-lite --inventory "$twice" precheck web-1 --to lab-a1-again || true
 
 # Refused before anything moves: the small SR cannot hold db-1's disks.
 echo; echo "== A migration the checks refuse (nothing moves)"

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from xencenter_lite.lab import run_lab_command
 
         return run_lab_command(args.action, Path(args.config) if args.config else None)
+    # What the engine logs as a warning (a server that cannot be reached, one listed twice)
+    # is said once, as the command's own words; the rest stays quiet.
+    logging.basicConfig(level=logging.WARNING, format="xencenter-lite: %(message)s")
     try:
         inventory = load_inventory(resolve_inventory_path(args.inventory))
     except InventoryError as exc:
@@ -284,11 +288,13 @@ def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
 
 
 def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
+    over = (f"over '{plan.network}' {plan.address}" if plan.network and plan.address
+            else "(no migration network)")
     out.write(f"{plan.vm.name}: {plan.source} → {plan.destination} ({plan.kind.value} live "
-              f"migration over '{plan.network}' {plan.address or ''})\n")
+              f"migration {over})\n")
     for d in plan.disks:
         if d.copy:
-            out.write(f"  {d.dev}: {d.source_sr} → {d.target_sr} "
+            out.write(f"  {d.dev}: {d.source_sr} → {d.target_sr or '(no SR)'} "
                       f"({format_bytes(d.capacity)} copied)\n")
         else:
             out.write(f"  {d.dev}: stays on {d.source_sr}\n")

@@ -140,6 +140,6 @@ class SharingProofs:
             if left:
                 log.warning("the probe volume %s is left on %s until it can be removed",
                             volume, first.server)
-        log.info("SR '%s' of pool '%s' (%s on %s): %s", name, pool, path,
+        log.debug("SR '%s' of pool '%s' (%s on %s): %s", name, pool, path,
                  ", ".join(m.server for m in members), verdict.value)
         return verdict
