@@ -289,3 +289,27 @@ def test_hang_and_drop_are_what_they_say(fleet: DriverFleet) -> None:
     link.open()
     assert link.alive and "lost.raw" in link.volume_names(fleet.fast)
     plan.disarm()
+
+
+def test_a_member_that_connects_again_is_probed_again(fleet: DriverFleet, run: Any,
+                                                      tmp_path: Path) -> None:
+    """A verdict holds for the connection it was proven on: a member that comes back (it
+    may have been remounted, or replaced) is proven again."""
+    from tests.conftest import until
+
+    plan = FaultPlan(roles={"td-a": "first", "td-b": "second"})
+    engine = _engine(fleet, plan, tmp_path / "state")
+    run(engine.start())  # watching: lost servers are connected again
+    try:
+        assert engine.snapshot().sr("td-b", fleet.local).sharing is Sharing.VERIFIED
+        plan.arm()  # record the calls from here on
+        engine.fleet.lost("td-b", "connection lost")
+        assert engine.snapshot().sr("td-a", fleet.local).sharing is not Sharing.VERIFIED
+        run(until(lambda: engine.snapshot().servers["td-b"].connected, timeout=10))
+        run(until(lambda: engine.snapshot().sr("td-a", fleet.local).sharing
+                  is Sharing.VERIFIED, timeout=10))
+        probed = [c.method for c in plan.trace]
+        assert "create_volume" in probed and "volume_capacity" in probed, probed
+    finally:
+        plan.disarm()
+        run(engine.close())

@@ -252,6 +252,47 @@ def test_add_server_connects_the_new_server(qtbot: Any, run: Any, lab_inventory:
         run(own.close())
 
 
+def test_add_server_refuses_a_server_already_there_under_another_name(
+        qtbot: Any, run: Any, lab_inventory: Path, tmp_path: Path) -> None:
+    """It connects before it writes, and asks the host what it is: the same host under
+    another name (here the same socket written another way) is refused, naming the entry
+    it duplicates; one that cannot be reached is said so, and added only on a second OK."""
+    b1 = load_inventory(lab_inventory).server("lab-b1")
+    assert b1 is not None
+    path = tmp_path / "inventory.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [[servers]]
+        name = "lab-b1"
+        uri = "{b1.uri}"
+        """))
+    before = path.read_text()
+    own = Engine(load_inventory(path))
+    run(own.start(watch=False))
+    try:
+        win = MainWindow(own)
+        qtbot.addWidget(win)
+        dialog = win.add_server()
+        dialog.name.setText("lab-b1-again")
+        dialog.uri.setText(b1.uri.replace("/run/libvirt-sock", "/run/./libvirt-sock"))
+        dialog.accept()
+        run(until(lambda: dialog.error.text() != ""))
+        assert dialog.error.text().startswith("URI: this is the server 'lab-b1' (host UUID ")
+        assert path.read_text() == before and dialog.isVisible()
+
+        dialog.name.setText("lab-z9")
+        dialog.uri.setText("qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+        dialog.accept()
+        run(until(lambda: "cannot connect" in dialog.error.text()))
+        assert "press OK again to add it anyway" in dialog.error.text()
+        assert path.read_text() == before
+        dialog.accept()  # the operator insists: added, shown disconnected
+        run(until(lambda: "lab-z9" in own.snapshot().servers))
+        assert load_inventory(path).server("lab-z9") is not None
+        assert not own.snapshot().servers["lab-z9"].connected
+    finally:
+        run(own.close())
+
+
 def test_console_starts_and_stops_with_the_window(lab_inventory: Path) -> None:
     script = textwrap.dedent(f"""
         import sys

@@ -155,8 +155,7 @@ class Engine:
         await self.fleet.poll_forever_with(self._each_poll)
 
     async def _each_poll(self) -> None:
-        if self.settler.pending():
-            await self.settler.settle_pending()
+        await self.settler.settle_pending()
 
     def _server_connected(self, name: str) -> None:
         if not self._started:

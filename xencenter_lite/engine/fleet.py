@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from xencenter_lite.core.errors import STOPPED_ANSWERING, friendly
 from xencenter_lite.core.inventory import InventoryConfig, ServerConfig, redact_uri
 from xencenter_lite.core.model import SR, VM, Network, Pool, Server, Sharing, Snapshot, VmState
-from xencenter_lite.engine.worker import Worker
+from xencenter_lite.engine.worker import Worker, WorkerRetired
 from xencenter_lite.virt import HostIdentity, ServerLink, ServerReading, VirtError
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Fleet:
         worker = st.worker
         try:
             fut = worker.submit(lambda: fn(*args))
-        except RuntimeError:
+        except WorkerRetired:
             raise VirtError(f"not connected to {name}") from None
         try:
             return await asyncio.wait_for(fut, self.answer_timeout if timeout is None
@@ -125,7 +125,7 @@ class Fleet:
             if st.worker is worker:
                 self.lost(name, "stopped answering")
             raise VirtError(STOPPED_ANSWERING) from None
-        except RuntimeError as exc:  # the worker was retired under the call
+        except WorkerRetired as exc:  # the worker was retired under the call
             raise VirtError(f"not connected to {name} ({exc})") from None
         except VirtError:
             # A failed call may be the call's fault or the connection's: a connection that
@@ -139,7 +139,7 @@ class Fleet:
         try:
             return await asyncio.wait_for(st.worker.submit(lambda: link.alive),
                                           self.answer_timeout)
-        except (TimeoutError, RuntimeError):
+        except (TimeoutError, WorkerRetired):
             return False
 
     async def alive(self, name: str) -> bool:

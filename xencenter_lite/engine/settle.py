@@ -164,8 +164,10 @@ class Settler:
         return _OwnedLog(self)
 
     async def settle_pending(self) -> None:
-        """Finish what ended jobs left, where the servers now answer."""
+        """Finish what ended jobs left, where the servers now answer (those of this
+        engine, and of any engine that has ended since: a command that died, say)."""
         async with self._lock:
+            self.store.adopt()
             for entry in self.store.entries():
                 if entry.id in self.owned:
                     continue

@@ -21,6 +21,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class WorkerRetired(RuntimeError):
+    """The server's worker was given up on: the call was not made."""
+
+
 class Worker:
     """Runs the calls given to it one after another on a thread of its own."""
 
@@ -34,7 +38,7 @@ class Worker:
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue `fn`; its result (or exception) arrives on the running loop's future."""
         if self._retired:
-            raise RuntimeError(f"the worker of {self.name} is retired")
+            raise WorkerRetired(f"the worker of {self.name} is retired")
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=f"libvirt-{self.name}",
                                             daemon=True)
@@ -64,7 +68,7 @@ class Worker:
                     except queue.Empty:
                         return
                     if rest is not None and rest[1].set_running_or_notify_cancel():
-                        rest[1].set_exception(RuntimeError(f"{self.name} was given up on"))
+                        rest[1].set_exception(WorkerRetired(f"{self.name} was given up on"))
             fn, fut = item
             if not fut.set_running_or_notify_cancel():
                 continue

@@ -5,6 +5,7 @@ together by bridges in a "switch" namespace. Nothing here imports libvirt: the l
 libvirtd with `virsh`, like an administrator would.
 """
 
+from xencenter_lite.core.inventory import PoolConfig
 from xencenter_lite.lab.cli import run_lab_command
 from xencenter_lite.lab.config import (
     DEFAULT_CONFIG_PATH,
@@ -12,7 +13,6 @@ from xencenter_lite.lab.config import (
     GuestConfig,
     LabConfig,
     NetworkConfig,
-    PoolConfig,
     ServerConfig,
     SrConfig,
     load_lab_config,
