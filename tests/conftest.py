@@ -118,6 +118,19 @@ def engine(lab_inventory: Path, loop: asyncio.AbstractEventLoop) -> Iterator[Any
     _complete(loop, eng.close())
 
 
+@pytest.fixture
+def restored(engine: Any, run: Any) -> Iterator[None]:
+    """For a test that stops a server: afterwards the session's engine is connected again
+    to every server at once, not at its next retry (up to 30 s later), so the tests after
+    it find the fleet as they expect."""
+    yield
+    for name, server in engine.snapshot().servers.items():
+        if not server.connected:
+            run(engine.reconnect(name), 60)
+    run(until(lambda: all(s.connected for s in engine.snapshot().servers.values()),
+              timeout=60), 70)
+
+
 async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
     """Wait on the running loop until `predicate()` is true (Qt and asyncio keep running)."""
     loop = asyncio.get_running_loop()

@@ -192,3 +192,17 @@ def remove_vm(uri: str, name: str) -> None:
 
 def domains(uri: str) -> list[str]:
     return virsh(uri, "list", "--all", "--name").split()
+
+
+def sr_path(uri: str, sr: str) -> str:
+    """The directory of SR (storage pool) `sr`, as the server sees it."""
+    return virsh(uri, "pool-dumpxml", sr).split("<path>", 1)[1].split("</path>", 1)[0]
+
+
+def where_defined(uris: dict[str, str], name: str) -> list[tuple[str, str]]:
+    """(server, state) of every domain called `name`, asked of libvirt directly."""
+    out = []
+    for server, uri in uris.items():
+        if name in domains(uri):
+            out.append((server, virsh(uri, "domstate", name).strip()))
+    return out

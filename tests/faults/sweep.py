@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.faultlink import Call, FaultPlan, fault_links
-from tests.labtools import domains, pattern_intact, virsh
+from tests.labtools import pattern_intact, virsh, where_defined
 from xencenter_lite.core.domxml import parse_domain
 from xencenter_lite.core.inventory import InventoryConfig
 from xencenter_lite.core.jobs import Job
@@ -79,14 +79,6 @@ def sweep_targets(trace: list[Call]) -> list[Call]:
     return out
 
 
-def vm_place(uris: dict[str, str], name: str) -> list[tuple[str, str]]:
-    out = []
-    for server, uri in uris.items():
-        if name in domains(uri):
-            out.append((server, virsh(uri, "domstate", name).strip()))
-    return out
-
-
 def disk_files(uri: str, name: str) -> list[tuple[str, str]]:
     dx = parse_domain(virsh(uri, "dumpxml", name))
     return [(d.path or "", d.format) for d in dx.disks if d.device == "disk"]
@@ -101,7 +93,7 @@ async def run_case(inventory: InventoryConfig, spec: JobSpec, call: Call | None,
                    state_dir: Path) -> tuple[Outcome, list[Call]]:
     """One run of the job with `call` going wrong (None: the dry run)."""
     began = time.monotonic()
-    (server, _state), = vm_place(spec.uris, spec.vm)
+    (server, _state), = where_defined(spec.uris, spec.vm)
     uuid = virsh(spec.uris[server], "domuuid", spec.vm).strip()
     dest = spec.other(server)
     roles = {server: "source", dest: "destination"} if dest != server else {server: "server"}
@@ -144,7 +136,7 @@ async def run_case(inventory: InventoryConfig, spec: JobSpec, call: Call | None,
     finally:
         await later.close()
 
-    places = vm_place(spec.uris, spec.vm)
+    places = where_defined(spec.uris, spec.vm)
     if len(places) != 1:
         outcome.problems.append(f"the VM is defined on {places}")
     else:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.faults.faultlink import BUG, KINDS, Call
 from tests.faults.sweep import JobSpec, Outcome, run_case, sweep, tally, write_report
-from tests.labtools import fill_pattern, host_path, remove_vm, virsh, virt_install
+from tests.labtools import fill_pattern, host_path, remove_vm, sr_path, virsh, virt_install
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.plan import MigrationRequest
 from xencenter_lite.engine import Engine
@@ -38,10 +38,6 @@ GUESTS = {  # name: (server, SR)
 }
 
 
-def _sr_path(uri: str, sr: str) -> str:
-    return virsh(uri, "pool-dumpxml", sr).split("<path>", 1)[1].split("</path>", 1)[0]
-
-
 @pytest.fixture(scope="module")
 def guests(lab_inventory: Path, state_dir: Path) -> Iterator[dict[str, str]]:
     uris = {s.name: s.uri for s in load_inventory(lab_inventory).servers}
@@ -50,7 +46,7 @@ def guests(lab_inventory: Path, state_dir: Path) -> Iterator[dict[str, str]]:
             remove_vm(uri, name)
         volume = f"{name}.qcow2"
         virsh(uris[server], "vol-create-as", sr, volume, "16M", "--format", "qcow2")
-        fill_pattern(host_path(state_dir, server, f"{_sr_path(uris[server], sr)}/{volume}"),
+        fill_pattern(host_path(state_dir, server, f"{sr_path(uris[server], sr)}/{volume}"),
                      "qcow2")
         virt_install(uris[server], name, f"vol={sr}/{volume}", memory_mib=32)
     yield uris

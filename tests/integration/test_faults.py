@@ -213,7 +213,8 @@ def own_engine(lab_inventory: Path, run: Any) -> Iterator[Engine]:
 
 
 def test_source_stops_answering_mid_migration_and_comes_back(
-        own_engine: Engine, run: Any, state_dir: Path, app_route: tuple[str, str]) -> None:
+        own_engine: Engine, run: Any, state_dir: Path, app_route: tuple[str, str],
+        restored: None) -> None:
     """The source's libvirtd stops answering (SIGSTOP: to the console a hung daemon and a
     cut management link look the same) while the VM's data moves, and comes back later."""
     engine = own_engine

@@ -27,13 +27,14 @@ from tests.labtools import (
     cli,
     cli_argv,
     default_pool,
-    domains,
     fill_pattern,
     host_path,
     pattern_intact,
     remove_vm,
+    sr_path,
     virsh,
     virt_install,
+    where_defined,
 )
 from xencenter_lite.core.domxml import disk_path_of
 from xencenter_lite.core.inventory import load_inventory
@@ -49,10 +50,6 @@ def uris(lab_inventory: Path) -> dict[str, str]:
     return {s.name: s.uri for s in load_inventory(lab_inventory).servers}
 
 
-def _sr_path(uri: str, sr: str) -> str:
-    return virsh(uri, "pool-dumpxml", sr).split("<path>", 1)[1].split("</path>", 1)[0]
-
-
 def _make_vm(uris: dict[str, str], state_dir: Path, server: str, name: str, sr: str,
              size_mib: int = 32) -> tuple[str, str]:
     """A virt-install VM on `server` with one qcow2 disk in SR `sr`, the lab's pattern in
@@ -63,7 +60,7 @@ def _make_vm(uris: dict[str, str], state_dir: Path, server: str, name: str, sr: 
     subprocess.run(["virsh", "-c", uri, "vol-delete", "--pool", sr, volume],
                    capture_output=True)
     virsh(uri, "vol-create-as", sr, volume, f"{size_mib}M", "--format", "qcow2")
-    path = f"{_sr_path(uri, sr)}/{volume}"
+    path = f"{sr_path(uri, sr)}/{volume}"
     fill_pattern(host_path(state_dir, server, path), "qcow2")
     uuid = virt_install(uri, name, f"vol={sr}/{volume}")
     return uuid, path
@@ -74,15 +71,6 @@ def _blk_path(uri: str, name: str, dev: str = "hda") -> str:
     path = disk_path_of(virsh(uri, "dumpxml", name), dev)
     assert path is not None
     return path
-
-
-def _where(uris: dict[str, str], name: str) -> list[tuple[str, str]]:
-    """(server, state) of every domain called `name`, asked of libvirt directly."""
-    out = []
-    for server, uri in uris.items():
-        if name in domains(uri):
-            out.append((server, virsh(uri, "domstate", name).strip()))
-    return out
 
 
 @pytest.fixture
@@ -134,7 +122,7 @@ storage = "10.241.2.11"
         assert "keeps running on 'lab-a1'" in (job.error or ""), job.error
     finally:
         run(engine.close())
-    assert _where(uris, "vi-twin") == [("lab-a1", "running")]
+    assert where_defined(uris, "vi-twin") == [("lab-a1", "running")]
     assert pattern_intact(str(host_path(state_dir, "lab-a1", disk)), "qcow2")
 
 
@@ -166,9 +154,9 @@ def test_a_local_default_pool_on_each_server_is_not_shared_storage(
 
         moved = cli("migrate", "vi-default", "--to", "lab-a2", inventory=lab_inventory)
         assert moved.returncode == 0, moved.stdout + moved.stderr
-        assert _where(uris, "vi-default") == [("lab-a2", "running")]
+        assert where_defined(uris, "vi-default") == [("lab-a2", "running")]
         new_path = _blk_path(uris["lab-a2"], "vi-default")
-        assert new_path.startswith(_sr_path(uris["lab-a2"], "Shared storage"))
+        assert new_path.startswith(sr_path(uris["lab-a2"], "Shared storage"))
         assert pattern_intact(new_path, "qcow2"), "the VM's data did not come with it"
         assert not host_path(state_dir, "lab-a1", disk).exists()  # the old disk is gone
         assert decoy.exists()  # and the other server's own file was left alone
@@ -210,9 +198,9 @@ def test_a_disk_move_that_fails_after_the_pivot_keeps_the_disk_the_vm_runs_on(
     run(engine.wait([job]), 120)
     plan.disarm()
     new = _blk_path(uris["lab-b1"], "vi-move")
-    assert new.startswith(_sr_path(uris["lab-b1"], "Fast storage")), new
+    assert new.startswith(sr_path(uris["lab-b1"], "Fast storage")), new
     assert os.path.exists(new) and pattern_intact(new, "qcow2")
-    assert _where(uris, "vi-move") == [("lab-b1", "running")]
+    assert where_defined(uris, "vi-move") == [("lab-b1", "running")]
     if job.state is JobState.DONE:
         assert "now on SR 'Fast storage'" in (job.messages[-1] if job.messages else "")
     else:  # it could not tell at the time: it says so and keeps both
@@ -250,7 +238,7 @@ def test_a_vm_with_an_internal_snapshot_is_refused_before_anything_moves(
                           text=True, check=True).stdout
     assert "before-upgrade" in held
     virsh(uris["lab-b1"], "snapshot-revert", "vi-snap", "before-upgrade")
-    assert _where(uris, "vi-snap") == [("lab-b1", "running")]
+    assert where_defined(uris, "vi-snap") == [("lab-b1", "running")]
 
 
 # ---- 6. the console closing mid-migration -------------------------------------------------------
@@ -287,7 +275,7 @@ def test_closing_mid_migration_leaves_the_vm_once_and_nothing_behind(
         run(settled(), 150)
     finally:
         run(later.close())
-    where = _where(uris, "vi-close")
+    where = where_defined(uris, "vi-close")
     assert len(where) == 1 and where[0][1] == "running", where
     if where[0][0] == "lab-a1":
         assert [p for p in created if os.path.exists(p)] == []
@@ -304,7 +292,7 @@ def _libvirtd_pid(state_dir: Path, server: str) -> int:
 
 def test_a_source_that_stops_answering_leaves_a_record_the_next_command_finishes(
         lab_inventory: Path, uris: dict[str, str], state_dir: Path,
-        cleanup_vms: list[str]) -> None:
+        cleanup_vms: list[str], restored: None) -> None:
     cleanup_vms.append("vi-stop")
     _make_vm(uris, state_dir, "lab-a1", "vi-stop", "Local storage", size_mib=64)
     began = time.monotonic()
@@ -352,12 +340,12 @@ def test_a_source_that_stops_answering_leaves_a_record_the_next_command_finishes
     assert "Removed" in notes and "from 'lab-b1'" in notes, notes
     assert json.loads(cli("list", "--json", inventory=lab_inventory).stdout)[
         "pending_cleanups"] == []
-    assert _where(uris, "vi-stop") == [("lab-a1", "running")]
+    assert where_defined(uris, "vi-stop") == [("lab-a1", "running")]
 
 
 # ---- 8. one hung server does not starve the others ---------------------------------------------
 def test_a_hung_server_does_not_hold_up_the_others(lab_inventory: Path, state_dir: Path,
-                                                   run: Any) -> None:
+                                                   run: Any, restored: None) -> None:
     engine = Engine(load_inventory(lab_inventory), answer_timeout=30.0)
     run(engine.start(watch=False))
     pid = _libvirtd_pid(state_dir, "lab-b1")

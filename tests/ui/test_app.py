@@ -4,10 +4,12 @@ title, status bar; Add Server; and the console started the way an operator start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -215,12 +217,12 @@ def test_append_server_keeps_the_file_and_joins_a_pool(tmp_path: Path) -> None:
     assert path.read_text() == before
 
 
-def test_add_server_connects_the_new_server(qtbot: Any, run: Any, lab_inventory: Path,
-                                            tmp_path: Path) -> None:
-    lab = load_inventory(lab_inventory)
-    b1 = lab.server("lab-b1")
-    a1 = lab.server("lab-a1")
-    assert a1 is not None and b1 is not None
+@contextlib.contextmanager
+def _console_with_lab_b1(qtbot: Any, run: Any, lab_inventory: Path,
+                         tmp_path: Path) -> Iterator[tuple[Engine, MainWindow, Path]]:
+    """A console of its own over an inventory of lab-b1 alone."""
+    b1 = load_inventory(lab_inventory).server("lab-b1")
+    assert b1 is not None
     path = tmp_path / "inventory.toml"
     path.write_text(textwrap.dedent(f"""\
         [[servers]]
@@ -232,6 +234,16 @@ def test_add_server_connects_the_new_server(qtbot: Any, run: Any, lab_inventory:
     try:
         win = MainWindow(own)
         qtbot.addWidget(win)
+        yield own, win, path
+    finally:
+        run(own.close())
+
+
+def test_add_server_connects_the_new_server(qtbot: Any, run: Any, lab_inventory: Path,
+                                            tmp_path: Path) -> None:
+    a1 = load_inventory(lab_inventory).server("lab-a1")
+    assert a1 is not None
+    with _console_with_lab_b1(qtbot, run, lab_inventory, tmp_path) as (own, win, path):
         dialog = win.add_server()
         dialog.name.setText("lab-a1")
         dialog.uri.setText(a1.uri)
@@ -248,8 +260,6 @@ def test_add_server_connects_the_new_server(qtbot: Any, run: Any, lab_inventory:
         assert win.resources.index_of(("server", "lab-a1")).isValid()
         assert all(win.resources.index_of(("vm", v.key)).isValid()
                    for v in snap.vms_on("lab-a1"))
-    finally:
-        run(own.close())
 
 
 def test_add_server_refuses_a_server_already_there_under_another_name(
@@ -259,18 +269,8 @@ def test_add_server_refuses_a_server_already_there_under_another_name(
     it duplicates; one that cannot be reached is said so, and added only on a second OK."""
     b1 = load_inventory(lab_inventory).server("lab-b1")
     assert b1 is not None
-    path = tmp_path / "inventory.toml"
-    path.write_text(textwrap.dedent(f"""\
-        [[servers]]
-        name = "lab-b1"
-        uri = "{b1.uri}"
-        """))
-    before = path.read_text()
-    own = Engine(load_inventory(path))
-    run(own.start(watch=False))
-    try:
-        win = MainWindow(own)
-        qtbot.addWidget(win)
+    with _console_with_lab_b1(qtbot, run, lab_inventory, tmp_path) as (own, win, path):
+        before = path.read_text()
         dialog = win.add_server()
         dialog.name.setText("lab-b1-again")
         dialog.uri.setText(b1.uri.replace("/run/libvirt-sock", "/run/./libvirt-sock"))
@@ -289,8 +289,6 @@ def test_add_server_refuses_a_server_already_there_under_another_name(
         run(until(lambda: "lab-z9" in own.snapshot().servers))
         assert load_inventory(path).server("lab-z9") is not None
         assert not own.snapshot().servers["lab-z9"].connected
-    finally:
-        run(own.close())
 
 
 def test_console_starts_and_stops_with_the_window(lab_inventory: Path) -> None:

@@ -232,6 +232,10 @@ class Engine:
             link.close()
             worker.retire()
 
+    async def reconnect(self, name: str) -> None:
+        """Connect to server `name` again now, rather than at its next retry."""
+        await self.fleet.reconnect(name)
+
     async def vet_new_server(self, uri: str) -> NewServer:
         """What Add Server asks before it writes anything: can `uri` be reached, and is it
         a server the inventory already has under another name?"""

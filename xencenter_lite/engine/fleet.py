@@ -283,6 +283,21 @@ class Fleet:
         self.changed()
         self.schedule_reconnect(name)
 
+    async def reconnect(self, name: str) -> None:
+        """Connect to `name` again now, not at its next retry (a new connection even if the
+        old one seems fine)."""
+        st = self.servers[name]
+        if st.reconnect_task is not None and not st.reconnect_task.done():
+            st.reconnect_task.cancel()
+        if st.connected:
+            st.connected, st.error = False, "reconnecting"
+            self._new_worker(st)
+            self.changed()
+        st.retry_delay = 1.0
+        await self.connect(name)
+        if not st.connected and self.watching and not self.closed:
+            self.schedule_reconnect(name)
+
     def schedule_reconnect(self, name: str) -> None:
         st = self.servers[name]
         if st.refused or (st.reconnect_task is not None and not st.reconnect_task.done()):

@@ -431,41 +431,41 @@ class LibvirtLink:
         with virt_errors():
             return self._c().storagePoolLookupByName(sr)
 
-    def _volume_named(self, sr: str, name: str) -> libvirt.virStorageVol | None:
-        """The volume, looked for again after a refresh of its pool; None: libvirt says
-        there is none. Any other failure (the connection, the pool) raises."""
-        pool = self._pool(sr)
+    @staticmethod
+    def _looked_up(lookup: Callable[[], libvirt.virStorageVol],
+                   refresh: Callable[[], None]) -> libvirt.virStorageVol | None:
+        """The volume `lookup` finds, looked for again after `refresh`; None only when
+        libvirt says there is none. Any other failure (a dropped connection, a missing
+        pool) raises: it is never taken for "gone"."""
         for attempt in range(2):
             try:
-                return pool.storageVolLookupByName(name)
+                return lookup()
             except libvirt.libvirtError as exc:
                 if _code(exc) != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     raise virt_error(exc) from exc
             if attempt == 0:
-                _refresh(pool)
+                refresh()
         return None
 
+    def _volume_named(self, sr: str, name: str) -> libvirt.virStorageVol | None:
+        pool = self._pool(sr)
+        return self._looked_up(lambda: pool.storageVolLookupByName(name),
+                               lambda: _refresh(pool))
+
     def _volume_at(self, path: str) -> libvirt.virStorageVol | None:
-        """The volume at `path`; None only when libvirt says there is none, after every
-        active pool was refreshed. A dropped connection is an error, never "gone"."""
         conn = self._c()
-        for attempt in range(2):
-            try:
-                return conn.storageVolLookupByPath(path)
-            except libvirt.libvirtError as exc:
-                if _code(exc) != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                    raise virt_error(exc) from exc
-            if attempt == 0:
-                with virt_errors():
-                    pools = conn.listAllStoragePools(
-                        libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
-                for pool in pools:
-                    try:
-                        _refresh(pool)
-                    except VirtError as exc:
-                        if exc.code != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                            raise
-        return None
+
+        def refresh_all() -> None:
+            with virt_errors():
+                pools = conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+            for pool in pools:
+                try:
+                    _refresh(pool)
+                except VirtError as exc:
+                    if exc.code != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                        raise
+
+        return self._looked_up(lambda: conn.storageVolLookupByPath(path), refresh_all)
 
     @_one_at_a_time
     def volume_names(self, sr: str) -> frozenset[str]:
