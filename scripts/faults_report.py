@@ -37,7 +37,9 @@ def render(reports: dict[str, Any], seconds: float) -> str:
              "libvirt itself is asked: the VM is defined on exactly one server and runs; its",
              "disks exist and hold the data written before the job; nothing the job created",
              "stays unless the VM runs on it; nothing is left pending; the job ended with a",
-             "message.", "",
+             "message. An exception that is not a libvirt error (a bug) is injected too, at",
+             "four places of a storage migration (`test_a_bug_mid_migration_is_settled_like_",
+             "any_failure`), with the same checks.", "",
              f"Run on {time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} CPUs, "
              f"in {seconds:.0f} s: `.venv/bin/python scripts/faults_report.py`.", ""]
     lab = reports.get("lab")
