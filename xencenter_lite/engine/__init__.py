@@ -179,7 +179,7 @@ class Engine:
     async def close(self) -> None:
         """Stop: running jobs are cancelled and given close_wait seconds to roll back;
         what they could not undo by then is kept for the next engine."""
-        running = [j for j in self.queue.running()]
+        running = self.queue.running()
         for job in running:
             with contextlib.suppress(VirtError):
                 await self.cancel(job)

@@ -64,6 +64,8 @@ class Settler:
                 return Facts(here, home, in_use=await fleet.call(c.server,
                                                                  link.volume_in_use, path))
             if c.kind is CleanupKind.OLD_DISK:
+                if here.state is not None:
+                    return Facts(here, home)  # still on its old server: kept, nothing to ask
                 return Facts(here, home, in_use=await fleet.call(c.server,
                                                                  link.volume_in_use, c.path))
             if c.kind is CleanupKind.INCOMING_DOMAIN:
