@@ -13,6 +13,10 @@ made to:
   engine opens a new one;
 - bug: it raises an exception that is not a libvirt error (a bug in the product).
 
+A plan can also make some calls slow to begin (`slow`: method -> seconds), a server that
+takes its time with a request while it answers others: a migration the source has not yet
+begun when the engine looks, say.
+
 Nothing here pretends to be libvirt: every call that goes through is the real one.
 """
 
@@ -62,6 +66,7 @@ class FaultPlan:
     _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     hung_until: float = 0.0  # monotonic time the hung call goes through
+    slow: dict[str, float] = field(default_factory=dict)  # method -> seconds before it begins
 
     def arm(self, target: Call | None = None, kind: str = FAIL) -> None:
         with self._lock:
@@ -135,6 +140,8 @@ class FaultLink:
         if self._dropped:
             raise VirtError("internal error: client socket is closed", INTERNAL_ERROR)
         kind = self._plan.hit(self.name, method)
+        if method in self._plan.slow:
+            time.sleep(self._plan.slow[method])
         if kind is None:
             return target(*args, **kwargs)
         if kind == FAIL:

@@ -162,3 +162,20 @@ def test_a_bug_mid_migration_is_settled_like_any_failure(
     if ends == "failed":
         assert "internal error" in outcome.error and "keeps running on" in outcome.error
 
+
+
+@pytest.mark.parametrize("kind", KINDS[1:], ids=str)  # hang, drop
+def test_a_look_before_the_source_begins_the_migration_does_not_decide_it(
+        lab_inventory: Path, guests: dict[str, str], run: Any, tmp_path: Path,
+        kind: str) -> None:
+    """The source is slow to begin the migration (2 s) and the engine's own connection to
+    it goes at the first look at its progress. Found again, the source shows the VM and no
+    migration yet: the job must wait for the migration call (its own connection), not say
+    the VM stays and unwind what the migration is about to use."""
+    spec = _migration("sw-storage", guests, ("lab-a1", "lab-b1"), "Local storage",
+                      "storage migration")
+    outcome, _trace = run(run_case(load_inventory(lab_inventory), spec,
+                                   Call("source", "job_stats", 1), kind, tmp_path,
+                                   slow={"migrate": 2.0}), 180)
+    assert outcome.fired and outcome.problems == [], outcome.to_json()
+    assert (outcome.state, outcome.where) == ("done", "destination"), outcome.to_json()

@@ -53,6 +53,9 @@ class Timing:
     # the server since) instead of reading it again.
     fresh_for: float = 1.0
     reconcile_wait: float = 90.0  # how long a job waits for a lost source to come back
+    # How long a migration call is waited for once its source stopped answering the
+    # engine (keepalive ends the call within about 20 s of silence; this is the backstop).
+    call_grace: float = 60.0
 
 
 class MigrationRunner:
@@ -223,22 +226,35 @@ class MigrationRunner:
         return new_paths
 
     async def _follow(self, job: Job, uuid: str, call: asyncio.Future[None]) -> None:
+        """Report the migration's progress until its call returns.
+
+        The call runs on a connection of its own, and how it ends is what says how the
+        migration went: a look at the source cannot, since the source may not have begun
+        the migration it was just asked for. So a source that stops answering the engine's
+        connection is waited for (the fleet reconnects it; progress resumes), and the call
+        with it: keepalive ends the call within about 20 s if the source is gone for good.
+        Only past `call_grace` is the call let go of (VirtError; the job settles then from
+        where the VM turns out to be)."""
         fleet, src = self.fleet, job.source
         link = fleet.link(src)
+        loop = asyncio.get_running_loop()
         abort_sent = False
+        lost_at: float | None = None
         while not call.done():
             await asyncio.wait([call], timeout=self.timing.progress_interval)
             if call.done():
                 break
+            if not fleet.is_connected(src):
+                lost_at = loop.time() if lost_at is None else lost_at
+                if loop.time() - lost_at < self.timing.call_grace:
+                    continue
+                call.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise VirtError(STOPPED_ANSWERING)
+            lost_at = None
             try:
                 _stats, abort_sent = await self.tick(job, link, uuid, abort_sent, call=call)
             except VirtError:
-                if fleet.is_connected(src) and await fleet.alive(src):
-                    continue  # one look failed; the source answers: the migration goes on
-                # The source stopped answering; stop waiting for the migration call (it
-                # returns when the source does) and settle the job from where the VM is.
-                call.add_done_callback(lambda f: f.cancelled() or f.exception())
-                raise
+                continue  # one look failed (or the source went): the migration call decides
 
     async def tick(self, job: Job, link: ServerLink, uuid: str, abort_sent: bool,
                    call: asyncio.Future[Any] | None = None) -> tuple[dict[str, int], bool]:
