@@ -70,7 +70,6 @@ class DiskMoveRunner:
         def progress(cur: int, end: int) -> None:
             loop.call_soon_threadsafe(job.progress, cur, end)
 
-        entry: Cleanup | None = None
         new_path = ""
         failure: BaseException | None = None
         try:

@@ -10,6 +10,7 @@ the stuck call) and connected again with a new worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -140,15 +141,6 @@ class Fleet:
             return await asyncio.wait_for(st.worker.submit(lambda: link.alive),
                                           self.answer_timeout)
         except (TimeoutError, WorkerRetired):
-            return False
-
-    async def alive(self, name: str) -> bool:
-        """Whether the server's connection still stands (a failed call may be the call's
-        fault, not the connection's)."""
-        link = self.servers[name].link
-        try:
-            return await self.call(name, lambda: link.alive)
-        except VirtError:
             return False
 
     def link(self, name: str) -> ServerLink:
@@ -365,11 +357,7 @@ class Fleet:
         try:
             reading = await self.call(name, st.link.read)
         except VirtError as exc:
-            if not st.connected:
-                return  # given up on within call()
-            if not await self.alive(name):
-                self.lost(name, "connection lost")
-            else:
+            if st.connected:  # (a connection that is gone was given up on within call())
                 log.info("reading %s failed: %s", name, exc.raw)
             return
         st.read_at = began
@@ -394,11 +382,8 @@ class Fleet:
         st = self.servers[server]
         while True:
             if st.connected:
-                try:
+                with contextlib.suppress(VirtError):  # a lost server: call() gave it up
                     return await self.call(server, st.link.locate, uuid)
-                except VirtError:
-                    if st.connected and not await self.alive(server):
-                        self.lost(server, "connection lost")
             if loop.time() >= end or self.closed:
                 return False
             await asyncio.sleep(delay)
