@@ -61,13 +61,17 @@ class Settler:
                     path = await fleet.call(c.server, link.volume_path, c.sr, c.volume)
                 if path is None:
                     return Facts(here, home, exists=False)
+                if here.state is None:
+                    # Whether a domain uses it only decides between waiting and acting
+                    # here, and the removal itself refuses a volume in use (and then
+                    # waits): no need to list every domain's definitions twice.
+                    return Facts(here, home)
                 return Facts(here, home, in_use=await fleet.call(c.server,
                                                                  link.volume_in_use, path))
             if c.kind is CleanupKind.OLD_DISK:
-                if here.state is not None:
-                    return Facts(here, home)  # still on its old server: kept, nothing to ask
-                return Facts(here, home, in_use=await fleet.call(c.server,
-                                                                 link.volume_in_use, c.path))
+                # In use or not, the removal decides (it refuses a disk in use, and the
+                # entry is then dropped, as decide would).
+                return Facts(here, home)
             if c.kind is CleanupKind.INCOMING_DOMAIN:
                 return Facts(here, home, exists=here.state is not None)
             if c.kind is CleanupKind.BALLOON:
