@@ -50,6 +50,18 @@ if [ "$src" = lab-b1 ]; then dst=lab-a1; args=(--sr "Local storage"); else dst=l
 echo; echo "== Live migration with storage of db-1: $src -> $dst"
 xencenter-lite migrate db-1 --to "$dst" "${args[@]}"
 
+# Maintenance mode: one plan empties the server (placement picks each VM's destination; a
+# halted VM stays), the server then takes no VM, and leaving brings its VMs back.
+srv=$(where web-1)
+echo; echo "== Placement: the best server for app-1"
+xencenter-lite precheck app-1 --to auto | sed -n '1,4p'
+echo; echo "== Maintenance mode on $srv"
+xencenter-lite maintenance enter "$srv"
+xencenter-lite list | grep -E '^lab-'
+xencenter-lite precheck app-1 --to "$srv" || true
+echo; echo "== $srv leaves maintenance mode; its VMs come back"
+xencenter-lite maintenance exit "$srv"
+
 echo; echo "== The lab afterwards"
 xencenter-lite list
 # The console on the same lab. With a screen, it opens there; without one, it runs on a

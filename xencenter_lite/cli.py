@@ -23,6 +23,7 @@ from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.inventory import InventoryError, load_inventory, resolve_inventory_path
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, Sharing, Snapshot
+from xencenter_lite.core.placement import Evacuation, Rating, place_together
 from xencenter_lite.core.plan import MigrationPlan, MigrationRequest
 from xencenter_lite.core.units import format_bytes, format_duration
 
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
 
     def plan_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--to", required=True, metavar="SERVER", help="destination server")
+        sp.add_argument("--to", required=True, metavar="SERVER",
+                        help="destination server, or 'auto': the best server that can take "
+                             "each VM (see the placement in --json)")
         sp.add_argument("--sr", metavar="SR", help="put every copied disk on this SR")
         sp.add_argument("--disk", action="append", default=[], metavar="DEV=SR",
                         help="put disk DEV on SR (repeatable; wins over --sr)")
@@ -80,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--sr", required=True, metavar="SR")
     md.add_argument("--bandwidth", type=int, metavar="MIB_S")
     md.add_argument("--json", action="store_true")
+
+    mm = sub.add_parser("maintenance", help="enter or leave maintenance mode on a server")
+    mm_sub = mm.add_subparsers(dest="action", parser_class=_Parser, required=True)
+    enter = mm_sub.add_parser("enter", help="move every running VM off the server, then keep "
+                                            "VMs off it")
+    enter.add_argument("server", metavar="SERVER")
+    enter.add_argument("--parallel", type=int, default=3, metavar="N",
+                       help="how many VMs move at once (default 3)")
+    enter.add_argument("--send", action="append", default=[], metavar="VM=SERVER",
+                       help="send VM to SERVER instead of the best server (repeatable)")
+    enter.add_argument("--leave", action="append", default=[], metavar="VM",
+                       help="leave VM running on the server (repeatable)")
+    enter.add_argument("--dry-run", action="store_true",
+                       help="show the plan and its problems; change nothing")
+    enter.add_argument("--json", action="store_true")
+    leave = mm_sub.add_parser("exit", help="take the server out of maintenance mode and bring "
+                                           "its VMs back")
+    leave.add_argument("server", metavar="SERVER")
+    leave.add_argument("--no-return", action="store_true",
+                       help="leave the VMs where they are now")
+    leave.add_argument("--parallel", type=int, default=3, metavar="N")
+    leave.add_argument("--json", action="store_true")
 
     lab = sub.add_parser("lab", help="the built-in lab of real libvirt servers (root)")
     lab.add_argument("action", choices=["up", "down", "status"])
@@ -151,6 +176,8 @@ async def _main(args: argparse.Namespace, inventory: Any) -> int:
             return await cmd_migrate(engine, args, execute=args.command == "migrate")
         if args.command == "move-disk":
             return await cmd_move_disk(engine, args)
+        if args.command == "maintenance":
+            return await cmd_maintenance(engine, args)
         raise UsageError(f"unknown command {args.command}")
     finally:
         await engine.close()
@@ -178,7 +205,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
                    "ha_enabled": p.ha_enabled} for p in snap.pools.values()],
         "servers": [{
             "name": s.name, "pool": s.pool, "connected": s.connected, "error": s.error,
-            "host_uuid": s.host_uuid or None,
+            "host_uuid": s.host_uuid or None, "maintenance": s.maintenance,
             "networks": dict(s.addresses), "memory_total": s.host_memory,
             "memory_free": snap.memory_available(s.name) if s.connected else 0,
         } for s in snap.servers.values()],
@@ -186,7 +213,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
         "vms": [{
             "name": v.name, "uuid": v.uuid, "server": v.server, "state": v.state.value,
             "memory": v.memory, "vcpus": v.vcpus, "home_server": v.home_server,
-            "folder": v.folder,
+            "folder": v.folder, "evacuated_from": v.evacuated_from,
             "disks": [{"dev": d.dev, "device": d.device, "sr": d.sr, "path": d.path,
                        "format": d.format, "capacity": d.capacity,
                        "allocation": d.allocation} for d in v.disks],
@@ -208,6 +235,8 @@ def cmd_list(snap: Snapshot, as_json: bool, out: TextIO,
         return EXIT_OK
     for srv in snap.servers.values():
         where = f"pool {srv.pool}" if srv.pool else "standalone"
+        if srv.maintenance:
+            where += ", in maintenance mode"
         if not srv.connected:
             out.write(f"{srv.name} ({where}): disconnected — {srv.error}\n")
             continue
@@ -257,9 +286,17 @@ def _disk_map(values: list[str]) -> dict[str, str]:
     return out
 
 
-def requests_from_args(snap: Snapshot, args: argparse.Namespace) -> list[MigrationRequest]:
-    if args.to not in snap.servers:
-        raise UsageError(f"no server named '{args.to}'; servers: {', '.join(snap.servers)}")
+AUTO = "auto"
+
+
+def requests_from_args(snap: Snapshot, args: argparse.Namespace,
+                       busy: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+                       ) -> tuple[list[MigrationRequest], dict[str, list[Rating]]]:
+    """The requests, and with `--to auto` each VM's ranking of the servers (by VM name)."""
+    auto = args.to == AUTO and AUTO not in snap.servers
+    if not auto and args.to not in snap.servers:
+        raise UsageError(f"no server named '{args.to}'; servers: {', '.join(snap.servers)}, "
+                         f"or '{AUTO}' for the best one")
     if args.network is not None and args.network not in snap.networks:
         raise UsageError(f"no network named '{args.network}'; networks: "
                          f"{', '.join(snap.networks) or 'none'}")
@@ -269,10 +306,22 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace) -> list[Migrati
     vms = [find_vm(snap, name) for name in args.vms]
     if len(vms) > 1 and disks:
         raise UsageError("--disk applies to one VM; migrate VMs with per-disk SRs one at a time")
-    return [MigrationRequest(vm=vm.key, destination=args.to, sr=args.sr, disk_srs=disks,
-                             network=args.network, bandwidth_mib_s=args.bandwidth,
-                             tls=args.tls)
-            for vm in vms]
+    def request(vm: VM, to: str = args.to) -> MigrationRequest:
+        return MigrationRequest(vm=vm.key, destination=to, sr=args.sr, disk_srs=disks,
+                                network=args.network, bandwidth_mib_s=args.bandwidth,
+                                tls=args.tls)
+
+    if not auto:
+        return [request(vm) for vm in vms], {}
+    placed = place_together(snap, vms, busy, request)
+    rankings = {vm.name: ratings for vm, ratings in placed}
+    out = []
+    for vm, ratings in placed:
+        if not ratings or not ratings[0].eligible:
+            why = "; ".join(dict.fromkeys(p.message for r in ratings for p in r.problems))
+            raise UsageError(f"no server can take '{vm.name}': {why or 'there is no other'}")
+        out.append(request(vm, ratings[0].server))
+    return out, rankings
 
 
 def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
@@ -306,18 +355,34 @@ def _print_problems(problems: list[Problem], out: TextIO) -> None:
         out.write(f"  {tag} [{p.code}] {p.message}\n")
 
 
+def _print_placement(rankings: dict[str, list[Rating]], out: TextIO) -> None:
+    for name, ratings in rankings.items():
+        out.write(f"{name}: servers ranked for it (best first)\n")
+        for r in ratings:
+            if r.eligible:
+                out.write(f"  {'*' * r.stars:<5} {r.server} ({r.score:.0f}/100): "
+                          f"{'; '.join(r.reasons)}\n")
+            else:
+                out.write(f"  {'-':<5} {r.server}: "
+                          f"{'; '.join(p.message for p in r.problems)}\n")
+
+
 async def cmd_migrate(engine: Any, args: argparse.Namespace, execute: bool) -> int:
     snap: Snapshot = engine.snapshot()
-    requests = requests_from_args(snap, args)
+    requests, rankings = requests_from_args(snap, args, engine.busy)
     plans = [engine.plan(r) for r in requests]
     problems = engine.check(plans)
     refused = blocking(problems)
+    placement = {name: [r.to_json() for r in ratings] for name, ratings in rankings.items()}
     if not execute or refused:
         if args.json:
             json.dump({"ok": not refused, "plans": [plan_json(snap, p) for p in plans],
-                       "problems": [p.to_json() for p in problems]}, sys.stdout, indent=2)
+                       "problems": [p.to_json() for p in problems],
+                       **({"placement": placement} if rankings else {})},
+                      sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
+            _print_placement(rankings, sys.stdout)
             for plan in plans:
                 _print_plan(snap, plan, sys.stdout)
             _print_problems(problems, sys.stdout)
@@ -327,6 +392,7 @@ async def cmd_migrate(engine: Any, args: argparse.Namespace, execute: bool) -> i
                 sys.stdout.write("OK: the migration can go ahead.\n")
         return EXIT_BAD_INPUT if refused else EXIT_OK
     if not args.json:
+        _print_placement(rankings, sys.stdout)
         for plan in plans:
             _print_plan(snap, plan, sys.stdout)
         _print_problems(problems, sys.stdout)
@@ -372,6 +438,17 @@ def _status_line(job: Job) -> str:
 
 async def _follow(engine: Any, jobs: list[Job], as_json: bool,
                   planned_bytes: dict[int, int]) -> int:
+    results = await _run_jobs(engine, jobs, as_json, planned_bytes)
+    if as_json:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+async def _run_jobs(engine: Any, jobs: list[Job], as_json: bool,
+                    planned_bytes: dict[int, int]) -> list[dict[str, Any]]:
+    """Follow `jobs` to their end (Ctrl-C cancels them); their results, printed as text
+    unless `as_json`."""
     loop = asyncio.get_running_loop()
     interrupted = False
     cancels: set[asyncio.Future[None]] = set()
@@ -419,10 +496,137 @@ async def _follow(engine: Any, jobs: list[Job], as_json: bool,
             msg = j.messages[-1] if ok and j.messages else (j.error or j.state.value)
             sys.stdout.write(f"{j.vm_name}: {j.state.value} in "
                              f"{format_duration(j.elapsed)} — {msg}\n")
-    if as_json:
-        json.dump(results, sys.stdout, indent=2)
+    return results
+
+
+# ---- maintenance mode ---------------------------------------------------------------------
+def _choices(snap: Snapshot, server: str, send: list[str], leave: list[str]
+             ) -> dict[str, str | None]:
+    on = {v.name: v for v in snap.vms_on(server)} | {v.uuid: v for v in snap.vms_on(server)}
+    names = ", ".join(sorted(v.name for v in snap.vms_on(server))) or "none"
+    out: dict[str, str | None] = {}
+    for value in send:
+        vm_name, eq, to = value.partition("=")
+        vm_name, to = vm_name.strip(), to.strip()
+        if not eq or not vm_name or not to:
+            raise UsageError(f"--send '{value}' is not VM=SERVER (for example --send "
+                             "web-1=lab-b1)")
+        if vm_name not in on:
+            raise UsageError(f"--send: '{server}' runs no VM named '{vm_name}'; its VMs: "
+                             f"{names}")
+        if to not in snap.servers:
+            raise UsageError(f"--send: no server named '{to}'; servers: "
+                             f"{', '.join(snap.servers)}")
+        out[on[vm_name].uuid] = to
+    for vm_name in leave:
+        if vm_name not in on:
+            raise UsageError(f"--leave: '{server}' runs no VM named '{vm_name}'; its VMs: "
+                             f"{names}")
+        if on[vm_name].uuid in out:
+            raise UsageError(f"'{vm_name}' is given both --send and --leave; choose one")
+        out[on[vm_name].uuid] = None
+    return out
+
+
+def _print_evacuation(server: str, rows: list[Evacuation], out: TextIO) -> None:
+    out.write(f"Maintenance mode for '{server}': {len(rows)} VM(s)\n")
+    for r in rows:
+        if r.destination is not None:
+            why = "; ".join(r.rating.reasons) if r.rating else ""
+            pick = "chosen" if r.chosen else "best"
+            out.write(f"  {r.vm.name}: → {r.destination} ({pick}: {why})\n")
+        else:
+            out.write(f"  {r.vm.name}: stays — {r.reason}\n")
+
+
+def _blocked(rows: list[Evacuation]) -> list[Evacuation]:
+    """Running VMs that would be left running on the server without the operator asking."""
+    return [r for r in rows if r.destination is None and r.problems]
+
+
+async def cmd_maintenance(engine: Any, args: argparse.Namespace) -> int:
+    snap: Snapshot = engine.snapshot()
+    server = args.server
+    if server not in snap.servers:
+        raise UsageError(f"no server named '{server}'; servers: {', '.join(snap.servers)}")
+    if args.parallel <= 0:
+        raise UsageError("--parallel must be a positive number of VMs")
+    if not snap.servers[server].connected:
+        raise UsageError(f"'{server}' is not connected ({snap.servers[server].error}); "
+                         "maintenance mode needs to reach it")
+    if args.action == "exit":
+        return await _maintenance_exit(engine, args)
+    choices = _choices(snap, server, args.send, args.leave)
+    rows, problems = await engine.plan_maintenance(server, choices)
+    blocked = _blocked(rows)
+    refused = blocking(problems)
+    snap = engine.snapshot()
+    document: dict[str, Any] = {
+        "server": server, "plan": [r.to_json() for r in rows],
+        "problems": [p.to_json() for p in problems]}
+    if blocked or refused or args.dry_run:
+        ok = not blocked and not refused
+        if args.json:
+            json.dump({"ok": ok, "maintenance": snap.servers[server].maintenance, **document},
+                      sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            _print_evacuation(server, rows, sys.stdout)
+            _print_problems(problems, sys.stdout)
+            for r in blocked:
+                sys.stdout.write(f"  error: '{r.vm.name}' cannot leave '{server}'; fix what "
+                                 f"stops it, or leave it running there with --leave "
+                                 f"{r.vm.name}\n")
+            if not ok:
+                sys.stdout.write("Refused: nothing was moved and the server is not in "
+                                 "maintenance mode.\n")
+            else:
+                sys.stdout.write("OK: the server can enter maintenance mode.\n")
+        return EXIT_OK if ok else EXIT_BAD_INPUT
+    if not args.json:
+        _print_evacuation(server, rows, sys.stdout)
+        _print_problems(problems, sys.stdout)
+    jobs = engine.enter_maintenance(server, rows, parallel=args.parallel)
+    if not args.json:
+        sys.stdout.write(f"'{server}' is in maintenance mode; moving {len(jobs)} VM(s), "
+                         f"{args.parallel} at a time\n")
+    results = await _run_jobs(engine, jobs, args.json, {})
+    ok = all(r["ok"] for r in results)
+    left = [v.name for v in engine.snapshot().vms_on(server) if v.is_running]
+    if args.json:
+        json.dump({"ok": ok, "maintenance": True, **document, "results": results,
+                   "still_running_there": left}, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+    else:
+        done = sum(1 for r in results if r["ok"])
+        sys.stdout.write(f"Summary: {done} of {len(results)} VM(s) moved off '{server}'; "
+                         f"it stays in maintenance mode"
+                         + (f"; still running there: {', '.join(left)}" if left else "")
+                         + (f". Run 'xencenter-lite maintenance enter {server}' again to "
+                            "move what is left" if not ok else "") + ".\n")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _maintenance_exit(engine: Any, args: argparse.Namespace) -> int:
+    server = args.server
+    was = engine.in_maintenance(server)
+    jobs = await engine.exit_maintenance(server, bring_back=not args.no_return,
+                                         parallel=args.parallel)
+    if not args.json:
+        state = "was not in maintenance mode" if not was else "is out of maintenance mode"
+        what = (f"bringing back {len(jobs)} VM(s)" if not args.no_return
+                else "its VMs stay where they are")
+        sys.stdout.write(f"'{server}' {state}; {what}\n")
+    results = await _run_jobs(engine, jobs, args.json, {})
+    ok = all(r["ok"] for r in results)
+    if args.json:
+        json.dump({"ok": ok, "server": server, "maintenance": False,
+                   "was_in_maintenance": was, "results": results}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif jobs:
+        done = sum(1 for r in results if r["ok"])
+        sys.stdout.write(f"Summary: {done} of {len(results)} VM(s) back on '{server}'.\n")
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -105,6 +105,10 @@ def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Prob
                      f"'{destination}' is not connected"
                      + (f" ({dest.error})" if dest.error else "")
                      + "; reconnect it or choose another server.")]
+    if dest.maintenance:
+        return [_err("DESTINATION_IN_MAINTENANCE", vm,
+                     f"'{destination}' is in maintenance mode; choose another server, or "
+                     "take it out of maintenance mode first.")]
     src = snapshot.servers.get(vm.server)
     if src is not None and dest.host_uuid and dest.host_uuid == src.host_uuid:
         return [_err("SAME_HOST", vm, f"'{destination}' and '{vm.server}' are the same server "

@@ -1,5 +1,5 @@
-"""Our own metadata inside a VM's libvirt XML: home server, folder and the Dynamic Memory
-Control range travel with the VM."""
+"""Our own metadata inside a VM's libvirt XML: home server, folder, the Dynamic Memory
+Control range, and the server it left for maintenance travel with the VM."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ class VmMetadata:
     folder: str = ""
     dynamic_min: int | None = None  # bytes: the balloon may squeeze the VM down to this
     dynamic_max: int | None = None  # bytes: and let it grow up to this
+    # The host UUID of the server the VM was moved off when that server entered maintenance
+    # mode: leaving maintenance mode brings such VMs back.
+    evacuated_from: str | None = None
 
 
 def _bytes(value: str | None) -> int | None:
@@ -39,7 +42,9 @@ def parse_metadata(xml: str | None) -> VmMetadata:
     mem = root.find(f"{{{NAMESPACE}}}memory")
     dmin = _bytes(mem.get("dynamic-min")) if mem is not None else None
     dmax = _bytes(mem.get("dynamic-max")) if mem is not None else None
-    return VmMetadata(home_server=home, folder=folder, dynamic_min=dmin, dynamic_max=dmax)
+    evacuated = root.findtext(f"{{{NAMESPACE}}}evacuated-from") or None
+    return VmMetadata(home_server=home, folder=folder, dynamic_min=dmin, dynamic_max=dmax,
+                      evacuated_from=evacuated)
 
 
 def render_metadata(meta: VmMetadata, *, namespaced: bool = True) -> str:
@@ -57,5 +62,7 @@ def render_metadata(meta: VmMetadata, *, namespaced: bool = True) -> str:
             mem.set("dynamic-min", str(meta.dynamic_min))
         if meta.dynamic_max is not None:
             mem.set("dynamic-max", str(meta.dynamic_max))
+    if meta.evacuated_from:
+        ET.SubElement(root, f"{ns}evacuated-from").text = meta.evacuated_from
     ET.register_namespace(PREFIX, NAMESPACE)
     return ET.tostring(root, encoding="unicode")

@@ -88,6 +88,7 @@ class VM:
     dynamic_min: int | None = None  # Dynamic Memory Control range, bytes
     dynamic_max: int | None = None
     snapshots: int = 0  # libvirt's snapshots of the VM (internal or external)
+    evacuated_from: str | None = None  # host UUID of the server it left for maintenance
 
     @property
     def key(self) -> tuple[str, str]:
@@ -161,6 +162,7 @@ class Server:
     memory_limit: int | None = None  # configured limit for VMs, bytes
     default_sr: str | None = None  # standalone server's default SR
     host_uuid: str = ""  # what libvirt says the host is (its capabilities); "" until known
+    maintenance: bool = False  # in maintenance mode: nothing is placed or migrated onto it
 
     def vm_memory_available(self, running_vm_memory: int) -> int:
         """Memory a new VM can use: what libvirt reports, capped by the configured limit."""

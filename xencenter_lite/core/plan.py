@@ -30,6 +30,9 @@ class MigrationRequest:
     network: str | None = None
     bandwidth_mib_s: int | None = None  # cap the transfer (MiB/s); None = as fast as possible
     tls: bool = False  # encrypt the migration stream with libvirt's TLS
+    # Maintenance mode: the host UUID of the server the VM leaves, kept in the VM's metadata
+    # so leaving maintenance brings it back; its home server stays as it was.
+    evacuated_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,9 @@ class MigrationPlan:
     network: str | None
     address: str | None  # the destination's address on `network`
     bandwidth_mib_s: int | None = None
-    unknown_devs: tuple[str, ...] = ()
-    tls: bool = False  # --disk DEV=SR naming a disk the VM does not have
+    unknown_devs: tuple[str, ...] = ()  # --disk DEV=SR naming a disk the VM does not have
+    tls: bool = False
+    evacuated_from: str | None = None  # see MigrationRequest
 
     @property
     def source(self) -> str:
@@ -62,6 +66,10 @@ class MigrationPlan:
 
     @property
     def home_server(self) -> str:
+        """The VM's home server afterwards: where it goes, unless it only leaves a server
+        in maintenance for a while (then the one it had)."""
+        if self.evacuated_from:
+            return self.vm.home_server or self.vm.server
         return self.destination
 
     @property
@@ -140,6 +148,7 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
         vm=vm, destination=dest, kind=kind, disks=tuple(placements), network=network,
         address=address, bandwidth_mib_s=request.bandwidth_mib_s,
         unknown_devs=tuple(sorted(set(request.disk_srs) - devs)), tls=request.tls,
+        evacuated_from=request.evacuated_from,
     )
 
 

@@ -7,7 +7,8 @@ from, with a slow poll as a fallback.
 
 In parts: `fleet` (connections, workers, readings, the snapshot, server identity),
 `sharing` (proving SRs shared), `undo` and `settle` (the undo log, kept on disk, and
-carrying it out), `queue` (jobs and slots), `migration`, `disk_move` and `dmc` (the runners).
+carrying it out), `queue` (jobs and slots), `migration`, `disk_move` and `dmc` (the runners),
+`maintenance` (which servers are in maintenance mode).
 Engine is the façade the CLI and the console use.
 """
 
@@ -25,11 +26,14 @@ from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.errors import friendly
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig
 from xencenter_lite.core.jobs import Job, JobKind, JobState
-from xencenter_lite.core.model import Snapshot
+from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.placement import Evacuation, Rating, evacuation_plans, plan_evacuation
+from xencenter_lite.core.placement import rank as rank_servers
 from xencenter_lite.core.plan import DiskMovePlan, MigrationPlan, MigrationRequest, build_plan
 from xencenter_lite.engine.disk_move import DiskMoveRunner
 from xencenter_lite.engine.dmc import Dmc, metadata_of
 from xencenter_lite.engine.fleet import Fleet, LinkFactory
+from xencenter_lite.engine.maintenance import MaintenanceMarks
 from xencenter_lite.engine.migration import MigrationRunner, Timing
 from xencenter_lite.engine.queue import DEFAULT_CONCURRENCY, JobQueue
 from xencenter_lite.engine.settle import Settler
@@ -77,6 +81,8 @@ class Engine:
         self.settler = Settler(self.fleet, self.store)
         self.sharing = SharingProofs(self.fleet, self.settler)
         self.fleet.sharing = self.sharing.sharing_of
+        self.marks = MaintenanceMarks(self.store.directory)
+        self.fleet.maintenance = self.marks.marked
         self.queue = JobQueue(concurrency, self.fleet.spawn)
         self.dmc = Dmc(self.fleet)
         self.migrations = MigrationRunner(self.fleet, self.queue, self.settler, self.dmc,
@@ -155,6 +161,8 @@ class Engine:
         await self.fleet.poll_forever_with(self._each_poll)
 
     async def _each_poll(self) -> None:
+        if self.marks.changed():  # another command entered or left maintenance mode
+            self.fleet.changed()
         await self.settler.settle_pending()
 
     def _server_connected(self, name: str) -> None:
@@ -322,13 +330,16 @@ class Engine:
         return list(self.queue.jobs)
 
     def migrate(self, requests: Iterable[MigrationRequest], *,
-                skip_checks: frozenset[str] = frozenset()) -> list[Job]:
+                skip_checks: frozenset[str] = frozenset(),
+                parallel: int | None = None) -> list[Job]:
         """Queue one job per request; each checks again before it moves anything.
 
-        `skip_checks` names problem codes the caller takes responsibility for (a script
-        that knows an SR grows in time, a test that drives a real fault past a check);
-        neither the CLI nor the console offers it."""
+        `parallel`: at most this many of these jobs move data at once (besides the queue's
+        own limit). `skip_checks` names problem codes the caller takes responsibility for
+        (a script that knows an SR grows in time, a test that drives a real fault past a
+        check); neither the CLI nor the console offers it."""
         jobs = []
+        batch = asyncio.Semaphore(parallel) if parallel else None
         snap = self.snapshot()
         for req in requests:
             vm = snap.vm(req.vm)
@@ -340,7 +351,7 @@ class Engine:
             if not self.queue.claim(job):
                 continue
             previous, self.queue.last_queued = self.queue.last_queued, job
-            self.queue.run(job, self.migrations.run(job, req, previous, skip_checks))
+            self.queue.run(job, self.migrations.run(job, req, previous, skip_checks, batch))
         self.fleet.changed()
         return jobs
 
@@ -356,6 +367,83 @@ class Engine:
         self.queue.run(job, self.disk_moves.run(job, dev, sr, bandwidth_mib_s))
         self.fleet.changed()
         return job
+
+    # ---- placement and maintenance mode --------------------------------------------------
+    def rank(self, vm_key: tuple[str, str],
+             request: MigrationRequest | None = None) -> list[Rating]:
+        """Every other server rated for the VM, the best that can take it first."""
+        snap = self.snapshot()
+        vm = snap.vm(vm_key)
+        if vm is None:
+            raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        return rank_servers(snap, vm, self.busy - {vm_key}, request)
+
+    def in_maintenance(self, server: str) -> bool:
+        srv = self.snapshot().servers.get(server)
+        return srv is not None and srv.maintenance
+
+    async def plan_maintenance(self, server: str,
+                               choices: dict[str, str | None] | None = None
+                               ) -> tuple[list[Evacuation], list[Problem]]:
+        """What entering maintenance mode on `server` would do, read fresh: a row per VM
+        (where it goes, or why it stays) and the problems of the moves taken together."""
+        if server not in self.fleet.servers:
+            raise LookupError(f"there is no server named '{server}' in the inventory")
+        await asyncio.gather(*(self.fleet.read(n) for n, st in self.fleet.servers.items()
+                               if st.connected))
+        snap = self.snapshot()
+        rows = plan_evacuation(snap, server, self.busy, choices)
+        problems = check_plans(snap, evacuation_plans(rows), self.busy)
+        return rows, problems
+
+    def enter_maintenance(self, server: str, rows: Iterable[Evacuation],
+                          parallel: int = DEFAULT_CONCURRENCY) -> list[Job]:
+        """Mark `server` in maintenance mode (nothing is placed or migrated onto it from now
+        on), then move its VMs as `rows` say, `parallel` at a time. Each VM remembers the
+        server it left, so exit_maintenance brings it back."""
+        host = self._host_of(server)
+        self.marks.mark(host, server)
+        self.fleet.changed()
+        requests = [MigrationRequest(r.vm.key, r.destination, evacuated_from=host)
+                    for r in rows if r.destination is not None]
+        return self.migrate(requests, parallel=parallel)
+
+    def evacuated_from(self, server: str) -> list[VM]:
+        """The VMs that left `server` when it entered maintenance mode, wherever they run."""
+        host = self.fleet.host_uuid(server)
+        if not host:
+            return []
+        return sorted((v for v in self.snapshot().vms
+                       if v.evacuated_from == host and v.server != server),
+                      key=lambda v: (v.name, v.uuid))
+
+    async def exit_maintenance(self, server: str, bring_back: bool = True,
+                               parallel: int = DEFAULT_CONCURRENCY) -> list[Job]:
+        """Take `server` out of maintenance mode and, with `bring_back`, migrate the VMs
+        that left it back; without, they stay where they are and forget they left."""
+        host = self._host_of(server)
+        self.marks.unmark(host)
+        self.fleet.changed()
+        await asyncio.gather(*(self.fleet.read(n) for n, st in self.fleet.servers.items()
+                               if st.connected))
+        back = self.evacuated_from(server)
+        if bring_back:
+            return self.migrate([MigrationRequest(v.key, server) for v in back],
+                                parallel=parallel)
+        for vm in back:
+            meta = replace(metadata_of(vm), evacuated_from=None)
+            await self.fleet.call(vm.server, self.link(vm.server).set_metadata, vm.uuid, meta)
+        await asyncio.gather(*(self.fleet.read(n) for n in {v.server for v in back}))
+        return []
+
+    def _host_of(self, server: str) -> str:
+        if server not in self.fleet.servers:
+            raise LookupError(f"there is no server named '{server}' in the inventory")
+        host = self.fleet.host_uuid(server)
+        if not host:
+            raise LookupError(f"'{server}' has not been reached yet, so it is not known which "
+                              "host it is; connect to it first")
+        return host
 
     async def cancel(self, job: Job) -> None:
         """Ask a job to stop. Queued jobs stop at once; running ones roll back."""

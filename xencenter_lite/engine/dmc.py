@@ -27,7 +27,8 @@ class DmcFailed(Exception):
 def metadata_of(vm: VM) -> VmMetadata:
     """The VM's own metadata as it stands, to be changed with dataclasses.replace."""
     return VmMetadata(home_server=vm.home_server, folder=vm.folder,
-                      dynamic_min=vm.dynamic_min, dynamic_max=vm.dynamic_max)
+                      dynamic_min=vm.dynamic_min, dynamic_max=vm.dynamic_max,
+                      evacuated_from=vm.evacuated_from)
 
 
 class Dmc:

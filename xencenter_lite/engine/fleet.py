@@ -70,6 +70,8 @@ class Fleet:
         self.servers: dict[str, ServerState] = {
             s.name: self._state(s) for s in inventory.servers}
         self.sharing: Callable[[str, SR], Sharing] = lambda _pool, _sr: Sharing.UNVERIFIED
+        # Whether the host (by UUID) is in maintenance mode (the engine's marks).
+        self.maintenance: Callable[[str], bool] = lambda _host_uuid: False
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._connected_hooks: list[Callable[[str], None]] = []
         self._snapshot: Snapshot | None = None
@@ -439,13 +441,14 @@ class Fleet:
             st = self.servers[cfg.name]
             pool = pool_of.get(cfg.name)
             r = st.reading if st.connected else None
+            known = st.identity.uuid if st.identity and not st.refused else ""
             servers[cfg.name] = Server(
                 name=cfg.name, uri=cfg.uri, pool=pool.name if pool else None,
                 addresses=dict(cfg.networks), connected=st.connected, error=st.error,
                 hostname=r.hostname if r else "", host_memory=r.host_memory if r else 0,
                 free_memory=r.free_memory if r else 0, memory_limit=cfg.vm_memory_limit,
                 default_sr=cfg.default_sr,
-                host_uuid=st.identity.uuid if st.identity and not st.refused else "",
+                host_uuid=known, maintenance=bool(known) and self.maintenance(known),
             )
             if r is not None:
                 for sr in r.srs:

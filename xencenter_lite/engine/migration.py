@@ -69,17 +69,26 @@ class MigrationRunner:
 
     # ---- queue and checks -----------------------------------------------------------------
     async def run(self, job: Job, req: MigrationRequest, previous: Job | None,
-                  skip_checks: frozenset[str]) -> None:
+                  skip_checks: frozenset[str], batch: asyncio.Semaphore | None = None
+                  ) -> None:
+        """`batch`: a limit of this job's batch (maintenance mode's parallel moves), held
+        with one of the queue's slots."""
         slots = self.queue.slots
         assert slots is not None
-        await slots.acquire()
-        held = True
+        held: list[asyncio.Semaphore] = []
+        try:
+            for sem in (batch, slots):
+                if sem is not None:
+                    await sem.acquire()
+                    held.append(sem)
+        except BaseException:
+            for sem in held:
+                sem.release()
+            raise
 
         def release() -> None:  # once the data has moved; finishing needs no slot
-            nonlocal held
-            if held:
-                held = False
-                slots.release()
+            while held:
+                held.pop().release()
 
         try:
             if job.state.finished:
@@ -151,7 +160,8 @@ class MigrationRunner:
         new_paths = await self._make_volumes(job, plan, undo)
         if job.cancel_requested:
             raise Cancelled()
-        meta = replace(metadata_of(plan.vm), home_server=plan.home_server)
+        meta = replace(metadata_of(plan.vm), home_server=plan.home_server,
+                       evacuated_from=plan.evacuated_from)
         live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
         spec = MigrationSpec(

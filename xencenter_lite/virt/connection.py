@@ -377,7 +377,7 @@ class LibvirtLink:
                   job_running=job,
                   current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max,
-                  snapshots=snapshots)
+                  snapshots=snapshots, evacuated_from=dx.metadata.evacuated_from)
 
     @_one_at_a_time
     def locate(self, uuid: str) -> VmState | None:
