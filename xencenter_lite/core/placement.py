@@ -218,8 +218,7 @@ def plan_evacuation(snapshot: Snapshot, server: str,
         if vm.state is not VmState.RUNNING:
             what = vm.state.value
             rows.append(Evacuation(vm, None, reason=(
-                f"{what}: stays on '{server}' (only running VMs are moved); start it "
-                "elsewhere or move it once halted VMs can be moved")))
+                f"{what}: stays on '{server}' (only running VMs are moved)")))
             continue
         picked = choices.get(vm.uuid)
         ratings = [rate(working, vm, picked, busy)] if picked is not None else \

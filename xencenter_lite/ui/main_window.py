@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         self.resources.viewChanged.connect(self._view_changed)
         self.resources.message.connect(self._show_message)
         self.resources.vm_menu_hook = self._vm_context_menu
+        self.resources.server_menu_hook = self._server_context_menu
         follow_engine(engine, self._on_snapshot, self._on_job)
         self._selection_changed()
         self._update_jobs()
@@ -111,6 +112,14 @@ class MainWindow(QMainWindow):
         self.memory_action.setToolTip("Dynamic Memory Control: the VM's memory range and the "
                                       "memory it has now")
         self.memory_action.triggered.connect(self.open_memory)
+        self.enter_maintenance_action = QAction("Enter &Maintenance Mode…", self)
+        self.enter_maintenance_action.setObjectName("enterMaintenanceAction")
+        self.enter_maintenance_action.setToolTip("Migrate the server's running VMs to other "
+                                                 "servers, then keep VMs off it")
+        self.enter_maintenance_action.triggered.connect(self.open_enter_maintenance)
+        self.exit_maintenance_action = QAction("E&xit Maintenance Mode", self)
+        self.exit_maintenance_action.setObjectName("exitMaintenanceAction")
+        self.exit_maintenance_action.triggered.connect(self.open_exit_maintenance)
         self.view_actions: dict[str, QAction] = {}
         group = QActionGroup(self)
         group.setExclusive(True)
@@ -132,6 +141,11 @@ class MainWindow(QMainWindow):
         view_menu = bar.addMenu("&View")
         for action in self.view_actions.values():
             view_menu.addAction(action)
+        server_menu = bar.addMenu("&Server")
+        server_menu.addAction(self.add_server_action)
+        server_menu.addSeparator()
+        server_menu.addAction(self.enter_maintenance_action)
+        server_menu.addAction(self.exit_maintenance_action)
         vm_menu = bar.addMenu("V&M")
         self.migrate_menu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys,
                                                 self)
@@ -159,6 +173,10 @@ class MainWindow(QMainWindow):
         menu.addAction(self.migrate_action)
         menu.addAction(self.move_disk_action)
         menu.addAction(self.memory_action)
+
+    def _server_context_menu(self, menu: Any, _server: str) -> None:
+        menu.addAction(self.enter_maintenance_action)
+        menu.addAction(self.exit_maintenance_action)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -224,6 +242,18 @@ class MainWindow(QMainWindow):
         self.migrate_menu.setEnabled(can_migrate)
         self.move_disk_action.setEnabled(only_vms and len(vms) == 1)
         self.memory_action.setEnabled(only_vms and len(vms) == 1)
+        server = self.selected_server()
+        srv = snap.servers.get(server) if server else None
+        self.enter_maintenance_action.setEnabled(srv is not None and srv.connected
+                                                 and not srv.maintenance)
+        self.exit_maintenance_action.setEnabled(srv is not None and srv.connected
+                                                and srv.maintenance)
+
+    def selected_server(self) -> str | None:
+        keys = self.resources.selected_keys()
+        if len(keys) == 1 and keys[0][0] == "server":
+            return str(keys[0][1])
+        return None
 
     def _update_jobs(self) -> None:
         jobs = self.engine.jobs
@@ -275,6 +305,25 @@ class MainWindow(QMainWindow):
         dialog = MemoryDialog(self.engine, keys[0], parent=self)
         dialog.open()
         return dialog
+
+    def open_enter_maintenance(self) -> QWidget | None:
+        server = self.selected_server()
+        if server is None:
+            return None
+        from xencenter_lite.ui.maintenance import MaintenanceDialog
+
+        dialog = MaintenanceDialog(self.engine, server, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def open_exit_maintenance(self) -> QWidget | None:
+        server = self.selected_server()
+        if server is None:
+            return None
+        from xencenter_lite.ui.maintenance import exit_maintenance
+
+        return exit_maintenance(self.engine, server, self)
 
     def about(self) -> QMessageBox:
         box = QMessageBox(QMessageBox.Icon.Information, "About XenCenter Lite",

@@ -34,6 +34,7 @@ VmKey = tuple[str, str]
 # Problem code -> the few words shown after a server's name, most telling first.
 SHORT_REASONS = {
     "SAME_SERVER": "Current server",
+    "DESTINATION_IN_MAINTENANCE": "Maintenance Mode",
     "DESTINATION_DISCONNECTED": "Disconnected",
     "DESTINATION_UNKNOWN": "Unknown server",
     "VM_GONE": "VM no longer exists",

@@ -125,6 +125,11 @@ def vm_row(vm: VM, job: Job | None, where: str = "") -> Row:
 
 
 def server_row(srv: Server, sort_prefix: str = "1") -> Row:
+    if srv.connected and srv.maintenance:
+        return Row(("server", srv.name), f"{srv.name} (Maintenance Mode)", "server", srv.name,
+                   sort_prefix + srv.name.lower(),
+                   f"{srv.name}: in maintenance mode: no VM is migrated onto it ({srv.uri})",
+                   dim=True)
     if srv.connected:
         return Row(("server", srv.name), srv.name, "server", srv.name,
                    sort_prefix + srv.name.lower(), f"{srv.name}: connected ({srv.uri})")
@@ -691,6 +696,7 @@ class ResourcesPane(QWidget):
         super().__init__(parent)
         self.engine = engine
         self.vm_menu_hook: Callable[[QMenu], None] | None = None
+        self.server_menu_hook: Callable[[QMenu, str], None] | None = None
         self._jobs: dict[VmKey, Job] = {}
         self.models = {m: ResourceModel(m, self) for m in (INFRASTRUCTURE, FOLDERS)}
         for model in self.models.values():
@@ -954,6 +960,8 @@ class ResourcesPane(QWidget):
         menu = QMenu(self)
         if key is not None and key[0] == "vm" and self.vm_menu_hook is not None:
             self.vm_menu_hook(menu)
+        if key is not None and key[0] == "server" and self.server_menu_hook is not None:
+            self.server_menu_hook(menu, key[1])
         if self.mode == FOLDERS:
             if not menu.isEmpty():
                 menu.addSeparator()
