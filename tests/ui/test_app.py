@@ -59,8 +59,10 @@ def test_layout_names_and_menus(window: MainWindow) -> None:
         assert widget.accessibleName() == name
     assert window.objectName() == window.accessibleName() == "mainWindow"
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
-    assert list(menus) == ["File", "View", "VM", "Help"]
+    assert list(menus) == ["File", "View", "Server", "VM", "Help"]
     assert menu_texts(menus["File"]) == ["Add Server…", "Exit"]
+    assert menu_texts(menus["Server"]) == ["Add Server…", "Enter Maintenance Mode…",
+                                           "Exit Maintenance Mode"]
     assert menu_texts(menus["View"]) == ["Infrastructure", "Folder View"]
     assert menu_texts(menus["VM"]) == ["Migrate to Server", "Migrate VM…",
                                        "Move Virtual Disk…", "Memory…"]

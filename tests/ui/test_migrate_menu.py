@@ -37,8 +37,14 @@ def menu_for(qtbot: Any, run: Any, engine: Any, keys: list[Any]) -> MigrateToSer
 def test_entries_say_why_a_server_cannot_take_the_vm(qtbot: Any, run: Any,
                                                      fake: FakeEngine) -> None:
     menu = menu_for(qtbot, run, fake, [WEB])
-    assert menu.entries() == [("lab-a1 (Current server)", False), ("lab-a2", True),
-                              ("lab-b1", True), ("Migrate VM wizard…", True)]
+    # Placement's stars: lab-a2 is in web-1's pool and sees its disk; lab-b1 needs a copy.
+    assert menu.entries() == [("lab-a1 (Current server)", False), ("lab-a2  ★★★★☆", True),
+                              ("lab-b1  ★★☆☆☆", True), ("Migrate VM wizard…", True)]
+    optimal = menu.optimal()
+    assert optimal is not None and optimal.text() == "&Optimal Server: lab-a2"
+    assert "no disk copy" in optimal.toolTip()
+    tip = next(a.toolTip() for a in menu.actions() if a.text().startswith("lab-b1"))
+    assert tip.startswith("27/100: ") and "copies 10.0 GiB of disks" in tip
 
     fake.fleet.server("lab-a2", free_memory=256 * MIB)
     fake.fleet.server("lab-b1", connected=False, error="connection refused")
@@ -47,6 +53,7 @@ def test_entries_say_why_a_server_cannot_take_the_vm(qtbot: Any, run: Any,
     assert menu.entries()[:3] == [("lab-a1 (Current server)", False),
                                   ("lab-a2 (Not enough memory)", False),
                                   ("lab-b1 (Disconnected)", False)]
+    assert menu.optimal() is None  # no server can take it
     tips = [a.toolTip() for a in menu.actions()]
     assert "Not enough memory on 'lab-a2'" in tips[1]
     assert "connection refused" in tips[2]
@@ -73,7 +80,7 @@ def test_storage_choices_do_not_disable_an_entry(qtbot: Any, run: Any, fake: Fak
 def test_choosing_a_pool_member_confirms_then_migrates(qtbot: Any, run: Any,
                                                         fake: FakeEngine) -> None:
     menu = menu_for(qtbot, run, fake, [WEB])
-    next(a for a in menu.actions() if a.text() == "lab-a2").trigger()
+    next(a for a in menu.actions() if a.text().startswith("lab-a2 ")).trigger()
     boxes = [w for w in QApplication.topLevelWidgets()
              if isinstance(w, QMessageBox) and w.isVisible()]
     assert [b.text() for b in boxes] == [
@@ -87,6 +94,8 @@ def test_the_wizard_entry_opens_the_wizard_without_a_destination(
     qtbot: Any, run: Any, fake: FakeEngine, wizards: list[Any],
 ) -> None:
     menu = menu_for(qtbot, run, fake, [WEB, ("lab-b1", "uuid-app-1")])
+    assert menu.optimal() is None  # stars and "Optimal Server" are for one VM
+    assert ("lab-a2", True) in menu.entries()
     menu.actions()[-1].trigger()
     assert wizards == [([WEB, ("lab-b1", "uuid-app-1")], None)]
 
@@ -97,8 +106,8 @@ def test_a_rebuilt_menu_ignores_late_answers(qtbot: Any, run: Any, fake: FakeEng
     menu.refresh()
     menu.refresh()  # the first round's checks come back to deleted actions
     run(until(lambda: menu.pending == 0))
-    assert [t for t, _ in menu.entries()] == ["lab-a1 (Current server)", "lab-a2", "lab-b1",
-                                              "Migrate VM wizard…"]
+    assert [t for t, _ in menu.entries()] == ["lab-a1 (Current server)", "lab-a2  ★★★★☆",
+                                              "lab-b1  ★★☆☆☆", "Migrate VM wizard…"]
 
 
 def test_problem_codes_map_to_short_reasons() -> None:
@@ -124,7 +133,8 @@ def test_real_menu_checks_every_server(qtbot: Any, run: Any, engine: Any) -> Non
     assert entries[f"{web.server} (Current server)"] is False
     pool_mate = {"lab-a1": "lab-a2", "lab-a2": "lab-a1"}.get(web.server)
     if pool_mate:
-        assert entries[pool_mate] is True
+        (text,) = [t for t in entries if t.split()[0] == pool_mate]
+        assert entries[text] is True and text.startswith(f"{pool_mate}  ★")
 
     window.resources.select(("vm", build.key))
     assert not window.migrate_menu.isEnabled()  # halted: Migrate is off

@@ -314,3 +314,23 @@ def test_a_vm_deleted_while_the_wizard_is_open_is_reported_and_nothing_starts(
             virsh(uri, "destroy", "gone-1")
         with contextlib.suppress(subprocess.CalledProcessError):
             virsh(uri, "undefine", "gone-1")
+
+
+def test_placement_picks_the_destination_and_home_server_and_says_why(qtbot, run, engine):
+    # web-1 on lab-a1, its disk on the pool's shared SR: the pool (lab-a2, no disk copy) and
+    # lab-b1 (a copy) can both take it. The wizard starts on placement's pick and says why,
+    # and the Home Server page picks that member, with its stars.
+    place(engine, run, "web-1", "lab-a1")
+    wizard = open_wizard(qtbot, run, engine, "web-1")
+    page = wizard.page(DESTINATION)
+    assert enabled(page.combo, entry(page.combo, "lab-b1"))  # a real choice of two
+    run(until(lambda: page.combo.currentIndex() >= 0))
+    assert page.combo.currentText() == "Production"
+    advice = page.recommendation.text()
+    assert page.recommendation.isVisibleTo(wizard)
+    assert advice.startswith("Recommended: Production. 'web-1' → lab-a2 (★"), advice
+    assert "no disk copy" in advice
+    go_next(wizard, HOME_SERVER)
+    (home,) = wizard.page(HOME_SERVER).combos.values()
+    assert home.currentText().startswith("lab-a2 (") and "★" in home.currentText()
+    assert "no disk copy" in home.model().item(home.currentIndex()).toolTip()

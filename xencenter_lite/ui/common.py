@@ -23,6 +23,11 @@ def format_size(n: int | float) -> str:
     return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeSIFormat)
 
 
+def star_text(stars: int) -> str:
+    """A placement rating as five stars, filled and hollow ("★★★☆☆")."""
+    return "★" * stars + "☆" * (5 - stars)
+
+
 _kept: set[QDialog] = set()  # parentless dialogs shown with open() live until closed
 
 

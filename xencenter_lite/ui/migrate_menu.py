@@ -4,6 +4,10 @@ XenCenter lists every server and says why one can't take the VMs instead of hidi
 entry is checked in the background (engine.precheck) and reads "(Updating…)" meanwhile. A
 choice that needs no disk copy only asks for confirmation; anything else opens the wizard
 with that server chosen, because only the wizard lets the operator pick SRs.
+
+For one VM the menu also shows placement's ranking, as XenCenter's Workload Balancing does:
+"Optimal Server" first, then each server that can take the VM with its stars (1 to 5) and,
+in its tooltip, the reasons for its score.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from xencenter_lite.core.checks import (
     check_vm_movable,
 )
 from xencenter_lite.core.model import Snapshot
+from xencenter_lite.core.placement import Rating, rank
 from xencenter_lite.core.plan import MigrationKind, MigrationRequest, build_plan
-from xencenter_lite.ui.common import spawn
+from xencenter_lite.ui.common import spawn, star_text
 
 if TYPE_CHECKING:
     from xencenter_lite.engine import Engine
@@ -146,6 +151,7 @@ class MigrateToServerMenu(QMenu):
         self._vm_keys = vm_keys
         self._generation = 0
         self.pending = 0  # checks still running (tests wait on it)
+        self.ratings: dict[str, Rating] = {}  # placement's, for one VM
         self.aboutToShow.connect(self.refresh)
 
     def _dialog_parent(self) -> QWidget | None:
@@ -158,6 +164,19 @@ class MigrateToServerMenu(QMenu):
         keys = self._vm_keys()
         snapshot: Snapshot = self.engine.snapshot()
         self.pending = 0
+        self.ratings = {}
+        vm = snapshot.vm(keys[0]) if len(keys) == 1 else None
+        if vm is not None:
+            ranked = rank(snapshot, vm, set(self.engine.busy) - {vm.key})
+            self.ratings = {r.server: r for r in ranked}
+            top = ranked[0] if ranked and ranked[0].eligible else None
+            if top is not None:
+                optimal = self.addAction(f"&Optimal Server: {top.server}")
+                optimal.setObjectName("optimalServer")
+                optimal.setToolTip("; ".join(top.reasons))
+                optimal.triggered.connect(lambda: migrate_or_open_wizard(
+                    self.engine, keys, top.server, self._dialog_parent()))
+                self.addSeparator()
         for name in sorted(snapshot.servers):
             action = self.addAction(f"{name} (Updating…)")
             action.setEnabled(False)
@@ -188,11 +207,21 @@ class MigrateToServerMenu(QMenu):
             action.setText(f"{server} ({reason})")
             action.setToolTip(detail)
             return
-        action.setText(server)
+        rating = self.ratings.get(server)
+        if rating is not None and rating.eligible:
+            action.setText(f"{server}  {star_text(rating.stars)}")
+            action.setToolTip(f"{rating.score:.0f}/100: " + "; ".join(rating.reasons))
+        else:
+            action.setText(server)
         action.setEnabled(True)
         action.triggered.connect(
             lambda: migrate_or_open_wizard(self.engine, keys, server, self._dialog_parent()))
 
     def entries(self) -> list[tuple[str, bool]]:
         """(text, enabled) of each entry, for tests and accessibility checks."""
-        return [(a.text(), a.isEnabled()) for a in self.actions() if not a.isSeparator()]
+        return [(a.text(), a.isEnabled()) for a in self.actions()
+                if not a.isSeparator() and a.objectName() != "optimalServer"]
+
+    def optimal(self) -> QAction | None:
+        """The "Optimal Server" entry (one VM that some server can take), else None."""
+        return next((a for a in self.actions() if a.objectName() == "optimalServer"), None)

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from xencenter_lite.core.checks import Problem, estimate_seconds
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.placement import Rating, place_together, rate
 from xencenter_lite.core.plan import (
     MigrationKind,
     MigrationPlan,
@@ -46,7 +47,7 @@ from xencenter_lite.core.plan import (
     default_sr,
 )
 from xencenter_lite.core.units import format_duration
-from xencenter_lite.ui.common import format_size, show_non_modal, spawn
+from xencenter_lite.ui.common import format_size, show_non_modal, spawn, star_text
 from xencenter_lite.ui.events import weak_listener
 from xencenter_lite.ui.move_disk import sr_reason
 
@@ -309,8 +310,39 @@ class MigrateWizard(QWizard):
             usable = self.usable_members(key)
             if self.homes.get(key) in usable or not usable:
                 continue
-            self.homes[key] = (self.preferred if self.preferred in usable
-                               else max(usable, key=snap.memory_available))
+            if self.preferred in usable:
+                self.homes[key] = self.preferred
+                continue
+            vm = snap.vm(key)
+            busy = set(self.engine.busy) - {key}
+            scores = {m: rate(snap, vm, m, busy).score if vm is not None else 0.0
+                      for m in usable}
+            # Placement's best member (ties: the most free memory, then the name).
+            self.homes[key] = max(sorted(usable),
+                                  key=lambda m: (scores[m], snap.memory_available(m)))
+
+    def best_servers(self) -> dict[VmKey, Rating]:
+        """Placement's pick for each VM (the VMs placed together), for those it has one."""
+        snap = self.engine.snapshot()
+        busy = set(self.engine.busy) - set(self.vm_keys)
+        picks: dict[VmKey, Rating] = {}
+        for vm, ratings in place_together(snap, self.vms(snap), busy):
+            if ratings and ratings[0].eligible:
+                picks[vm.key] = ratings[0]
+        return picks
+
+    def recommended_target(self, usable: list[Target]) -> tuple[Target | None, str]:
+        """The usable target holding most of placement's picks, and why, in words."""
+        picks = self.best_servers()
+        scored = [(sum(1 for r in picks.values() if r.server in t.members), -i, t)
+                  for i, t in enumerate(usable)]
+        if not scored or max(scored, key=lambda x: (x[0], x[1]))[0] == 0:
+            return None, ""
+        target = max(scored, key=lambda x: (x[0], x[1]))[2]
+        why = "; ".join(f"'{self.names[k]}' → {r.server} ({star_text(r.stars)}): "
+                        + ", ".join(r.reasons) for k, r in picks.items()
+                        if r.server in target.members)
+        return target, f"Recommended: {target.name}. {why}"
 
     def home_servers(self) -> list[str]:
         return sorted({h for k in self.vm_keys if (h := self.home(k))})
@@ -476,6 +508,11 @@ class DestinationPage(WizardPage):
         self.reason.setWordWrap(True)
         self.reason.hide()
         self.layout_.addWidget(self.reason)
+        self.recommendation = QLabel()
+        self.recommendation.setObjectName("destinationRecommendation")
+        self.recommendation.setWordWrap(True)
+        self.recommendation.hide()
+        self.layout_.addWidget(self.recommendation)
         self.layout_.addWidget(QLabel("VMs to migrate:"))
         self.grid = QTreeWidget()
         self.grid.setObjectName("vmGrid")
@@ -536,8 +573,16 @@ class DestinationPage(WizardPage):
                 usable.append(i)
             item.setEnabled(why is None)
             item.setToolTip(why.message if why else "")
-        if self.combo.currentIndex() < 0 and not pending and len(usable) == 1:
-            self.combo.setCurrentIndex(usable[0])
+        if not pending:
+            targets = [model.item(i).data(Qt.ItemDataRole.UserRole) for i in usable]
+            best, advice = self.w.recommended_target(targets)
+            self.recommendation.setText(advice)
+            self.recommendation.setVisible(bool(advice))
+            if self.combo.currentIndex() < 0 and usable:
+                pick = usable[targets.index(best)] if best in targets else (
+                    usable[0] if len(usable) == 1 else -1)
+                if pick >= 0:
+                    self.combo.setCurrentIndex(pick)
         self._show_reason()
         self.changed()
 
@@ -604,7 +649,13 @@ class HomeServerPage(WizardPage):
                                          why.message))
                 else:
                     free = format_size(snap.memory_available(m)) if m in snap.servers else "?"
-                    entries.append(Entry(f"{m} ({free} free memory)", m))
+                    rating = rate(snap, vm, m, set(w.engine.busy) - {key}) if vm else None
+                    if rating is not None and rating.eligible:
+                        entries.append(Entry(f"{m} ({free} free memory)  "
+                                             f"{star_text(rating.stars)}", m,
+                                             tip="; ".join(rating.reasons)))
+                    else:
+                        entries.append(Entry(f"{m} ({free} free memory)", m))
             fill_combo(combo, entries, w.homes.get(key))
             combo.currentIndexChanged.connect(lambda _, k=key, c=combo: self._picked(k, c))
             self.table.setCellWidget(row, 2, combo)
