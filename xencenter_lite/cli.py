@@ -147,10 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xencenter-lite: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return asyncio.run(_main(args, inventory))
+        code = asyncio.run(_main(args, inventory))
+        sys.stdout.flush()  # here, where a reader gone away is still ours to handle
+        return code
     except UsageError as exc:
         print(f"xencenter-lite: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`list | head`): say nothing more, and let the interpreter's
+        # last flush of stdout go nowhere instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     finally:
         # The command is over and the process ends: the interpreter's last collection of
         # everything still allocated (libvirt's objects, the engine's) would take 20-30 ms.
@@ -158,9 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _main(args: argparse.Namespace, inventory: Any) -> int:
-    from xencenter_lite.engine import Engine
+    from xencenter_lite.engine import DEFAULT_CONCURRENCY, Engine
 
-    engine = Engine(inventory)
+    # `maintenance --parallel N` may move more VMs at once than the queue's default.
+    engine = Engine(inventory, concurrency=max(DEFAULT_CONCURRENCY,
+                                               getattr(args, "parallel", 0) or 0))
     # A command waits this long for a server that stopped answering mid-migration to come
     # back and say where the VM runs; then it ends, and what the job made is finished by
     # the next command that can prove it safe (the console waits longer: it keeps running).

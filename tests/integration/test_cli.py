@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.labtools import cli, virsh, vm_named
+from tests.labtools import cli, cli_argv, virsh, vm_named
 from xencenter_lite.engine import Engine
 
 
@@ -119,12 +120,28 @@ def test_refuses_a_vm_with_a_pci_device(lab_inventory: Path, engine: Engine,
     (["migrate", "web-1", "--to", "lab-b1", "--network", "wifi"], "no network named 'wifi'"),
     (["move-disk", "app-1", "vdz", "--sr", "Fast storage"], "has no disk 'vdz'"),
     (["migrate", "web-1"], "--to"),
+    (["maintenance", "enter", "nowhere"], "no server named 'nowhere'"),
+    (["maintenance", "enter", "lab-b1", "--send", "app-1"], "is not VM=SERVER"),
+    (["maintenance", "enter", "lab-b1", "--leave", "web-9"], "runs no VM named 'web-9'"),
+    (["maintenance", "enter", "lab-b1", "--parallel", "0"], "--parallel must be a positive"),
+    (["maintenance", "exit", "nowhere"], "no server named 'nowhere'"),
 ])
 def test_bad_input_exits_2_with_a_message(lab_inventory: Path, args: list[str],
                                            expected: str) -> None:
     result = cli(*args, inventory=lab_inventory)
     assert result.returncode == 2
     assert expected in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(lab_inventory: Path) -> None:
+    """`list | head -1`: the reader is gone before the output comes; no traceback, exit 1."""
+    with subprocess.Popen(cli_argv("list", inventory=lab_inventory),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 1, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_cli_migrates_and_reports_json(lab_inventory: Path, engine: Engine, run: Any) -> None:
