@@ -29,6 +29,10 @@ direction of each link.
   moved with virsh (volume commands and `virsh migrate` with the same flags, three at a
   time), for comparison.
 - evacuate-large: the same with evacl-1..6 (128 MiB of data each).
+- maintenance: evac-1..6 moved off their server by `xencenter-lite maintenance enter` (one
+  plan, placement's destinations, three at a time; the server's other running VMs are
+  left with --leave), then `maintenance exit --no-return` (not timed). Ratio as for
+  evacuate; alternating with the same six moved with virsh, three at a time.
 
 Each case alternates direction round by round; the cases alternate within a round.
 """
@@ -70,7 +74,7 @@ EVACUEES: dict[str, tuple[str, ...]] = {
     "evacuate": tuple(f"evac-{i}" for i in range(1, 7)),
     "evacuate-large": tuple(f"evacl-{i}" for i in range(1, 7)),
 }
-CASES = ("link", "network", "sparse", *EVACUEES)
+CASES = ("link", "network", "sparse", *EVACUEES, "maintenance")
 
 
 # The commands run with Python's bytecode cache, as an installed package has it: where
@@ -287,6 +291,35 @@ class Bench:
         print(f"  evacuate {group[0]}.. with virsh: {row}", flush=True)
         return row
 
+    def maintenance(self, group: tuple[str, ...]) -> dict[str, Any]:
+        """`group`'s server enters maintenance mode: placement sends the six to the other
+        server (the only one); the server's other running VMs are left where they are."""
+        src = self.gather_evacuees(group)
+        dest = self.other(src)
+        listed = self.vms()
+        data = sum(d["allocation"] for vm in group for d in listed[vm]["disks"])
+        leave = [arg for vm, v in sorted(listed.items())
+                 if v["server"] == src and v["state"] == "running" and vm not in group
+                 for arg in ("--leave", vm)]
+        t0 = time.monotonic()
+        with self.watching(src, "storage"):
+            doc = self.cli("maintenance", "enter", src, "--parallel", "3", *leave)
+        wall = time.monotonic() - t0
+        self.cli("maintenance", "exit", src, "--no-return")
+        moved_vms = sorted(r["vm"] for r in doc["results"] if r["ok"])
+        if not doc["ok"] or moved_vms != sorted(group) or any(
+                r["to"] != dest for r in doc["results"]):
+            raise SystemExit(f"maintenance mode did not move the six to {dest}: {doc}")
+        memory = sum(self.completed(dest, vm).get("memory_processed", 0.0) for vm in group)
+        moved = data + memory
+        ideal = moved / self.rate["storage"]
+        row = {"from": src, "to": dest, "wall_s": round(wall, 3),
+               "disk_data_mib": round(data / MIB, 1), "memory_mib": round(memory / MIB, 1),
+               "moved_mib": round(moved / MIB, 1), "link_time_s": round(ideal, 3),
+               "ratio": round(wall / ideal, 3), **self.timeline}
+        print(f"  maintenance enter {src} ({group[0]}..): {row}", flush=True)
+        return row
+
     def evacuate(self, group: tuple[str, ...]) -> dict[str, Any]:
         src = self.gather_evacuees(group)
         dest = self.other(src)
@@ -349,7 +382,7 @@ def main() -> int:
     bench = Bench(inventory)
     rows: dict[str, list[dict[str, Any]]] = {"link": [], "link_virsh": [], "network": [],
                                              "sparse": []}
-    for group in EVACUEES:
+    for group in (*EVACUEES, "maintenance"):
         rows[group], rows[f"{group}_virsh"] = [], []
     try:
         if cases & {"link", "network"}:
@@ -380,6 +413,12 @@ def main() -> int:
                               (f"{group}_virsh", bench.evacuate_with_virsh)]
                 for key, fn in contenders if i % 2 == 0 else contenders[::-1]:
                     rows[key].append(fn(vms))
+            if "maintenance" in cases:
+                six = EVACUEES["evacuate"]
+                contenders = [("maintenance", bench.maintenance),
+                              ("maintenance_virsh", bench.evacuate_with_virsh)]
+                for key, fn in contenders if i % 2 == 0 else contenders[::-1]:
+                    rows[key].append(fn(six))
     finally:
         if not args.keep_lab:
             subprocess.run([cli_exe(), "lab", "down", "--config", str(CONFIG)],
@@ -427,7 +466,7 @@ def main() -> int:
         summary["link_ours_over_virsh_migrate_only"] = round(
             statistics.median(r["wall_s"] for r in rows["link"])
             / summary["link_virsh_migrate_only_s"]["median"], 3)
-    for g in EVACUEES:
+    for g in (*EVACUEES, "maintenance"):
         if not rows[g]:
             continue
         for key in (g, f"{g}_virsh"):
