@@ -1,6 +1,7 @@
 """Maintenance mode on the lab, from the command line: a server with a mix of VMs made by
 virt-install (a disk on the pool's shared SR, a local disk, a halted VM, a CD only that
-server sees) is emptied with one plan, kept free of new VMs, and gets its VMs back."""
+server sees) and one of the lab's working guests is emptied with one plan, kept free of new
+VMs, and gets its VMs back; the working guest keeps writing its records throughout."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +22,11 @@ from tests.labtools import (
     sr_path,
     virsh,
     virt_install,
+    vm_named,
+    wait_working,
     where_defined,
 )
+from tests.ui.vm_placement import place
 from xencenter_lite.core.domxml import disk_path_of
 from xencenter_lite.core.inventory import load_inventory
 
@@ -87,7 +92,9 @@ def _data_intact(uris: dict[str, str], state_dir: Path, name: str) -> bool:
 
 def test_a_server_enters_maintenance_with_one_plan_and_gets_its_vms_back(
         lab_inventory: Path, uris: dict[str, str], state_dir: Path,
-        mix: dict[str, str]) -> None:
+        mix: dict[str, str], engine: Any, run: Any) -> None:
+    place(engine, run, "web-1", SERVER)  # a working Linux guest, its disk on the shared SR
+    before = wait_working(engine, run, state_dir, "web-1")
     # A running VM that cannot leave (its CD is on the server's own storage): refused,
     # with the fix; nothing moves and the server is not in maintenance mode.
     refused = cli("maintenance", "enter", SERVER, "--json", inventory=lab_inventory)
@@ -110,7 +117,7 @@ def test_a_server_enters_maintenance_with_one_plan_and_gets_its_vms_back(
     assert entered.returncode == 0, entered.stdout + entered.stderr
     doc = json.loads(entered.stdout)
     assert doc["ok"] is True and doc["maintenance"] is True
-    assert sorted(r["vm"] for r in doc["results"]) == ["mm-local", "mm-shared"]
+    assert sorted(r["vm"] for r in doc["results"]) == ["mm-local", "mm-shared", "web-1"]
     assert all(r["ok"] for r in doc["results"])
     assert doc["still_running_there"] == ["mm-cd"]
     assert where_defined(uris, "mm-shared") == [("lab-a1", "running")]
@@ -120,6 +127,10 @@ def test_a_server_enters_maintenance_with_one_plan_and_gets_its_vms_back(
     assert where_defined(uris, "mm-cd") == [(SERVER, "running")]
     assert _data_intact(uris, state_dir, "mm-shared") and _data_intact(uris, state_dir,
                                                                        "mm-local")
+    assert where_defined(uris, "web-1") == [("lab-a1", "running")]  # the pool's other member
+    run(engine.refresh())
+    during = wait_working(engine, run, state_dir, "web-1")
+    assert during > before, "web-1 kept writing records after it left"
     assert _in_maintenance(lab_inventory)
     listed = _listed(lab_inventory)["vms"]
     assert isinstance(listed, list)
@@ -139,12 +150,15 @@ def test_a_server_enters_maintenance_with_one_plan_and_gets_its_vms_back(
     assert left.returncode == 0, left.stdout + left.stderr
     doc = json.loads(left.stdout)
     assert doc["was_in_maintenance"] is True and doc["maintenance"] is False
-    assert sorted(r["vm"] for r in doc["results"]) == ["mm-local", "mm-shared"]
-    for name in ("mm-shared", "mm-local", "mm-cd"):
+    assert sorted(r["vm"] for r in doc["results"]) == ["mm-local", "mm-shared", "web-1"]
+    for name in ("mm-shared", "mm-local", "mm-cd", "web-1"):
         assert where_defined(uris, name) == [(SERVER, "running")], name
     assert _data_intact(uris, state_dir, "mm-shared") and _data_intact(uris, state_dir,
                                                                        "mm-local")
     assert not _in_maintenance(lab_inventory)
+    run(engine.refresh())
+    assert wait_working(engine, run, state_dir, "web-1") > during, "web-1 works after its return"
+    assert vm_named(engine, "web-1").server == SERVER
     listed = _listed(lab_inventory)["vms"]
     assert isinstance(listed, list)
     assert all(v["evacuated_from"] is None for v in listed if v["name"] in VMS)
