@@ -11,17 +11,21 @@ made to:
 - drop: it is done, but the answer is lost with the connection (the worst case of a cut
   link); every later call on that connection fails too, and `alive` says so, until the
   engine opens a new one;
-- bug: it raises an exception that is not a libvirt error (a bug in the product).
+- bug: it raises an exception that is not a libvirt error (a bug in the product);
+- detach: it is sent, and the connection goes at once while the server carries it out (a
+  link cut under a long call: the server goes on with the migration it was asked for).
 
 A plan can also make some calls slow to begin (`slow`: method -> seconds), a server that
 takes its time with a request while it answers others: a migration the source has not yet
-begun when the engine looks, say.
+begun when the engine looks, say; and make some always fail (`failing`: methods), a server
+that cannot answer one kind of question, such as a job's statistics behind a busy domain.
 
 Nothing here pretends to be libvirt: every call that goes through is the real one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -32,7 +36,7 @@ from typing import Any
 from xencenter_lite.core.inventory import ServerConfig
 from xencenter_lite.virt import LibvirtLink, ServerLink, VirtError
 
-FAIL, HANG, DROP, BUG = "fail", "hang", "drop", "bug"
+FAIL, HANG, DROP, BUG, DETACH = "fail", "hang", "drop", "bug", "detach"
 KINDS = (FAIL, HANG, DROP)
 INTERNAL_ERROR = 1  # VIR_ERR_INTERNAL_ERROR
 SYSTEM_ERROR = 38  # VIR_ERR_SYSTEM_ERROR: what a dropped connection gives
@@ -67,6 +71,7 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     hung_until: float = 0.0  # monotonic time the hung call goes through
     slow: dict[str, float] = field(default_factory=dict)  # method -> seconds before it begins
+    failing: frozenset[str] = frozenset()  # methods that fail every time while armed
 
     def arm(self, target: Call | None = None, kind: str = FAIL) -> None:
         with self._lock:
@@ -142,6 +147,8 @@ class FaultLink:
         kind = self._plan.hit(self.name, method)
         if method in self._plan.slow:
             time.sleep(self._plan.slow[method])
+        if kind is None and method in self._plan.failing and self._plan.armed:
+            raise VirtError(f"internal error: {method} cannot be answered now", INTERNAL_ERROR)
         if kind is None:
             return target(*args, **kwargs)
         if kind == FAIL:
@@ -151,6 +158,13 @@ class FaultLink:
         if kind == HANG:
             time.sleep(self._plan.hang)
             return target(*args, **kwargs)
+        if kind == DETACH:
+            threading.Thread(target=lambda: _quietly(target, *args, **kwargs),
+                             daemon=True).start()
+            self._dropped = True
+            if self._on_close is not None:
+                self._on_close()
+            raise VirtError("End of file while reading data: Input/output error", SYSTEM_ERROR)
         # DROP: the server does it; the answer is lost with the connection.
         try:
             target(*args, **kwargs)
@@ -159,6 +173,12 @@ class FaultLink:
             if self._on_close is not None:
                 self._on_close()
         raise VirtError("End of file while reading data: Input/output error", SYSTEM_ERROR)
+
+
+def _quietly(target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """A detached call: its answer (or error) goes nowhere, as with a cut connection."""
+    with contextlib.suppress(Exception):  # nobody is there to hear it
+        target(*args, **kwargs)
 
 
 def fault_links(plan: FaultPlan) -> Callable[[ServerConfig], ServerLink]:

@@ -90,16 +90,16 @@ def created_paths(job: Job) -> list[str]:
 
 
 async def run_case(inventory: InventoryConfig, spec: JobSpec, call: Call | None, kind: str,
-                   state_dir: Path, slow: dict[str, float] | None = None
-                   ) -> tuple[Outcome, list[Call]]:
+                   state_dir: Path, slow: dict[str, float] | None = None,
+                   failing: frozenset[str] = frozenset()) -> tuple[Outcome, list[Call]]:
     """One run of the job with `call` going wrong (None: the dry run); `slow`: calls the
-    servers take their time to begin (see FaultPlan)."""
+    servers take their time to begin, `failing`: calls that always fail (see FaultPlan)."""
     began = time.monotonic()
     (server, _state), = where_defined(spec.uris, spec.vm)
     uuid = virsh(spec.uris[server], "domuuid", spec.vm).strip()
     dest = spec.other(server)
     roles = {server: "source", dest: "destination"} if dest != server else {server: "server"}
-    plan = FaultPlan(roles=roles, hang=HANG, slow=dict(slow or {}))
+    plan = FaultPlan(roles=roles, hang=HANG, slow=dict(slow or {}), failing=failing)
     engine = Engine(inventory, link_factory=fault_links(plan), answer_timeout=ANSWER_TIMEOUT,
                     progress_interval=0.2, state_dir=state_dir)
     engine.reconcile_wait = 2.0

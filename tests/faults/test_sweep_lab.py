@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.faultlink import BUG, KINDS, Call
+from tests.faults.faultlink import BUG, DETACH, KINDS, Call
 from tests.faults.sweep import JobSpec, Outcome, run_case, sweep, tally, write_report
 from tests.labtools import fill_pattern, host_path, remove_vm, sr_path, virsh, virt_install
 from xencenter_lite.core.inventory import load_inventory
@@ -177,5 +177,25 @@ def test_a_look_before_the_source_begins_the_migration_does_not_decide_it(
     outcome, _trace = run(run_case(load_inventory(lab_inventory), spec,
                                    Call("source", "job_stats", 1), kind, tmp_path,
                                    slow={"migrate": 2.0}), 180)
+    assert outcome.fired and outcome.problems == [], outcome.to_json()
+    assert (outcome.state, outcome.where) == ("done", "destination"), outcome.to_json()
+
+
+def test_a_migration_still_running_without_its_call_is_waited_for_not_decided(
+        lab_inventory: Path, guests: dict[str, str], run: Any, tmp_path: Path) -> None:
+    """The link goes the moment the migration is asked for; the source carries it out (slowly:
+    2 MiB/s) and cannot say so (its job statistics fail). Found again, the VM is on the source
+    and its copy waits on the destination: both halves there means libvirt is migrating it,
+    so the job waits for one half to go instead of saying the VM stays and unwinding."""
+    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
+        dest = "lab-b1" if server == "lab-a1" else "lab-a1"
+        return engine.migrate([MigrationRequest((server, uuid), dest, sr="Local storage",
+                                                bandwidth_mib_s=2)])
+
+    spec = JobSpec("storage migration", "sw-storage", guests, start,
+                   lambda server: "lab-b1" if server == "lab-a1" else "lab-a1")
+    outcome, _trace = run(run_case(load_inventory(lab_inventory), spec,
+                                   Call("source", "migrate", 1), DETACH, tmp_path,
+                                   failing=frozenset({"job_stats"})), 240)
     assert outcome.fired and outcome.problems == [], outcome.to_json()
     assert (outcome.state, outcome.where) == ("done", "destination"), outcome.to_json()

@@ -56,6 +56,9 @@ class Timing:
     # How long a migration call is waited for once its source stopped answering the
     # engine (keepalive ends the call within about 20 s of silence; this is the backstop).
     call_grace: float = 60.0
+    # How long a job that lost its migration call waits while both halves of the VM are
+    # there (libvirt still migrating it) before it says it cannot tell where the VM runs.
+    in_flight_wait: float = 600.0
 
 
 class MigrationRunner:
@@ -352,9 +355,15 @@ class MigrationRunner:
         raw = exc.raw if isinstance(exc, VirtError) else (str(exc) if isinstance(
             exc, DmcFailed | Cancelled) else repr(exc))
         if where_src is False:
-            job.fail(f"Lost the connection to '{src}' and could not find out where "
-                     f"'{plan.vm.name}' runs. " + _left_note(left, plan.vm.name, src)
-                     + " Check both servers when the connection is back.", raw)
+            if fleet.is_connected(src):
+                job.fail(f"libvirt was still migrating '{plan.vm.name}' after "
+                         f"{self.timing.in_flight_wait:.0f} s without this job, so it could not "
+                         f"find out where it will run. " + _left_note(left, plan.vm.name, src)
+                         + " Check both servers.", raw)
+            else:
+                job.fail(f"Lost the connection to '{src}' and could not find out where "
+                         f"'{plan.vm.name}' runs. " + _left_note(left, plan.vm.name, src)
+                         + " Check both servers when the connection is back.", raw)
             return False
         if where_src is None:
             job.fail(f"'{plan.vm.name}' is on neither '{src}' nor (running) on '{dest}' any "
@@ -386,6 +395,7 @@ class MigrationRunner:
         fleet = self.fleet
         loop = asyncio.get_running_loop()
         end = loop.time() + self.timing.reconcile_wait
+        flight_end: float | None = None
         while True:
             where_src = await fleet.locate(src, uuid, wait=max(0.0, end - loop.time()))
             if isinstance(where_src, VmState):
@@ -394,7 +404,22 @@ class MigrationRunner:
                 await self._follow_orphaned(job, src, uuid)
                 where_src = await fleet.locate(src, uuid, wait=0)
             where_dest = await fleet.locate(dest, uuid, wait=0)
-            ending = where_src is None and where_dest in (VmState.PAUSED, VmState.OTHER)
+            incoming = where_dest in (VmState.PAUSED, VmState.OTHER)
+            if isinstance(where_src, VmState) and incoming:
+                # Both halves are there: libvirt is still migrating it, whether or not the
+                # source said so (a look at its job can fail behind the migration's own
+                # work). Wait for one half to go, not deciding meanwhile.
+                if flight_end is None:
+                    flight_end = loop.time() + self.timing.in_flight_wait
+                    job.set_state(job.state, f"'{job.vm_name}' is on '{src}' and its copy "
+                                  f"waits on '{dest}': the migration is still running there; "
+                                  "waiting for it to end")
+                if loop.time() >= flight_end or fleet.closed:
+                    return False, where_dest  # not known where it will run
+                await asyncio.sleep(self.timing.progress_interval)
+                end = max(end, loop.time())
+                continue
+            ending = where_src is None and incoming
             if not ending or loop.time() >= end or fleet.closed:
                 return where_src, where_dest
             await asyncio.sleep(0.25)
