@@ -37,6 +37,7 @@ def test_the_operator_sees_the_plan_changes_it_and_the_server_enters_and_leaves(
     assert combo.currentData() not in (None, server)  # placement's pick, another server
     assert dialog.table.item(row, 2).text().startswith("Best server: ")
     assert dialog.start.isEnabled()
+    assert dialog.parallel.value() == 3 and dialog.parallel.maximum() == engine.concurrency
 
     # The operator leaves every running VM where it is: nothing will move.
     for i in range(dialog.table.rowCount()):

@@ -63,8 +63,9 @@ class MaintenanceDialog(QDialog):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.parallel = QSpinBox(self)
         self.parallel.setObjectName("parallelMoves")
-        self.parallel.setRange(1, 8)
-        self.parallel.setValue(DEFAULT_CONCURRENCY)
+        # No more than the queue runs at once (the console's engine has its slots).
+        self.parallel.setRange(1, max(1, engine.concurrency))
+        self.parallel.setValue(min(DEFAULT_CONCURRENCY, self.parallel.maximum()))
         form = QFormLayout()
         form.addRow("&Migrations at a time:", self.parallel)
         self.summary = QLabel("Working out where each VM goes…", self)
