@@ -62,6 +62,13 @@ xencenter-lite precheck app-1 --to "$srv" || true
 echo; echo "== $srv leaves maintenance mode; its VMs come back"
 xencenter-lite maintenance exit "$srv"
 
+# Power operations: the halted build-1 starts, is suspended and resumed, then forced off.
+echo; echo "== Power operations on build-1"
+xencenter-lite start build-1
+xencenter-lite suspend build-1
+xencenter-lite resume build-1
+xencenter-lite shutdown build-1 --force
+
 echo; echo "== The lab afterwards"
 xencenter-lite list
 # The console on the same lab. With a screen, it opens there; without one, it runs on a

@@ -1,7 +1,7 @@
 """The xencenter-lite command: scriptable migrations on the same engine as the console.
 
-Exit codes: 0 all done; 1 a migration failed or was cancelled; 2 bad input or refused by
-the checks (nothing moved).
+Exit codes: 0 all done; 1 a migration or power operation failed or was cancelled; 2 bad
+input or refused by the checks (nothing moved, nothing done).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, Sharing, Snapshot
 from xencenter_lite.core.placement import Evacuation, Rating, place_together
 from xencenter_lite.core.plan import MigrationPlan, MigrationRequest
+from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.core.units import format_bytes, format_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -83,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--sr", required=True, metavar="SR")
     md.add_argument("--bandwidth", type=int, metavar="MIB_S")
     md.add_argument("--json", action="store_true")
+
+    for action, text in (("start", "start halted VMs"),
+                         ("shutdown", "shut VMs down (the guest is asked; --force turns them "
+                                      "off)"),
+                         ("reboot", "reboot VMs (the guest is asked)"),
+                         ("suspend", "suspend (pause) running VMs"),
+                         ("resume", "resume suspended (paused) VMs")):
+        op = sub.add_parser(action, help=text)
+        op.add_argument("vms", nargs="+", metavar="VM")
+        if action == "shutdown":
+            op.add_argument("--force", action="store_true",
+                            help="turn the VM off at once (Force Shut Down)")
+            op.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                            help="how long the guest gets to shut down (default 120 s)")
+        op.add_argument("--json", action="store_true")
 
     mm = sub.add_parser("maintenance", help="enter or leave maintenance mode on a server")
     mm_sub = mm.add_subparsers(dest="action", parser_class=_Parser, required=True)
@@ -188,6 +204,8 @@ async def _main(args: argparse.Namespace, inventory: Any) -> int:
             return await cmd_move_disk(engine, args)
         if args.command == "maintenance":
             return await cmd_maintenance(engine, args)
+        if args.command in POWER_COMMANDS:
+            return await cmd_power(engine, args)
         raise UsageError(f"unknown command {args.command}")
     finally:
         await engine.close()
@@ -507,6 +525,38 @@ async def _run_jobs(engine: Any, jobs: list[Job], as_json: bool,
             sys.stdout.write(f"{j.vm_name}: {j.state.value} in "
                              f"{format_duration(j.elapsed)} — {msg}\n")
     return results
+
+
+# ---- power operations ---------------------------------------------------------------------
+POWER_COMMANDS = {"start": PowerAction.START, "shutdown": PowerAction.SHUTDOWN,
+                  "reboot": PowerAction.REBOOT, "suspend": PowerAction.SUSPEND,
+                  "resume": PowerAction.RESUME}
+
+
+async def cmd_power(engine: Any, args: argparse.Namespace) -> int:
+    snap: Snapshot = engine.snapshot()
+    action = POWER_COMMANDS[args.command]
+    if action is PowerAction.SHUTDOWN and args.force:
+        action = PowerAction.FORCE_SHUTDOWN
+    timeout = getattr(args, "timeout", 120.0)
+    if timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    vms = [find_vm(snap, name) for name in args.vms]
+    if len({v.key for v in vms}) != len(vms):
+        raise UsageError("a VM is named twice; name each VM once")
+    refused = {v.name: check_power(snap, v, action, engine.busy) for v in vms}
+    if any(refused.values()):
+        problems = [p for ps in refused.values() for p in ps]
+        if args.json:
+            json.dump({"ok": False, "problems": [p.to_json() for p in problems]}, sys.stdout,
+                      indent=2)
+            sys.stdout.write("\n")
+        else:
+            _print_problems(problems, sys.stdout)
+            sys.stdout.write("Refused: nothing was done.\n")
+        return EXIT_BAD_INPUT
+    jobs = [engine.power(v.key, action, timeout=timeout) for v in vms]
+    return await _follow(engine, jobs, args.json, {})
 
 
 # ---- maintenance mode ---------------------------------------------------------------------

@@ -64,12 +64,14 @@ def test_layout_names_and_menus(window: MainWindow) -> None:
     assert menu_texts(menus["Server"]) == ["Add Server…", "Enter Maintenance Mode…",
                                            "Exit Maintenance Mode"]
     assert menu_texts(menus["View"]) == ["Infrastructure", "Folder View"]
-    assert menu_texts(menus["VM"]) == ["Migrate to Server", "Migrate VM…",
-                                       "Move Virtual Disk…", "Memory…"]
+    assert menu_texts(menus["VM"]) == ["Start", "Shut Down", "Force Shut Down", "Reboot",
+                                       "Suspend", "Resume", "Migrate to Server",
+                                       "Migrate VM…", "Move Virtual Disk…", "Memory…"]
     assert menu_texts(menus["Help"]) == ["About XenCenter Lite"]
     toolbar = [a.text().replace("&", "") for a in window.findChild(QWidget, "mainToolbar")
                .actions() if not a.isSeparator()]
-    assert toolbar == ["Add Server…", "Migrate VM…", "Move Virtual Disk…"]
+    assert toolbar == ["Add Server…", "Migrate VM…", "Move Virtual Disk…", "Start",
+                       "Shut Down", "Reboot", "Suspend", "Resume"]
 
 
 def test_view_menu_and_selector_stay_in_step(window: MainWindow) -> None:
@@ -112,7 +114,7 @@ def test_vm_context_menu_and_real_wizard(window: MainWindow, engine: Engine, qtb
     window.resources.select(("vm", db.key))
     menu = window.resources.context_menu(("vm", db.key))
     assert menu_texts(menu) == ["Migrate to Server", "Migrate VM…", "Move Virtual Disk…",
-                                "Memory…"]
+                                "Memory…", "Shut Down", "Force Shut Down", "Reboot", "Suspend"]
     wizard = window.open_migrate_wizard()
     assert wizard is not None and wizard.isVisible() and wizard.parent() is window
     assert wizard.vm_keys == [db.key]  # type: ignore[attr-defined]

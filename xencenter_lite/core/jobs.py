@@ -1,4 +1,5 @@
-"""Jobs: one migration or disk move each, with the state an operator watches.
+"""Jobs: one migration, disk move or power operation each, with the state an operator
+watches.
 
 The engine drives jobs through their states; listeners (CLI progress line, Events view)
 read them. Nothing here talks to libvirt or Qt.
@@ -19,6 +20,7 @@ class JobState(Enum):
     CHECKING = "checking"
     COPYING_DISKS = "copying disks"
     COPYING_MEMORY = "copying memory"
+    POWERING = "in progress"  # a power operation: asked of the server, waiting for the VM
     FINISHING = "finishing"
     DONE = "done"
     FAILED = "failed"
@@ -36,6 +38,7 @@ class JobState(Enum):
 class JobKind(Enum):
     MIGRATE = "migrate"
     MOVE_DISK = "move-disk"
+    POWER = "power"
 
 
 _ids = itertools.count(1)

@@ -8,7 +8,8 @@ from, with a slow poll as a fallback.
 In parts: `fleet` (connections, workers, readings, the snapshot, server identity),
 `sharing` (proving SRs shared), `undo` and `settle` (the undo log, kept on disk, and
 carrying it out), `queue` (jobs and slots), `migration`, `disk_move` and `dmc` (the runners),
-`maintenance` (which servers are in maintenance mode).
+`power` (start, shut down, reboot, suspend, resume), `maintenance` (which servers are in
+maintenance mode).
 Engine is the façade the CLI and the console use.
 """
 
@@ -30,11 +31,13 @@ from xencenter_lite.core.model import VM, Snapshot
 from xencenter_lite.core.placement import Evacuation, Rating, evacuation_plans, plan_evacuation
 from xencenter_lite.core.placement import rank as rank_servers
 from xencenter_lite.core.plan import DiskMovePlan, MigrationPlan, MigrationRequest, build_plan
+from xencenter_lite.core.power import PowerAction
 from xencenter_lite.engine.disk_move import DiskMoveRunner
 from xencenter_lite.engine.dmc import Dmc, metadata_of
 from xencenter_lite.engine.fleet import Fleet, LinkFactory
 from xencenter_lite.engine.maintenance import MaintenanceMarks
 from xencenter_lite.engine.migration import MigrationRunner, Timing
+from xencenter_lite.engine.power import PowerRunner
 from xencenter_lite.engine.queue import DEFAULT_CONCURRENCY, JobQueue
 from xencenter_lite.engine.settle import Settler
 from xencenter_lite.engine.sharing import SharingProofs
@@ -89,6 +92,7 @@ class Engine:
                                           self.timing)
         self.disk_moves = DiskMoveRunner(self.fleet, self.queue, self.settler,
                                          self.migrations)
+        self.powers = PowerRunner(self.fleet, self.queue, self.migrations)
         self.queue.on_end.append(self._job_ended)
         self.fleet.on_connected(self._server_connected)
         self.close_wait = 20.0  # how long closing waits for running jobs to roll back
@@ -365,6 +369,22 @@ class Engine:
         if not self.queue.claim(job):
             return job
         self.queue.run(job, self.disk_moves.run(job, dev, sr, bandwidth_mib_s))
+        self.fleet.changed()
+        return job
+
+    def power(self, vm_key: tuple[str, str], action: PowerAction, *,
+              timeout: float = 120.0, force_after: bool = False) -> Job:
+        """Start, shut down, force off, reboot, suspend or resume a VM, as a job. A clean
+        shutdown waits `timeout` seconds for the guest, then forces it off only with
+        `force_after`; it can be cancelled while it waits."""
+        vm = self.snapshot().vm(vm_key)
+        name = vm.name if vm else vm_key[1]
+        job = self.queue.new(Job(
+            kind=JobKind.POWER, title=f"{action.doing} '{name}'", vm_key=vm_key,
+            vm_name=name, source=vm_key[0], destination=vm_key[0]))
+        if not self.queue.claim(job):
+            return job
+        self.queue.run(job, self.powers.run(job, action, timeout, force_after))
         self.fleet.changed()
         return job
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import Snapshot
+from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog
 from xencenter_lite.ui.common import spawn
 from xencenter_lite.ui.events import EventsView
@@ -112,6 +113,21 @@ class MainWindow(QMainWindow):
         self.memory_action.setToolTip("Dynamic Memory Control: the VM's memory range and the "
                                       "memory it has now")
         self.memory_action.triggered.connect(self.open_memory)
+        # VM power operations, with XenCenter's shortcuts (Suspend and Resume share Ctrl+Y:
+        # whichever the selection allows has it).
+        self.power_actions: dict[PowerAction, QAction] = {}
+        for act, text, key in ((PowerAction.START, "S&tart", "Ctrl+B"),
+                               (PowerAction.SHUTDOWN, "Shut &Down", "Ctrl+E"),
+                               (PowerAction.FORCE_SHUTDOWN, "&Force Shut Down", ""),
+                               (PowerAction.REBOOT, "&Reboot", "Ctrl+R"),
+                               (PowerAction.SUSPEND, "S&uspend", "Ctrl+Y"),
+                               (PowerAction.RESUME, "Resu&me", "")):
+            qa = QAction(text, self)
+            qa.setObjectName(f"power:{act.value}")
+            if key:
+                qa.setShortcut(QKeySequence(key))
+            qa.triggered.connect(lambda _=False, a=act: self.power(a))
+            self.power_actions[act] = qa
         self.enter_maintenance_action = QAction("Enter &Maintenance Mode…", self)
         self.enter_maintenance_action.setObjectName("enterMaintenanceAction")
         self.enter_maintenance_action.setToolTip("Migrate the server's running VMs to other "
@@ -149,6 +165,9 @@ class MainWindow(QMainWindow):
         vm_menu = bar.addMenu("V&M")
         self.migrate_menu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys,
                                                 self)
+        for qa in self.power_actions.values():
+            vm_menu.addAction(qa)
+        vm_menu.addSeparator()
         vm_menu.addMenu(self.migrate_menu)
         vm_menu.addAction(self.migrate_action)
         vm_menu.addAction(self.move_disk_action)
@@ -165,6 +184,10 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         toolbar.addAction(self.migrate_action)
         toolbar.addAction(self.move_disk_action)
+        toolbar.addSeparator()
+        for act in (PowerAction.START, PowerAction.SHUTDOWN, PowerAction.REBOOT,
+                    PowerAction.SUSPEND, PowerAction.RESUME):
+            toolbar.addAction(self.power_actions[act])
 
     def _vm_context_menu(self, menu: Any) -> None:
         submenu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys, menu)
@@ -173,6 +196,10 @@ class MainWindow(QMainWindow):
         menu.addAction(self.migrate_action)
         menu.addAction(self.move_disk_action)
         menu.addAction(self.memory_action)
+        menu.addSeparator()
+        for qa in self.power_actions.values():
+            if qa.isEnabled():  # as XenCenter's context menu: only what applies
+                menu.addAction(qa)
 
     def _server_context_menu(self, menu: Any, _server: str) -> None:
         menu.addAction(self.enter_maintenance_action)
@@ -242,6 +269,14 @@ class MainWindow(QMainWindow):
         self.migrate_menu.setEnabled(can_migrate)
         self.move_disk_action.setEnabled(only_vms and len(vms) == 1)
         self.memory_action.setEnabled(only_vms and len(vms) == 1)
+        for act, qa in self.power_actions.items():
+            qa.setEnabled(only_vms and all(v is not None and not check_power(snap, v, act, busy)
+                                           for v in vms))
+        suspend, resume = (self.power_actions[PowerAction.SUSPEND],
+                           self.power_actions[PowerAction.RESUME])
+        toggle = QKeySequence("Ctrl+Y")
+        suspend.setShortcut(QKeySequence() if resume.isEnabled() else toggle)
+        resume.setShortcut(toggle if resume.isEnabled() else QKeySequence())
         server = self.selected_server()
         srv = snap.servers.get(server) if server else None
         self.enter_maintenance_action.setEnabled(srv is not None and srv.connected
@@ -305,6 +340,40 @@ class MainWindow(QMainWindow):
         dialog = MemoryDialog(self.engine, keys[0], parent=self)
         dialog.open()
         return dialog
+
+    def power(self, action: PowerAction) -> QMessageBox | None:
+        """Run `action` on the selected VMs; shutting down, forcing off and rebooting are
+        confirmed first (a VM's service stops). Returns the confirmation, if one is shown."""
+        keys = self.resources.selected_vm_keys()
+        if not keys or not self.power_actions[action].isEnabled():
+            return None
+
+        def go() -> None:
+            for key in keys:
+                self.engine.power(key, action)
+
+        if action not in (PowerAction.SHUTDOWN, PowerAction.FORCE_SHUTDOWN,
+                          PowerAction.REBOOT):
+            go()
+            return None
+        snap = self.engine.snapshot()
+        names = ", ".join(f"'{v.name}'" for k in keys if (v := snap.vm(k)) is not None)
+        what = {PowerAction.SHUTDOWN: "shut down", PowerAction.REBOOT: "reboot",
+                PowerAction.FORCE_SHUTDOWN: "force shut down"}[action]
+        text = f"Are you sure you want to {what} {names}?"
+        if action is PowerAction.FORCE_SHUTDOWN:
+            text += " It is turned off at once, as if its power were cut: unsaved data is lost."
+        box = QMessageBox(QMessageBox.Icon.Question, action.label, text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setObjectName("confirmPower")
+        box.setDefaultButton(QMessageBox.StandardButton.No
+                             if action is PowerAction.FORCE_SHUTDOWN
+                             else QMessageBox.StandardButton.Yes)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _r: go() if box.clickedButton() is box.button(
+            QMessageBox.StandardButton.Yes) else None)
+        box.open()
+        return box
 
     def open_enter_maintenance(self) -> QWidget | None:
         server = self.selected_server()

@@ -109,7 +109,10 @@ def norm_folder(path: str) -> str:
 def vm_row(vm: VM, job: Job | None, where: str = "") -> Row:
     text, badge = vm.name, {VmState.RUNNING: "running", VmState.PAUSED: "paused",
                             VmState.SUSPENDED: "paused"}.get(vm.state, "halted")
-    if job is not None and not job.state.finished:
+    if job is not None and not job.state.finished and job.kind is JobKind.POWER:
+        doing = job.title.rsplit(" '", 1)[0]  # "Starting 'web-1'" -> "Starting"
+        text = f"{vm.name} ({doing}…)"
+    elif job is not None and not job.state.finished:
         verb = "Migrating" if job.kind is JobKind.MIGRATE else "Moving disk"
         if job.state is JobState.QUEUED:
             text = f"{vm.name} ({verb}: queued)"

@@ -578,6 +578,21 @@ class LibvirtLink:
             self._c().lookupByUUIDString(uuid).abortJob()
 
     @_one_at_a_time
+    def power(self, uuid: str, action: str) -> None:
+        calls: dict[str, Callable[[Any], Any]] = {
+            "start": lambda d: d.create(),
+            "shutdown": lambda d: d.shutdown(),
+            "destroy": lambda d: d.destroy(),
+            "reboot": lambda d: d.reboot(0),
+            "suspend": lambda d: d.suspend(),
+            "resume": lambda d: d.resume(),
+        }
+        if action not in calls:
+            raise ValueError(f"no power operation {action!r}")
+        with virt_errors():
+            calls[action](self._c().lookupByUUIDString(uuid))
+
+    @_one_at_a_time
     def resume_if_paused(self, uuid: str) -> None:
         """A failed migration may leave the source VM paused; let it run again."""
         with virt_errors():
