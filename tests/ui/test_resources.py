@@ -285,3 +285,19 @@ def test_real_lab_tree_follows_the_engine(qtbot: Any, engine: Any, run: Any,
     assert ("vm", vm_named(engine, "app-1").key) in pane.model.keys(NO_FOLDER)
     run(engine.refresh())  # a fresh reading changes nothing visible: rows stay
     assert pane.index_of(("vm", web.key)).isValid()
+
+
+def test_a_server_in_maintenance_mode_says_so_with_its_own_icon(pane: ResourcesPane,
+                                                                fake: FakeEngine) -> None:
+    from xencenter_lite.ui.icons import icon
+
+    fake.fleet.server("lab-b1", maintenance=True)
+    fake.push()
+    assert "lab-b1 (Maintenance Mode)" in shown(pane.proxy)
+    model = pane.proxy
+    (index,) = model.match(model.index(0, 0), Qt.ItemDataRole.DisplayRole,
+                           "lab-b1 (Maintenance Mode)", 1, Qt.MatchFlag.MatchRecursive)
+    painted = index.data(Qt.ItemDataRole.DecorationRole)
+    assert painted.cacheKey() == icon("server-maintenance").cacheKey()
+    assert painted.cacheKey() != icon("server").cacheKey()
+    assert "in maintenance mode" in index.data(Qt.ItemDataRole.ToolTipRole)

@@ -84,6 +84,14 @@ def _badge(p: QPainter, kind: str) -> None:
         p.setPen(QPen(QColor("white"), 2))
         p.drawLine(QPointF(21, 21), QPointF(27, 27))
         p.drawLine(QPointF(27, 21), QPointF(21, 27))
+    elif kind == "maintenance":  # a spanner on blue: nothing is placed here for now
+        p.setBrush(QColor(BLUE))
+        p.drawEllipse(area)
+        p.setPen(QPen(QColor("white"), 2.5))
+        p.drawLine(QPointF(20.5, 27.5), QPointF(25, 23))
+        p.setPen(QPen(QColor("white"), 1.8))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawEllipse(QRectF(24, 19.5, 4.5, 4.5))
     elif kind == "connected":
         p.setBrush(QColor(GREEN))
         p.drawEllipse(QRectF(21, 21, 9, 9))

@@ -129,10 +129,9 @@ def vm_row(vm: VM, job: Job | None, where: str = "") -> Row:
 
 def server_row(srv: Server, sort_prefix: str = "1") -> Row:
     if srv.connected and srv.maintenance:
-        return Row(("server", srv.name), f"{srv.name} (Maintenance Mode)", "server", srv.name,
-                   sort_prefix + srv.name.lower(),
-                   f"{srv.name}: in maintenance mode: no VM is migrated onto it ({srv.uri})",
-                   dim=True)
+        return Row(("server", srv.name), f"{srv.name} (Maintenance Mode)", "server-maintenance",
+                   srv.name, sort_prefix + srv.name.lower(),
+                   f"{srv.name}: in maintenance mode: no VM is migrated onto it ({srv.uri})")
     if srv.connected:
         return Row(("server", srv.name), srv.name, "server", srv.name,
                    sort_prefix + srv.name.lower(), f"{srv.name}: connected ({srv.uri})")
