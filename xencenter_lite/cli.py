@@ -377,6 +377,18 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
             out.write(f"  {d.dev}: stays on {d.source_sr}\n")
 
 
+def _refused(problems: list[Problem], as_json: bool, nothing: str) -> int:
+    """Say why a command is refused (exit 2): nothing was done."""
+    if as_json:
+        json.dump({"ok": False, "problems": [p.to_json() for p in problems]}, sys.stdout,
+                  indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_problems(problems, sys.stdout)
+        sys.stdout.write(f"Refused: {nothing}.\n")
+    return EXIT_BAD_INPUT
+
+
 def _print_problems(problems: list[Problem], out: TextIO) -> None:
     for p in problems:
         tag = "error" if p.blocking else "warning"
@@ -440,14 +452,7 @@ async def cmd_move_disk(engine: Any, args: argparse.Namespace) -> int:
     plan = engine.plan_disk_move(vm.key, args.dev, args.sr)
     refused = blocking(engine.check_disk_move(plan))
     if refused:
-        if args.json:
-            json.dump({"ok": False, "problems": [p.to_json() for p in refused]}, sys.stdout,
-                      indent=2)
-            sys.stdout.write("\n")
-        else:
-            _print_problems(refused, sys.stdout)
-            sys.stdout.write("Refused: nothing was moved.\n")
-        return EXIT_BAD_INPUT
+        return _refused(refused, args.json, "nothing was moved")
     job = engine.move_disk(vm.key, args.dev, args.sr, args.bandwidth)
     return await _follow(engine, [job], args.json, {})
 
@@ -544,17 +549,9 @@ async def cmd_power(engine: Any, args: argparse.Namespace) -> int:
     vms = [find_vm(snap, name) for name in args.vms]
     if len({v.key for v in vms}) != len(vms):
         raise UsageError("a VM is named twice; name each VM once")
-    refused = {v.name: check_power(snap, v, action, engine.busy) for v in vms}
-    if any(refused.values()):
-        problems = [p for ps in refused.values() for p in ps]
-        if args.json:
-            json.dump({"ok": False, "problems": [p.to_json() for p in problems]}, sys.stdout,
-                      indent=2)
-            sys.stdout.write("\n")
-        else:
-            _print_problems(problems, sys.stdout)
-            sys.stdout.write("Refused: nothing was done.\n")
-        return EXIT_BAD_INPUT
+    problems = [p for v in vms for p in check_power(snap, v, action, engine.busy)]
+    if problems:
+        return _refused(problems, args.json, "nothing was done")
     jobs = [engine.power(v.key, action, timeout=timeout) for v in vms]
     return await _follow(engine, jobs, args.json, {})
 
