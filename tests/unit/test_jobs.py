@@ -52,7 +52,8 @@ def recorder(job: Job) -> list[tuple[JobState, int]]:
 def test_state_flags():
     assert {s for s in JobState if s.finished} == set(FINISHED)
     assert {s for s in JobState if s.running} == {
-        JobState.CHECKING, JobState.COPYING_DISKS, JobState.COPYING_MEMORY, JobState.FINISHING}
+        JobState.CHECKING, JobState.COPYING_DISKS, JobState.COPYING_MEMORY, JobState.POWERING,
+        JobState.FINISHING}
     assert not JobState.QUEUED.running and not JobState.QUEUED.finished
 
 
