@@ -77,7 +77,8 @@ class PowerRunner:
                     job.done(f"'{vm.name}' did not shut down within {timeout:.0f} s and was "
                              "forced off")
                     return
-            now = state.value if isinstance(state, VmState) else "not found"
+            now = (state.value if isinstance(state, VmState)
+                   else "gone" if state is None else "not known (the server does not answer)")
             if action is PowerAction.SHUTDOWN:
                 job.fail(f"'{vm.name}' did not shut down within {timeout:.0f} s (its guest "
                          f"may not act on the request) and is {now}; Force Shut Down turns "
