@@ -120,8 +120,8 @@ class MainWindow(QMainWindow):
                                (PowerAction.SHUTDOWN, "Shut &Down", "Ctrl+E"),
                                (PowerAction.FORCE_SHUTDOWN, "&Force Shut Down", ""),
                                (PowerAction.REBOOT, "&Reboot", "Ctrl+R"),
-                               (PowerAction.SUSPEND, "S&uspend", "Ctrl+Y"),
-                               (PowerAction.RESUME, "Resu&me", "")):
+                               (PowerAction.SUSPEND, "Sus&pend", "Ctrl+Y"),
+                               (PowerAction.RESUME, "Res&ume", "")):
             qa = QAction(text, self)
             qa.setObjectName(f"power:{act.value}")
             if key:
