@@ -356,10 +356,11 @@ class MigrationRunner:
             exc, DmcFailed | Cancelled) else repr(exc))
         if where_src is False:
             if fleet.is_connected(src):
-                job.fail(f"libvirt was still migrating '{plan.vm.name}' after "
-                         f"{self.timing.in_flight_wait:.0f} s without this job, so it could not "
-                         f"find out where it will run. " + _left_note(left, plan.vm.name, src)
-                         + " Check both servers.", raw)
+                # (The source answers, but not where the VM is, or libvirt was still
+                # migrating it when in_flight_wait ran out.)
+                job.fail(f"'{src}' answers, but the job could not find out where "
+                         f"'{plan.vm.name}' runs (libvirt may still be migrating it). "
+                         + _left_note(left, plan.vm.name, src) + " Check both servers.", raw)
             else:
                 job.fail(f"Lost the connection to '{src}' and could not find out where "
                          f"'{plan.vm.name}' runs. " + _left_note(left, plan.vm.name, src)
@@ -417,7 +418,6 @@ class MigrationRunner:
                 if loop.time() >= flight_end or fleet.closed:
                     return False, where_dest  # not known where it will run
                 await asyncio.sleep(self.timing.progress_interval)
-                end = max(end, loop.time())
                 continue
             ending = where_src is None and incoming
             if not ending or loop.time() >= end or fleet.closed:
