@@ -114,14 +114,19 @@ def rate(snapshot: Snapshot, vm: VM, destination: str,
     return Rating(destination, round(score, 3), tuple(reasons), (), plan)
 
 
-def _space_share(snapshot: Snapshot, plan: MigrationPlan) -> float:
-    """The smallest share of free space the copied disks leave on their SRs (1: none)."""
+def _space_needed(plan: MigrationPlan) -> dict[str, int]:
+    """Bytes the plan's copied disks take on each SR of the destination."""
     need: dict[str, int] = {}
     for d in plan.copied_disks:
         if d.target_sr is not None:
             need[d.target_sr] = need.get(d.target_sr, 0) + d.capacity
+    return need
+
+
+def _space_share(snapshot: Snapshot, plan: MigrationPlan) -> float:
+    """The smallest share of free space the copied disks leave on their SRs (1: none)."""
     shares = [1.0]
-    for name, size in need.items():
+    for name, size in _space_needed(plan).items():
         sr = snapshot.sr(plan.destination, name)
         if sr is not None and sr.capacity > 0:
             shares.append(max(0.0, (sr.available - size) / sr.capacity))
@@ -251,10 +256,7 @@ def _with_placed(snapshot: Snapshot, plan: MigrationPlan) -> Snapshot:
     servers[dest] = replace(srv, free_memory=max(0, srv.free_memory - plan.vm.memory))
     moved = replace(plan.vm, server=dest)
     vms = (*(v for v in snapshot.vms if v.key != plan.vm.key), moved)
-    need: dict[str, int] = {}
-    for d in plan.copied_disks:
-        if d.target_sr is not None:
-            need[d.target_sr] = need.get(d.target_sr, 0) + d.capacity
+    need = _space_needed(plan)
     srs: list[SR] = []
     for sr in snapshot.srs:
         taken = need.get(sr.name, 0) if sr.server == dest else 0

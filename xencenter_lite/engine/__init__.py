@@ -409,9 +409,7 @@ class Engine:
         (where it goes, or why it stays) and the problems of the moves taken together."""
         if server not in self.fleet.servers:
             raise LookupError(f"there is no server named '{server}' in the inventory")
-        await asyncio.gather(*(self.fleet.read(n) for n, st in self.fleet.servers.items()
-                               if st.connected))
-        snap = self.snapshot()
+        snap = await self.fleet.refresh()
         rows = plan_evacuation(snap, server, self.busy, choices)
         problems = check_plans(snap, evacuation_plans(rows), self.busy)
         return rows, problems
@@ -444,8 +442,7 @@ class Engine:
         host = self._host_of(server)
         self.marks.unmark(host)
         self.fleet.changed()
-        await asyncio.gather(*(self.fleet.read(n) for n, st in self.fleet.servers.items()
-                               if st.connected))
+        await self.fleet.refresh()
         back = self.evacuated_from(server)
         if bring_back:
             return self.migrate([MigrationRequest(v.key, server) for v in back],

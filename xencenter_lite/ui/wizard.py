@@ -336,9 +336,9 @@ class MigrateWizard(QWizard):
         picks = self.best_servers()
         scored = [(sum(1 for r in picks.values() if r.server in t.members), -i, t)
                   for i, t in enumerate(usable)]
-        if not scored or max(scored, key=lambda x: (x[0], x[1]))[0] == 0:
+        held, _order, target = max(scored, key=lambda x: (x[0], x[1]), default=(0, 0, None))
+        if target is None or held == 0:
             return None, ""
-        target = max(scored, key=lambda x: (x[0], x[1]))[2]
         why = "; ".join(f"'{self.names[k]}' → {r.server} ({star_text(r.stars)}): "
                         + ", ".join(r.reasons) for k, r in picks.items()
                         if r.server in target.members)
