@@ -29,6 +29,7 @@ from tests.labtools import (
 from tests.ui.vm_placement import place
 from xencenter_lite.core.domxml import disk_path_of
 from xencenter_lite.core.inventory import load_inventory
+from xencenter_lite.core.power import PowerAction
 
 pytestmark = pytest.mark.lab
 
@@ -93,7 +94,12 @@ def _data_intact(uris: dict[str, str], state_dir: Path, name: str) -> bool:
 def test_a_server_enters_maintenance_with_one_plan_and_gets_its_vms_back(
         lab_inventory: Path, uris: dict[str, str], state_dir: Path,
         mix: dict[str, str], engine: Any, run: Any) -> None:
-    place(engine, run, "web-1", SERVER)  # a working Linux guest, its disk on the shared SR
+    web = place(engine, run, "web-1", SERVER)  # a working Linux guest, disk on the shared SR
+    # Booted afresh: earlier tests squeeze its memory (its workload may not have survived).
+    for action in (PowerAction.FORCE_SHUTDOWN, PowerAction.START):
+        job = engine.power(web.key, action)
+        run(engine.wait([job]), 60)
+        assert job.state.value == "done", (job.error, job.error_details)
     before = wait_working(engine, run, state_dir, "web-1")
     # A running VM that cannot leave (its CD is on the server's own storage): refused,
     # with the fix; nothing moves and the server is not in maintenance mode.
