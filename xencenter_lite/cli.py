@@ -22,9 +22,9 @@ from xencenter_lite.core.checks import Problem, blocking, estimate_seconds
 from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.inventory import InventoryError, load_inventory, resolve_inventory_path
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import VM, Sharing, Snapshot
+from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState
 from xencenter_lite.core.placement import Evacuation, Rating, place_together
-from xencenter_lite.core.plan import MigrationPlan, MigrationRequest
+from xencenter_lite.core.plan import DataPath, MigrationPlan, MigrationRequest
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.core.units import format_bytes, format_duration
 
@@ -68,13 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--tls", action="store_true",
                         help="encrypt the migration with libvirt's TLS (the servers need "
                              "certificates)")
+        sp.add_argument("--resume", action="store_true",
+                        help="a paused VM: resume it on the destination (default: it stays "
+                             "paused)")
         sp.add_argument("--json", action="store_true")
 
     pc = sub.add_parser("precheck", help="check a migration without moving anything")
     pc.add_argument("vms", nargs=1, metavar="VM")
     plan_args(pc)
 
-    mg = sub.add_parser("migrate", help="live-migrate VMs (queued, 3 at a time)")
+    mg = sub.add_parser("migrate", help="migrate VMs: running and paused ones live, halted "
+                                        "ones with their disks (queued, 3 at a time)")
     mg.add_argument("vms", nargs="+", metavar="VM")
     plan_args(mg)
 
@@ -337,7 +341,7 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace,
     def request(vm: VM, to: str = args.to) -> MigrationRequest:
         return MigrationRequest(vm=vm.key, destination=to, sr=args.sr, disk_srs=disks,
                                 network=args.network, bandwidth_mib_s=args.bandwidth,
-                                tls=args.tls)
+                                tls=args.tls, resume=getattr(args, "resume", False))
 
     if not auto:
         return [request(vm) for vm in vms], {}
@@ -356,7 +360,9 @@ def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
     secs = estimate_seconds(snap, plan)
     return {
         "vm": plan.vm.name, "from": plan.source, "to": plan.destination,
-        "kind": plan.kind.value, "network": plan.network, "address": plan.address,
+        "kind": plan.kind.value, "data_path": plan.data_path.value,
+        "state": plan.vm.state.value, "resume": plan.resume,
+        "network": plan.network, "address": plan.address,
         "home_server": plan.home_server, "bytes": plan.bytes_to_copy,
         "estimate_seconds": round(secs, 1) if secs is not None else None,
         "disks": [{"dev": d.dev, "from_sr": d.source_sr, "to_sr": d.target_sr, "copy": d.copy,
@@ -367,8 +373,15 @@ def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
 def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
     over = (f"over '{plan.network}' {plan.address}" if plan.network and plan.address
             else "(no migration network)")
-    out.write(f"{plan.vm.name}: {plan.source} → {plan.destination} ({plan.kind.value} live "
-              f"migration {over})\n")
+    if plan.data_path is DataPath.STREAM:
+        how = "halted: disks through libvirt volume streams, verified, then its definition"
+    elif plan.data_path is DataPath.DEFINITION:
+        how = "halted: its definition only, the disks stay"
+    else:
+        paused = (", resumed there" if plan.resume else ", stays paused") \
+            if plan.vm.state is VmState.PAUSED else ""
+        how = f"{plan.kind.value} live migration {over}{paused}"
+    out.write(f"{plan.vm.name}: {plan.source} → {plan.destination} ({how})\n")
     for d in plan.disks:
         if d.copy:
             out.write(f"  {d.dev}: {d.source_sr} → {d.target_sr or '(no SR)'} "

@@ -4,7 +4,7 @@ and per way of going wrong, and check after each that nothing was lost.
 The invariants, checked with libvirt itself (not the engine's model) once the faulty engine
 has ended and a fresh engine (the next command, with no faults) has started and finished
 what was left for it:
-- the VM is defined on exactly one server, and runs;
+- the VM is defined on exactly one server, and runs (a halted VM: stays halted);
 - every volume the job created is gone, unless the VM runs on it;
 - the VM's disks exist and hold the data written before the job;
 - the job ended (done, failed or cancelled) with a message;
@@ -68,6 +68,7 @@ class JobSpec:
     start: Callable[[Engine, str, str], list[Job]]  # engine, VM's server, uuid -> jobs
     other: Callable[[str], str]  # the VM's server now -> the server the job goes to
     expect: str = "done"  # how the job ends without a fault
+    vm_state: str = "running"  # how the VM must be wherever it ends up (virsh domstate)
 
 
 def sweep_targets(trace: list[Call]) -> list[Call]:
@@ -144,7 +145,7 @@ async def run_case(inventory: InventoryConfig, spec: JobSpec, call: Call | None,
     else:
         where, state = places[0]
         outcome.where = roles.get(where, where)
-        if state != "running":
+        if state != spec.vm_state:
             outcome.problems.append(f"the VM is {state} on {where}")
         in_use = set()
         for path, fmt in disk_files(spec.uris[where], spec.vm):

@@ -35,7 +35,9 @@ GUESTS = {  # name: (server, SR)
     "sw-cancel": ("lab-a2", "Local storage"),
     "sw-cancel2": ("lab-a2", "Local storage"),
     "sw-dcancel": ("lab-b1", "Local storage"),
+    "sw-halted": ("lab-a2", "Local storage"),
 }
+HALTED = {"sw-halted"}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,8 @@ def guests(lab_inventory: Path, state_dir: Path) -> Iterator[dict[str, str]]:
         fill_pattern(host_path(state_dir, server, f"{sr_path(uris[server], sr)}/{volume}"),
                      "qcow2")
         virt_install(uris[server], name, f"vol={sr}/{volume}", memory_mib=32)
+        if name in HALTED:
+            virsh(uris[server], "destroy", name)
     yield uris
     for name in GUESTS:
         for uri in uris.values():
@@ -69,7 +73,7 @@ _background: set[Any] = set()
 
 
 def _migration(name: str, uris: dict[str, str], pair: tuple[str, str], sr: str | None,
-               label: str, cancelled: bool = False) -> JobSpec:
+               label: str, cancelled: bool = False, halted: bool = False) -> JobSpec:
     def start(engine: Engine, server: str, uuid: str) -> list[Any]:
         dest = pair[1] if server == pair[0] else pair[0]
         jobs = engine.migrate([MigrationRequest((server, uuid), dest, sr=sr,
@@ -80,7 +84,8 @@ def _migration(name: str, uris: dict[str, str], pair: tuple[str, str], sr: str |
 
     return JobSpec(label, name, uris, start,
                    lambda server: pair[1] if server == pair[0] else pair[0],
-                   expect="cancelled" if cancelled else "done")
+                   expect="cancelled" if cancelled else "done",
+                   vm_state="shut off" if halted else "running")
 
 
 def _disk_move(name: str, uris: dict[str, str], cancelled: bool = False) -> JobSpec:
@@ -116,6 +121,8 @@ def test_every_call_of_three_jobs_going_wrong_loses_nothing(
                       "cancelled storage migration", cancelled=True), (i, 2))
           for i, name in enumerate(("sw-cancel", "sw-cancel2"))),
         (_disk_move("sw-dcancel", guests, cancelled=True), (0, 1)),
+        (_migration("sw-halted", guests, ("lab-a2", "lab-b1"), "Local storage",
+                    "halted VM move", halted=True), (0, 1)),
     ]
     specs = [spec for spec, _share in runs]
     seen: list[Outcome] = []

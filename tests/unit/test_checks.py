@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from builders import (
     GIB,
@@ -113,12 +115,55 @@ def test_source_disconnected(fleet):
     assert "'lab-a1'" in problems[0].message and "reconnect" in problems[0].message
 
 
-@pytest.mark.parametrize("state", [VmState.HALTED, VmState.PAUSED, VmState.SUSPENDED,
-                                   VmState.CRASHED])
-def test_vm_not_running(fleet, state):
+@pytest.mark.parametrize("state", [VmState.SUSPENDED, VmState.CRASHED, VmState.OTHER])
+def test_vm_in_a_state_that_cannot_move(fleet, state):
     problems = check(fleet, fleet.plan(fleet.vm("web-1", state=state), "lab-a2"))
-    assert errors(problems) == ["VM_NOT_RUNNING"]
-    assert state.value in problems[0].message and "Start it first" in problems[0].message
+    assert errors(problems) == ["VM_STATE_UNSUPPORTED"]
+    assert state.value in problems[0].message and "running, paused or halted" in \
+        problems[0].message
+
+
+@pytest.mark.parametrize("state", [VmState.HALTED, VmState.PAUSED])
+def test_halted_and_paused_vms_can_move(fleet, state):
+    problems = check(fleet, fleet.plan(fleet.vm("web-1", state=state), "lab-a2"))
+    assert errors(problems) == []
+
+
+def test_a_halted_vm_needs_no_memory_nor_migration_network_there(fleet):
+    fleet.server("lab-b1", free_memory=MIB, addresses={})
+    vm = fleet.vm("db-1", state=VmState.HALTED, disks=(local_disk("lab-a1", "db-1"),))
+    problems = check(fleet, fleet.plan(vm, "lab-b1", sr="Local storage"))
+    assert errors(problems) == []
+    assert set(codes(problems)) == {"OFFLINE_MOVE", "ESTIMATE"}
+    assert "volume streams" in only(problems, "OFFLINE_MOVE")[0].message
+    # The same VM running needs both.
+    running = fleet.vm("db-2", disks=(local_disk("lab-a1", "db-2"),))
+    assert set(errors(check(fleet, fleet.plan(running, "lab-b1", sr="Local storage")))) == {
+        "NOT_ENOUGH_MEMORY", "NETWORK_UNKNOWN"}
+
+
+def test_a_halted_vm_on_shared_storage_moves_its_definition(fleet):
+    vm = fleet.vm("web-1", state=VmState.HALTED)
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert codes(problems) == ["OFFLINE_MOVE"]
+    assert "only its definition moves" in problems[0].message
+
+
+def test_a_saved_state_is_not_lost_by_a_move(fleet):
+    vm = fleet.vm("web-1", state=VmState.HALTED, managed_save=True)
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert errors(problems) == ["VM_HAS_SAVED_STATE"]
+    assert "managedsave-remove web-1" in problems[0].message
+
+
+def test_a_name_taken_on_the_destination_refuses(fleet):
+    other = fleet.vm("web-1", server="lab-a2")
+    fleet.vms[-1] = replace(other, uuid="other-uuid")
+    vm = fleet.vm("web-1")
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert errors(problems) == ["NAME_IN_USE"]
+    assert "already has a VM named 'web-1'" in problems[0].message
+    assert "other-uuid" in problems[0].message
 
 
 def test_pci_passthrough(fleet):
@@ -390,10 +435,11 @@ def test_network_unknown_when_destination_has_no_addresses(fleet):
 
 # ---- all at once ----------------------------------------------------------------------------
 def test_all_problems_are_reported_together(fleet):
-    vm = fleet.vm("bad-1", state=VmState.HALTED, has_hostdev=True,
+    vm = fleet.vm("bad-1", state=VmState.CRASHED, has_hostdev=True,
                   disks=(shared_disk("bad-1"), cdrom(f"{LOCAL_PATH['lab-a1']}/x.iso")))
     problems = check(fleet, fleet.plan(vm, "lab-a2"))
-    assert sorted(errors(problems)) == ["CD_NOT_VISIBLE", "PCI_PASSTHROUGH", "VM_NOT_RUNNING"]
+    assert sorted(errors(problems)) == ["CD_NOT_VISIBLE", "PCI_PASSTHROUGH",
+                                        "VM_STATE_UNSUPPORTED"]
     assert not set(codes(problems)) & WARNINGS
 
 

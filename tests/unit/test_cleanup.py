@@ -108,8 +108,11 @@ def test_an_incoming_domain_goes_only_once_the_vm_is_proven_at_home() -> None:
     assert both.verdict is Verdict.WAIT and "runs on both" in both.reason
     # The migration ended after all: the "incomplete copy" is the VM.
     moved = decide(c, Facts(Place(True, DEST, RUNNING), at_home(GONE)))
-    assert moved.verdict is Verdict.DROP and "runs on 'lab-b1'" in moved.reason
+    assert moved.verdict is Verdict.DROP and "is on 'lab-b1'" in moved.reason
     assert verdict(c, Facts(Place(True, DEST, RUNNING), Place(False))) is Verdict.WAIT
+    # A paused or halted VM arrives as it was: only there now, it is the VM, not a copy.
+    for state in (PAUSED, VmState.HALTED):
+        assert verdict(c, Facts(Place(True, DEST, state), at_home(GONE))) is Verdict.DROP
 
 
 def test_the_same_host_under_two_names_is_never_touched() -> None:

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from xencenter_lite.core.model import VM, Sharing, Snapshot
-from xencenter_lite.core.plan import DiskMovePlan, MigrationKind, MigrationPlan
+from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState
+from xencenter_lite.core.plan import DataPath, DiskMovePlan, MigrationKind, MigrationPlan
 from xencenter_lite.core.units import MIB, format_bytes, format_duration
 
 
@@ -53,20 +53,30 @@ def blocking(problems: Iterable[Problem]) -> list[Problem]:
 def _vm_ready(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]],
               operation: str) -> list[Problem]:
     """Its server answers, it runs, and nothing else is moving it."""
+    out = _vm_free(snapshot, vm, busy)
+    if not vm.is_running:
+        at = 1 if out and out[0].code == "SOURCE_DISCONNECTED" else 0
+        out.insert(at, _err("VM_NOT_RUNNING", vm,
+                            f"'{vm.name}' is {vm.state.value}: {operation} needs a running "
+                            "VM. Start it first."))
+    return out
+
+
+def _vm_free(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
+    """Its server answers and nothing else is moving it."""
     out: list[Problem] = []
     src = snapshot.servers.get(vm.server)
     if src is not None and not src.connected:
         out.append(_err("SOURCE_DISCONNECTED", vm,
                         f"The VM's server '{vm.server}' is not connected; reconnect it first."))
-    if not vm.is_running:
-        out.append(_err("VM_NOT_RUNNING", vm,
-                        f"'{vm.name}' is {vm.state.value}: {operation} needs a running VM. "
-                        "Start it first."))
     if vm.key in busy or vm.job_running:
         out.append(_err("MIGRATION_RUNNING", vm,
                         f"'{vm.name}' already has a migration or disk move running; wait for "
                         "it to finish or cancel it."))
     return out
+
+
+MOVABLE_STATES = frozenset({VmState.RUNNING, VmState.PAUSED, VmState.HALTED})
 
 
 def _snapshots(vm: VM, what: str) -> list[Problem]:
@@ -82,7 +92,19 @@ def _snapshots(vm: VM, what: str) -> list[Problem]:
 
 def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
     """What stops this VM from moving anywhere at all."""
-    out = _vm_ready(snapshot, vm, busy, "live migration")
+    out = _vm_free(snapshot, vm, busy)
+    if vm.state not in MOVABLE_STATES:
+        fix = {VmState.SUSPENDED: "Wake it up (virsh dompmwakeup) or shut it down first.",
+               }.get(vm.state, "Force Shut Down it first.")
+        out.append(_err("VM_STATE_UNSUPPORTED", vm,
+                        f"'{vm.name}' is {vm.state.value}: only a running, paused or halted VM "
+                        f"can be migrated. {fix}"))
+    if vm.managed_save:
+        out.append(_err("VM_HAS_SAVED_STATE", vm,
+                        f"'{vm.name}' has a saved state (managed save) that a move would "
+                        "lose. Start it (it resumes where it was) and migrate it running or "
+                        f"paused, or discard the saved state (virsh managedsave-remove "
+                        f"{vm.name}) and move it halted."))
     if vm.has_hostdev:
         out.append(_err("PCI_PASSTHROUGH", vm,
                         f"'{vm.name}' has a PCI device passed through; remove the device "
@@ -114,7 +136,19 @@ def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Prob
         return [_err("SAME_HOST", vm, f"'{destination}' and '{vm.server}' are the same server "
                      f"(host UUID {dest.host_uuid}) under two names; '{vm.name}' is already "
                      "there. Remove one of the two from the inventory.")]
-    return []
+    return name_clash(snapshot, vm.name, destination, vm.uuid)
+
+
+def name_clash(snapshot: Snapshot, name: str, server: str, uuid: str = "") -> list[Problem]:
+    """libvirt keeps one domain per name on a server: another VM called `name` there refuses
+    the arrival (a definition of the same VM, same UUID, is replaced)."""
+    other = next((v for v in snapshot.vms_on(server) if v.name == name and v.uuid != uuid),
+                 None)
+    if other is None:
+        return []
+    return [Problem("NAME_IN_USE", f"'{server}' already has a VM named '{name}' "
+                    f"({other.state.value}, UUID {other.uuid}); rename one of them (virsh "
+                    "domrename) or choose another server.", name)]
 
 
 def check_plans(
@@ -140,12 +174,13 @@ def check_plans(
         out += dest_problems
         if dest_problems:
             continue
-        memory_needed[plan.destination].append(plan)
+        if plan.needs_memory:
+            memory_needed[plan.destination].append(plan)
 
         for dev in plan.unknown_devs:
             out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
                             f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
-        if plan.network is None or plan.address is None:
+        if not plan.offline and (plan.network is None or plan.address is None):
             name = plan.network or "(none)"
             out.append(_err("NETWORK_UNKNOWN", vm,
                             f"'{plan.destination}' has no address on network '{name}'; choose "
@@ -195,7 +230,7 @@ def check_plans(
                                 f"'{plan.destination}' cannot see; eject the CD first."))
 
     for dest, dest_plans in memory_needed.items():
-        need = sum(p.vm.memory for p in dest_plans)
+        need = sum(p.needs_memory for p in dest_plans)
         have = snapshot.memory_available(dest)
         if need <= have:
             continue
@@ -279,6 +314,9 @@ def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Pro
                              f"Disk {d.dev} of '{vm.name}' is on SR '{d.source_sr}', which "
                              f"'{plan.destination}' has under the same name and path but "
                              f"{why}: it is copied to SR '{d.target_sr}'."))
+        if plan.offline:
+            out += _offline_notes(snapshot, plan)
+            continue
         out.append(_warn("PERFORMANCE", vm,
                          f"'{vm.name}' will run slower while it is being migrated."))
         if mgmt is not None and plan.network == mgmt:
@@ -292,6 +330,27 @@ def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Pro
             out.append(_warn("ESTIMATE", vm,
                              f"About {format_duration(secs)} to copy {size} of {what} over "
                              f"the '{plan.network}' network."))
+    return out
+
+
+def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
+    """What an operator is told of a halted VM's move: how its data goes, and how long."""
+    vm = plan.vm
+    if plan.data_path is DataPath.DEFINITION:
+        return [_warn("OFFLINE_MOVE", vm, f"'{vm.name}' is halted and its disks stay where "
+                      f"they are: only its definition moves to '{plan.destination}'.")]
+    data = sum(d.allocation for d in vm.hard_disks
+               if any(p.dev == d.dev for p in plan.copied_disks))
+    out = [_warn("OFFLINE_MOVE", vm,
+                 f"'{vm.name}' is halted: its disks are copied through this console (libvirt "
+                 f"volume streams, holes not sent), read back from '{plan.destination}' to "
+                 "verify them, and only then is it defined there and removed from "
+                 f"'{vm.server}'. It stays halted.")]
+    mgmt = snapshot.networks.get(snapshot.management_network() or "")
+    if mgmt is not None and mgmt.rate:
+        out.append(_warn("ESTIMATE", vm,
+                         f"About {format_duration(2 * data / mgmt.rate)} to copy and verify "
+                         f"{format_bytes(data)} of disk data over the '{mgmt.name}' network."))
     return out
 
 

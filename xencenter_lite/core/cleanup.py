@@ -182,9 +182,11 @@ def decide(c: Cleanup, f: Facts) -> Decision:
 
     if c.kind is CleanupKind.INCOMING_DOMAIN:
         home = f.home
-        if (here.state is VmState.RUNNING and not here.job and home is not None
+        if (here.state is not None and not here.job and home is not None
                 and home.reachable and home.state is None):
-            return Decision(Verdict.DROP, f"the migration ended: '{c.vm_name}' runs on "
+            # Only here now (running, or paused or halted as it was when it left): the
+            # migration ended, this is the VM.
+            return Decision(Verdict.DROP, f"the migration ended: '{c.vm_name}' is on "
                             f"'{c.server}'")
         blocked = _vm_at_home(c, f)
         if blocked is not None:

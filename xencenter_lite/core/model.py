@@ -89,6 +89,7 @@ class VM:
     dynamic_max: int | None = None
     snapshots: int = 0  # libvirt's snapshots of the VM (internal or external)
     evacuated_from: str | None = None  # host UUID of the server it left for maintenance
+    managed_save: bool = False  # halted with a saved state (virsh managedsave) to resume
 
     @property
     def key(self) -> tuple[str, str]:

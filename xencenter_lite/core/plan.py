@@ -13,12 +13,26 @@ import posixpath
 from dataclasses import dataclass, field
 from enum import Enum
 
-from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.model import VM, Snapshot, VmState
 
 
 class MigrationKind(Enum):
     MEMORY = "memory-only"
     STORAGE = "storage"
+
+
+class DataPath(Enum):
+    """How a VM and its disks get to the destination."""
+
+    LIVE = "live"  # a running or paused VM: libvirt migrates it, disks over the network
+    DEFINITION = "definition"  # a halted VM whose disks all stay (shared SR): its definition
+    # A halted VM's disks through libvirt's volume streams, by way of the console's two
+    # connections (sparse: holes are not sent), then its definition.
+    STREAM = "stream"
+
+    @property
+    def offline(self) -> bool:
+        return self is not DataPath.LIVE
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,7 @@ class MigrationRequest:
     # Maintenance mode: the host UUID of the server the VM leaves, kept in the VM's metadata
     # so leaving maintenance brings it back; its home server stays as it was.
     evacuated_from: str | None = None
+    resume: bool = False  # a paused VM: resume it on the destination (else it stays paused)
 
 
 @dataclass(frozen=True)
@@ -59,10 +74,22 @@ class MigrationPlan:
     unknown_devs: tuple[str, ...] = ()  # --disk DEV=SR naming a disk the VM does not have
     tls: bool = False
     evacuated_from: str | None = None  # see MigrationRequest
+    data_path: DataPath = DataPath.LIVE
+    resume: bool = False  # see MigrationRequest (only ever True for a paused VM)
 
     @property
     def source(self) -> str:
         return self.vm.server
+
+    @property
+    def offline(self) -> bool:
+        """The VM is halted: nothing runs while it moves, and it stays halted."""
+        return self.data_path.offline
+
+    @property
+    def needs_memory(self) -> int:
+        """What the destination must have free for the VM to arrive (a halted VM: none)."""
+        return 0 if self.offline else self.vm.memory
 
     @property
     def home_server(self) -> str:
@@ -78,7 +105,7 @@ class MigrationPlan:
 
     @property
     def bytes_to_copy(self) -> int:
-        return self.vm.memory + sum(d.capacity for d in self.copied_disks)
+        return self.needs_memory + sum(d.capacity for d in self.copied_disks)
 
 
 def default_network(snapshot: Snapshot, destination: str) -> str | None:
@@ -144,11 +171,16 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
     srv = snapshot.servers.get(dest)
     address = srv.addresses.get(network) if srv is not None and network else None
     devs = {d.dev for d in vm.hard_disks}
+    if vm.state is not VmState.HALTED:
+        data_path = DataPath.LIVE
+    else:
+        data_path = DataPath.STREAM if kind is MigrationKind.STORAGE else DataPath.DEFINITION
     return MigrationPlan(
         vm=vm, destination=dest, kind=kind, disks=tuple(placements), network=network,
         address=address, bandwidth_mib_s=request.bandwidth_mib_s,
         unknown_devs=tuple(sorted(set(request.disk_srs) - devs)), tls=request.tls,
-        evacuated_from=request.evacuated_from,
+        evacuated_from=request.evacuated_from, data_path=data_path,
+        resume=request.resume and vm.state is VmState.PAUSED,
     )
 
 

@@ -11,9 +11,13 @@ now stays recorded and is finished later, by this engine or the next.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from xencenter_lite.core.checks import Problem, blocking, check_plans
@@ -35,7 +39,7 @@ from xencenter_lite.engine.queue import JobQueue
 from xencenter_lite.engine.settle import Settler
 from xencenter_lite.engine.undo import UndoLog
 from xencenter_lite.engine.worker import run_long
-from xencenter_lite.virt import MigrationSpec, ServerLink, VirtError
+from xencenter_lite.virt import CopyCancelled, MigrationSpec, ServerLink, VirtError, VolumeDigest
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +154,40 @@ class MigrationRunner:
             # closing mid-job) is the store's now: finished by this engine or the next.
             self.settler.release(undo)
 
-    async def _move(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
-        fleet = self.fleet
-        src, dest, uuid = plan.source, plan.destination, plan.vm.uuid
-        src_link, dest_link = fleet.link(src), fleet.link(dest)
-        src_host, dest_host = fleet.host_uuid(src), fleet.host_uuid(dest)
+    def _two_servers(self, plan: MigrationPlan) -> tuple[str, str]:
+        src, dest = plan.source, plan.destination
+        src_host, dest_host = self.fleet.host_uuid(src), self.fleet.host_uuid(dest)
         if not src_host or not dest_host or src_host == dest_host:
             raise VirtError(f"'{src}' and '{dest}' are not proven to be two servers (host "
                             f"UUIDs {src_host or '?'} and {dest_host or '?'})")
+        return src_host, dest_host
+
+    def _record_old_disks(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
+        # The old disks are written down before the move: if this process ends while libvirt
+        # finishes it, the next engine removes them (and only if the VM is then on the
+        # destination without them).
+        src_host, dest_host = self._two_servers(plan)
+        for d in plan.copied_disks:
+            if d.source_path:
+                undo.record(Cleanup(CleanupKind.OLD_DISK, plan.source, src_host, job.title,
+                                    vm_uuid=plan.vm.uuid, vm_name=plan.vm.name,
+                                    vm_home=plan.destination, vm_home_uuid=dest_host,
+                                    path=d.source_path))
+
+    def _record_incoming(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
+        src_host, dest_host = self._two_servers(plan)
+        undo.record(Cleanup(CleanupKind.INCOMING_DOMAIN, plan.destination, dest_host,
+                            job.title, vm_uuid=plan.vm.uuid, vm_name=plan.vm.name,
+                            vm_home=plan.source, vm_home_uuid=src_host))
+
+    async def _move(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
+        if plan.offline:
+            await self._move_halted(job, plan, undo)
+            return
+        fleet = self.fleet
+        src, dest, uuid = plan.source, plan.destination, plan.vm.uuid
+        src_link, dest_link = fleet.link(src), fleet.link(dest)
+        self._two_servers(plan)
         job.bytes_total = plan.bytes_to_copy
         await self.dmc.squeeze(job, plan, undo)
         new_paths = await self._make_volumes(job, plan, undo)
@@ -178,17 +208,8 @@ class MigrationRunner:
             bandwidth_mib_s=plan.bandwidth_mib_s,
             tls=plan.tls,
         )
-        # The old disks are written down before the move as well: if this process ends
-        # while libvirt finishes the migration, the next engine removes them (and only if
-        # the VM then runs on the destination without them).
-        for d in plan.copied_disks:
-            if d.source_path:
-                undo.record(Cleanup(CleanupKind.OLD_DISK, src, src_host, job.title,
-                                    vm_uuid=uuid, vm_name=plan.vm.name, vm_home=dest,
-                                    vm_home_uuid=dest_host, path=d.source_path))
-        undo.record(Cleanup(CleanupKind.INCOMING_DOMAIN, dest, dest_host, job.title,
-                            vm_uuid=uuid, vm_name=plan.vm.name, vm_home=src,
-                            vm_home_uuid=src_host))
+        self._record_old_disks(job, plan, undo)
+        self._record_incoming(job, plan, undo)
         job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
                       f"Sending {'disks and memory' if new_paths else 'memory'} to "
                       f"{plan.address} over the '{plan.network}' network")
@@ -199,6 +220,91 @@ class MigrationRunner:
             job.downtime_ms = await fleet.call(dest, dest_link.completed_downtime, uuid)
         except VirtError:
             job.downtime_ms = None
+
+    async def _move_halted(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
+        """A halted VM: each copied disk streamed to its new volume and read back to verify
+        it, then libvirt moves the definition (defined there, undefined here, in one call).
+        Until that call the VM is untouched on the source; it never runs."""
+        fleet = self.fleet
+        src, dest, uuid = plan.source, plan.destination, plan.vm.uuid
+        src_link, dest_link = fleet.link(src), fleet.link(dest)
+        self._two_servers(plan)
+        new_paths = await self._make_volumes(job, plan, undo)
+        if job.cancel_requested:
+            raise Cancelled()
+        meta = replace(metadata_of(plan.vm), home_server=plan.home_server,
+                       evacuated_from=plan.evacuated_from)
+        conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
+        self._record_old_disks(job, plan, undo)
+        # What is sent (and read back) is each file's allocated data: holes are not.
+        allocated = {d.dev: d.allocation for d in plan.vm.hard_disks}
+        total = 2 * sum(allocated.get(d.dev) or d.capacity for d in plan.copied_disks)
+        job.bytes_total = total
+        done = 0
+        for d in plan.copied_disks:
+            assert d.source_path is not None
+            await self._still_halted(job, plan)
+            path = new_paths[d.dev]
+            job.set_state(JobState.COPYING_DISKS, f"Copying disk {d.dev} to {path} on '{dest}' "
+                          "through the console (libvirt volume streams)")
+            sent = await self._stream(job, done, total, partial(
+                src_link.send_volume, d.source_path, dest_link.uri, path))
+            done += sent.data_bytes
+            job.set_state(JobState.COPYING_DISKS, f"Verifying disk {d.dev}: reading {path} "
+                          f"back from '{dest}'")
+            seen = await self._stream(job, done, total, partial(dest_link.volume_digest, path))
+            done += seen.data_bytes
+            if (seen.length, seen.digest) != (sent.length, sent.digest):
+                raise VirtError(f"the copy of disk {d.dev} on '{dest}' does not match what was "
+                                f"sent ({seen.length} bytes, SHA-256 {seen.digest[:12]}..., "
+                                f"sent {sent.length} bytes, {sent.digest[:12]}...)")
+            job.messages.append(f"Disk {d.dev}: {sent.length} bytes copied to {path} "
+                                f"({sent.data_bytes} as data, the rest holes) and verified "
+                                f"(SHA-256 of the data {sent.digest[:16]}...)")
+        await self._still_halted(job, plan)
+        if job.cancel_requested:
+            raise Cancelled()
+        self._record_incoming(job, plan, undo)
+        spec = MigrationSpec(uuid=uuid, dest_uri=dest_link.uri, address="", dest_xml="",
+                             persist_xml=rewrite_domain(conf_xml, new_paths, meta),
+                             offline=True)
+        job.set_state(JobState.FINISHING, f"Defining '{plan.vm.name}' on '{dest}' and "
+                      f"removing its definition from '{src}'")
+        call = run_long(f"define-{plan.vm.name}", lambda: src_link.migrate(spec))
+        await call
+
+    async def _still_halted(self, job: Job, plan: MigrationPlan) -> None:
+        state = await self.fleet.call(plan.source, self.fleet.link(plan.source).locate,
+                                      plan.vm.uuid)
+        if state is not VmState.HALTED:
+            raise VirtError(f"'{plan.vm.name}' was "
+                            + ("removed from" if state is None else f"{state.value} on")
+                            + f" '{plan.source}' while its disks were being copied")
+
+    async def _stream(self, job: Job, base: int, total: int,
+                      fn: Callable[[Callable[[int, int], None], threading.Event], VolumeDigest]
+                      ) -> VolumeDigest:
+        """Run one volume stream (a copy or a read-back) with the job's progress and cancel."""
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        last = [0.0]
+
+        def progress(done: int, _total: int) -> None:  # on the stream's thread
+            now = time.monotonic()
+            if now - last[0] >= 0.2:
+                last[0] = now
+                with contextlib.suppress(RuntimeError):  # the loop closed
+                    loop.call_soon_threadsafe(job.progress, base + done, total)
+
+        call = run_long(f"stream-{job.vm_name}", lambda: fn(progress, cancel))
+        while not call.done():
+            await asyncio.wait([call], timeout=self.timing.progress_interval)
+            if job.cancel_requested or self.fleet.closed:
+                cancel.set()
+        try:
+            return call.result()
+        except CopyCancelled:
+            raise Cancelled() from None
 
     async def _make_volumes(self, job: Job, plan: MigrationPlan,
                             undo: UndoLog) -> dict[str, str]:
@@ -319,11 +425,29 @@ class MigrationRunner:
             job.set_state(JobState.FINISHING)
         left = await self.settler.unwind(undo, job.messages.append)
         await asyncio.gather(fleet.read(src), fleet.read(dest))
-        message = f"'{plan.vm.name}' now runs on '{dest}'"
+        if plan.offline:
+            message = f"'{plan.vm.name}' is now on '{dest}', halted"
+        elif plan.vm.state is VmState.PAUSED:
+            message = await self._paused_arrival(job, plan)
+        else:
+            message = f"'{plan.vm.name}' now runs on '{dest}'"
         if left:
             message += (f"; {len(left)} old disk(s) stay on '{src}' until it can be proven "
                         "safe to remove them: " + ", ".join(e.path for e in left))
         job.done(message)
+
+    async def _paused_arrival(self, job: Job, plan: MigrationPlan) -> str:
+        """A paused VM arrives paused; resumed there if the operator asked for it."""
+        name, dest = plan.vm.name, plan.destination
+        if not plan.resume:
+            return f"'{name}' is now on '{dest}', paused (as it was)"
+        try:
+            await self.fleet.call(dest, self.fleet.link(dest).power, plan.vm.uuid, "resume")
+        except VirtError as exc:
+            job.messages.append(f"Could not resume '{name}' on '{dest}': {exc.raw}")
+            return f"'{name}' is now on '{dest}', still paused: resuming it failed ({exc.raw})"
+        await self.fleet.read(dest)
+        return f"'{name}' is now on '{dest}' and runs again (resumed after the migration)"
 
     async def _recover(self, job: Job, plan: MigrationPlan, undo: UndoLog,
                        exc: Exception) -> bool:
@@ -334,8 +458,12 @@ class MigrationRunner:
         if not fleet.is_connected(src):
             job.set_state(job.state, f"Lost the connection to '{src}'; waiting for it to "
                           f"come back to find out where '{plan.vm.name}' runs")
-        where_src, where_dest = await self._whereabouts(job, src, dest, uuid)
-        if where_src in (None, False) and where_dest is VmState.RUNNING:
+        # How the VM is once it has arrived: as it was (a migration does not start a halted VM
+        # nor resume a paused one; a paused one may be resumed there, later, by the job).
+        arrived = {VmState.RUNNING, plan.vm.state}
+        where_src, where_dest = await self._whereabouts(
+            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED)
+        if where_src in (None, False) and where_dest in arrived:
             # The VM moved even though the call reported an error (or we lost the source
             # while it finished): the migration is done.
             job.set_state(JobState.FINISHING, "The VM runs on the destination")
@@ -345,7 +473,8 @@ class MigrationRunner:
             except VirtError:
                 job.downtime_ms = None
             return True
-        if isinstance(where_src, VmState):
+        if isinstance(where_src, VmState) and plan.vm.state is VmState.RUNNING:
+            # (Only a VM that ran: one the operator paused stays paused.)
             try:
                 await fleet.call(src, fleet.link(src).resume_if_paused, uuid)
             except VirtError as err:
@@ -370,7 +499,8 @@ class MigrationRunner:
             job.fail(f"'{plan.vm.name}' is on neither '{src}' nor (running) on '{dest}' any "
                      "more; check both servers. " + _left_note(left, plan.vm.name, src), raw)
             return False
-        keeps = f"'{plan.vm.name}' keeps running on '{src}'."
+        keeps = (f"'{plan.vm.name}' keeps running on '{src}'." if plan.vm.is_running else
+                 f"'{plan.vm.name}' stays on '{src}', {plan.vm.state.value}.")
         later = (" " + _left_note(left, plan.vm.name, src)) if left else ""
         if isinstance(exc, Cancelled) or job.cancel_requested or (
             isinstance(exc, VirtError) and exc.code == ABORTED
@@ -387,7 +517,8 @@ class MigrationRunner:
         job.fail(f"An internal error stopped the job (see details). {keeps}{later}", raw)
         return False
 
-    async def _whereabouts(self, job: Job, src: str, dest: str, uuid: str
+    async def _whereabouts(self, job: Job, src: str, dest: str, uuid: str,
+                           paused_arrival: bool = False
                            ) -> tuple[VmState | bool | None, VmState | bool | None]:
         """Where the VM is on the source and on the destination, once that is settled: a
         source that does not answer is waited for (reconcile_wait), a migration still
@@ -419,7 +550,9 @@ class MigrationRunner:
                     return False, where_dest  # not known where it will run
                 await asyncio.sleep(self.timing.progress_interval)
                 continue
-            ending = where_src is None and incoming
+            # (A paused VM arrives paused: gone from the source, it has arrived. libvirt
+            # removes the source's half only once the destination's is complete.)
+            ending = where_src is None and incoming and not paused_arrival
             if not ending or loop.time() >= end or fleet.closed:
                 return where_src, where_dest
             await asyncio.sleep(0.25)

@@ -16,7 +16,9 @@ from xencenter_lite.virt.link import (
     ServerLink,
     ServerReading,
     VirtError,
+    VolumeDigest,
 )
 
 __all__ = ["CopyCancelled", "DiskFiles", "HostIdentity", "LibvirtLink", "MigrationSpec",
-           "Removal", "ServerLink", "ServerReading", "VirtError", "start_libvirt_events"]
+           "Removal", "ServerLink", "ServerReading", "VirtError", "VolumeDigest",
+           "start_libvirt_events"]

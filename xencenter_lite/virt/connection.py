@@ -34,6 +34,7 @@ from xencenter_lite.virt.link import (
     Removal,
     ServerReading,
     VirtError,
+    VolumeDigest,
 )
 
 _events_started = False
@@ -370,6 +371,10 @@ class LibvirtLink:
         snapshots = 0
         with contextlib.suppress(libvirt.libvirtError):
             snapshots = int(dom.snapshotNum(0))
+        saved = False
+        if state is VmState.HALTED:
+            with contextlib.suppress(libvirt.libvirtError):
+                saved = dom.hasManagedSaveImage(0) == 1
         return VM(server=self.name, uuid=dom.UUIDString(), name=dom.name(), state=state,
                   memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
@@ -377,7 +382,8 @@ class LibvirtLink:
                   job_running=job,
                   current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max,
-                  snapshots=snapshots, evacuated_from=dx.metadata.evacuated_from)
+                  snapshots=snapshots, evacuated_from=dx.metadata.evacuated_from,
+                  managed_save=saved)
 
     @_one_at_a_time
     def locate(self, uuid: str) -> VmState | None:
@@ -669,3 +675,16 @@ class LibvirtLink:
 
         migrate.block_copy(self.uri, uuid, dev, dest_path, fmt, progress, cancel,
                            bandwidth_mib_s)
+
+    def send_volume(self, path: str, dest_uri: str, dest_path: str,
+                    progress: Callable[[int, int], None], cancel: threading.Event
+                    ) -> VolumeDigest:
+        from xencenter_lite.virt import migrate
+
+        return migrate.send_volume(self.uri, path, dest_uri, dest_path, progress, cancel)
+
+    def volume_digest(self, path: str, progress: Callable[[int, int], None],
+                      cancel: threading.Event) -> VolumeDigest:
+        from xencenter_lite.virt import migrate
+
+        return migrate.volume_digest(self.uri, path, progress, cancel)

@@ -76,6 +76,18 @@ class MigrationSpec:
     keep_shared_disks: bool = False  # some disks stay on storage proven shared
     bandwidth_mib_s: int | None = None
     tls: bool = False
+    # A halted VM: libvirt moves only its definition (persist_xml, its disks already in
+    # place on the destination), defining it there and undefining it here in one call.
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeDigest:
+    """What one read of a volume's contents gave (see core.digest)."""
+
+    length: int  # bytes, holes included
+    data_bytes: int  # of which sent as data
+    digest: str
 
 
 class ServerLink(Protocol):
@@ -127,3 +139,12 @@ class ServerLink(Protocol):
     def block_copy(self, uuid: str, dev: str, dest_path: str, fmt: str,
                    progress: Callable[[int, int], None], cancel: threading.Event,
                    bandwidth_mib_s: int | None = None) -> None: ...
+    def send_volume(self, path: str, dest_uri: str, dest_path: str,
+                    progress: Callable[[int, int], None], cancel: threading.Event
+                    ) -> VolumeDigest:
+        """Copy the volume at `path` here into the existing volume `dest_path` of the server
+        at `dest_uri`, through libvirt's sparse volume streams (holes are not sent).
+        Raises CopyCancelled once `cancel` is set."""
+        ...
+    def volume_digest(self, path: str, progress: Callable[[int, int], None],
+                      cancel: threading.Event) -> VolumeDigest: ...

@@ -13,17 +13,39 @@ from collections.abc import Callable
 
 import libvirt
 
+from xencenter_lite.core.digest import BlockDigest
 from xencenter_lite.core.domxml import block_copy_dest_xml
 from xencenter_lite.virt.connection import virt_error, virt_errors
-from xencenter_lite.virt.link import CopyCancelled, MigrationSpec, VirtError
+from xencenter_lite.virt.link import CopyCancelled, MigrationSpec, VirtError, VolumeDigest
 
 
 def _tcp(address: str) -> str:
     return f"tcp://[{address}]" if ":" in address else f"tcp://{address}"
 
 
+def _offline_migrate(source_uri: str, spec: MigrationSpec) -> None:
+    # (libvirt's offline migration checks nothing of the disks: they are in place already,
+    # copied and verified, and persist_xml names them.)
+    flags = (libvirt.VIR_MIGRATE_OFFLINE | libvirt.VIR_MIGRATE_PEER2PEER
+             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+    params = {libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: spec.persist_xml,
+              libvirt.VIR_MIGRATE_PARAM_DEST_XML: spec.persist_xml}
+    with virt_errors():
+        conn = libvirt.open(source_uri)
+    try:
+        with virt_errors():
+            conn.lookupByUUIDString(spec.uuid).migrateToURI3(spec.dest_uri, params, flags)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
 def migrate(source_uri: str, spec: MigrationSpec) -> None:
-    """Live-migrate (peer to peer) and make the VM persistent on the destination only."""
+    """Live-migrate (peer to peer) and make the VM persistent on the destination only; a
+    halted VM (spec.offline): move its definition."""
+    if spec.offline:
+        _offline_migrate(source_uri, spec)
+        return
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
              | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
     params: dict[str, object] = {
@@ -117,5 +139,121 @@ def block_copy(
                 with contextlib.suppress(libvirt.libvirtError):
                     dom.blockJobAbort(dev, 0)
     finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
+CHUNK = 256 * 1024
+
+
+def _open(uri: str) -> libvirt.virConnect:
+    with virt_errors():
+        conn = libvirt.open(uri)
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.setKeepAlive(5, 3)
+    return conn
+
+
+def _physical_size(vol: libvirt.virStorageVol) -> int:
+    """The file's size (what a download sends), not the disk's virtual size."""
+    with virt_errors():
+        return int(vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[1])
+
+
+def _pump(down: libvirt.virStream, total: int, digest: BlockDigest,
+          progress: Callable[[int, int], None], cancel: threading.Event,
+          data: Callable[[bytes], None], hole: Callable[[int], None]) -> None:
+    """Read a sparse download stream to its end, passing on its data and its holes."""
+    while True:
+        if cancel.is_set():
+            raise CopyCancelled()
+        with virt_errors():
+            got = down.recvFlags(CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
+        if isinstance(got, int):
+            if got != -3:
+                raise VirtError(f"the volume stream stopped unexpectedly ({got})")
+            with virt_errors():
+                length = int(down.recvHole(0))
+            digest.hole(length)
+            hole(length)
+        elif not got:
+            return
+        else:
+            digest.data(got)
+            data(got)
+        progress(digest.data_bytes, total)
+
+
+def send_volume(uri: str, path: str, dest_uri: str, dest_path: str,
+                progress: Callable[[int, int], None], cancel: threading.Event
+                ) -> VolumeDigest:
+    """Stream the volume at `path` on `uri` into the volume `dest_path` on `dest_uri`,
+    keeping holes holes; returns the digest of what was sent."""
+    src, dest = _open(uri), _open(dest_uri)
+    down = up = None
+    finished = False
+    try:
+        with virt_errors():
+            vol = src.storageVolLookupByPath(path)
+            target = dest.storageVolLookupByPath(dest_path)
+            total = _physical_size(vol)
+            down, up = src.newStream(0), dest.newStream(0)
+            vol.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+            target.upload(up, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+        digest = BlockDigest()
+        sink = up
+
+        def data(chunk: bytes) -> None:
+            view = memoryview(chunk)
+            while view:
+                with virt_errors():
+                    sent = sink.send(bytes(view))
+                if sent < 0:
+                    raise VirtError("the destination's volume stream stopped taking data")
+                view = view[sent:]
+
+        def hole(length: int) -> None:
+            with virt_errors():
+                sink.sendHole(length, 0)
+
+        _pump(down, total, digest, progress, cancel, data, hole)
+        with virt_errors():
+            down.finish()
+            up.finish()
+        finished = True
+        return VolumeDigest(digest.length, digest.data_bytes, digest.hexdigest())
+    finally:
+        if not finished:
+            for stream in (down, up):
+                if stream is not None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        stream.abort()
+        for conn in (src, dest):
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+
+def volume_digest(uri: str, path: str, progress: Callable[[int, int], None],
+                  cancel: threading.Event) -> VolumeDigest:
+    """Read the volume at `path` through a sparse download stream and digest it."""
+    conn = _open(uri)
+    down = None
+    finished = False
+    try:
+        with virt_errors():
+            vol = conn.storageVolLookupByPath(path)
+            total = _physical_size(vol)
+            down = conn.newStream(0)
+            vol.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+        digest = BlockDigest()
+        _pump(down, total, digest, progress, cancel, lambda _c: None, lambda _n: None)
+        with virt_errors():
+            down.finish()
+        finished = True
+        return VolumeDigest(digest.length, digest.data_bytes, digest.hexdigest())
+    finally:
+        if not finished and down is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                down.abort()
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()

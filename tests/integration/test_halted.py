@@ -1,0 +1,301 @@
+"""Halted and paused VMs move too: on real servers, with the guests' data checked.
+
+A halted VM's disks go through libvirt's volume streams and are read back before libvirt
+moves its definition; a paused VM migrates live and stays paused unless asked to resume.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.faultlink import Call, FaultPlan, fault_links
+from tests.labtools import (
+    fill_pattern,
+    host_path,
+    pattern_intact,
+    remove_vm,
+    sr_path,
+    virsh,
+    virt_install,
+    vm_named,
+    wait_working,
+    where_defined,
+)
+from xencenter_lite.core.inventory import ServerConfig, load_inventory
+from xencenter_lite.core.jobs import JobState
+from xencenter_lite.core.model import VmState
+from xencenter_lite.core.plan import DataPath, MigrationRequest
+from xencenter_lite.core.power import PowerAction
+from xencenter_lite.engine import Engine
+from xencenter_lite.lab import load_lab_config
+from xencenter_lite.lab.records import read_records
+from xencenter_lite.virt import LibvirtLink, ServerLink, VirtError
+
+MIB = 1024 * 1024
+
+
+def _uris(engine: Engine) -> dict[str, str]:
+    return {name: s.uri for name, s in engine.snapshot().servers.items()}
+
+
+def _move(engine: Engine, run: Any, request: MigrationRequest) -> Any:
+    (job,) = engine.migrate([request])
+    run(engine.wait([job]), 240)
+    return job
+
+
+def test_a_halted_vm_moves_with_its_disks_verified_and_boots_there(
+        engine: Engine, run: Any, lab_config_path: Path) -> None:
+    state_dir = load_lab_config(lab_config_path).state_dir
+    vm = vm_named(engine, "build-1")
+    assert vm.state is VmState.HALTED and vm.server == "lab-a2"
+    (disk,) = vm.hard_disks
+    assert disk.path is not None
+    before = read_records(disk.path, disk.format)
+    plan = engine.plan(MigrationRequest(vm.key, "lab-b1", sr="Fast storage"))
+    assert plan.data_path is DataPath.STREAM and plan.needs_memory == 0
+
+    job = _move(engine, run, MigrationRequest(vm.key, "lab-b1", sr="Fast storage"))
+    assert job.state is JobState.DONE, (job.error, job.error_details, job.messages)
+    assert "is now on 'lab-b1', halted" in job.messages[-1]
+    assert any("verified" in m for m in job.messages), job.messages
+    moved = vm_named(engine, "build-1")
+    assert (moved.server, moved.state, moved.home_server) == ("lab-b1", VmState.HALTED, "lab-b1")
+    assert where_defined(_uris(engine), "build-1") == [("lab-b1", "shut off")]
+    (new_disk,) = moved.hard_disks
+    assert new_disk.sr == "Fast storage" and new_disk.path is not None
+    assert not os.path.exists(disk.path)  # the old disk went once the copy was verified
+    assert pattern_intact(new_disk.path, new_disk.format)
+    after = read_records(new_disk.path, new_disk.format)
+    assert (after.count, after.last, after.intact) == (before.count, before.last, before.intact)
+    # Sparse stays sparse: the copy allocates what the original did, not its 128 MiB.
+    allocated = os.stat(new_disk.path).st_blocks * 512
+    assert allocated < 64 * MIB and allocated <= disk.allocation + MIB, allocated
+
+    # It boots there and its workload carries on from the records it had.
+    power = engine.power(moved.key, PowerAction.START)
+    run(engine.wait([power]))
+    assert power.state is JobState.DONE, power.error
+    try:
+        seq = wait_working(engine, run, state_dir, "build-1")
+        assert before.last is None or seq > before.last
+    finally:
+        off = engine.power(moved.key, PowerAction.FORCE_SHUTDOWN)
+        run(engine.wait([off]))
+    run(engine.refresh())
+    booted = read_records(new_disk.path, new_disk.format)
+    assert booted.intact and (booted.last or 0) > (before.last or -1), booted.summary()
+
+    # And back where the lab keeps it.
+    back = _move(engine, run, MigrationRequest(moved.key, "lab-a2", sr="Local storage"))
+    assert back.state is JobState.DONE, (back.error, back.messages)
+    home = vm_named(engine, "build-1")
+    assert (home.server, home.state) == ("lab-a2", VmState.HALTED)
+    assert read_records(home.hard_disks[0].path or "", disk.format).last == booted.last
+    assert not os.path.exists(new_disk.path)
+
+
+# ---- small VMs of their own (virt-install, no OS) --------------------------------------------
+@pytest.fixture
+def small_vm(engine: Engine, run: Any, lab_config_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A virt-install VM on lab-b1's Local storage with 16 MiB of the lab's pattern in its
+    32 MiB disk; halted unless the test is marked otherwise. Returns (name, disk path)."""
+    state_dir = load_lab_config(lab_config_path).state_dir
+    uris = _uris(engine)
+    name = f"hm-{request.node.name[5:25].replace('_', '-').strip('-')}"
+    for uri in uris.values():
+        remove_vm(uri, name)
+    volume = f"{name}.qcow2"
+    virsh(uris["lab-b1"], "vol-create-as", "Local storage", volume, "32M", "--format", "qcow2")
+    path = f"{sr_path(uris['lab-b1'], 'Local storage')}/{volume}"
+    fill_pattern(host_path(state_dir, "lab-b1", path), "qcow2", length="16M")
+    virt_install(uris["lab-b1"], name, f"vol=Local storage/{volume}", memory_mib=32)
+    virsh(uris["lab-b1"], "destroy", name)
+    run(engine.refresh())
+    try:
+        yield name, path
+    finally:
+        for uri in uris.values():
+            remove_vm(uri, name)
+        run(engine.refresh())
+
+
+class SlowCopy:
+    """A real lab link whose volume streams take a pause per chunk, and can be made to fail
+    after their first chunk (a destination that goes wrong mid-copy)."""
+
+    def __init__(self, real: ServerLink, fail: bool) -> None:
+        self._real, self._fail = real, fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def send_volume(self, path: str, dest_uri: str, dest_path: str,
+                    progress: Callable[[int, int], None], cancel: Any) -> Any:
+        import time
+
+        def slowly(done: int, total: int) -> None:
+            progress(done, total)
+            if self._fail and done > 0:
+                raise VirtError("cannot write to the volume: No space left on device")
+            time.sleep(0.05)
+
+        return self._real.send_volume(path, dest_uri, dest_path, slowly, cancel)
+
+
+def _slow_engine(lab_inventory: Path, tmp_path: Path, fail: bool = False) -> Engine:
+    def make(config: ServerConfig) -> ServerLink:
+        return SlowCopy(LibvirtLink(config.name, config.uri), fail)  # type: ignore[return-value]
+
+    return Engine(load_inventory(lab_inventory), link_factory=make, state_dir=tmp_path)
+
+
+def _dest_volumes(engine: Engine, sr: str = "Local storage") -> list[str]:
+    return virsh(engine.snapshot().servers["lab-a1"].uri, "vol-list", sr).split()
+
+
+@pytest.mark.parametrize("how", ["cancel", "destination fails"])
+def test_a_halted_move_cancelled_or_failing_mid_copy_leaves_nothing_behind(
+        engine: Engine, run: Any, lab_inventory: Path, tmp_path: Path,
+        small_vm: tuple[str, str], how: str) -> None:
+    from tests.conftest import until
+
+    name, path = small_vm
+    slow = _slow_engine(lab_inventory, tmp_path, fail=how != "cancel")
+    before = _dest_volumes(engine)
+
+    async def scenario() -> Any:
+        await slow.start(watch=False)
+        try:
+            vm = next(v for v in slow.snapshot().vms_named(name))
+            (job,) = slow.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage")])
+            if how == "cancel":
+                await until(lambda: job.bytes_done > 0 or job.state.finished, timeout=60)
+                await slow.cancel(job)
+            await slow.wait([job])
+            return job
+        finally:
+            await slow.close()
+
+    job = run(scenario(), 120)
+    if how == "cancel":
+        assert job.state is JobState.CANCELLED, (job.state, job.error)
+    else:
+        assert job.state is JobState.FAILED and "No space left" in (job.error_details or "")
+    assert "stays on 'lab-b1', halted" in (job.error or ""), job.error
+    assert where_defined(_uris(engine), name) == [("lab-b1", "shut off")]
+    assert pattern_intact(path, "qcow2", length="16M")
+    assert _dest_volumes(engine) == before  # the half-made copy is gone
+    assert slow.pending_cleanups() == []
+
+
+def test_a_halted_vm_on_shared_storage_moves_its_definition_only(
+        engine: Engine, run: Any, tmp_path: Path) -> None:
+    uris = _uris(engine)
+    name = "hm-shared"
+    for uri in uris.values():
+        remove_vm(uri, name)
+    virsh(uris["lab-a1"], "vol-create-as", "Shared storage", f"{name}.qcow2", "16M",
+          "--format", "qcow2")
+    try:
+        virt_install(uris["lab-a1"], name, f"vol=Shared storage/{name}.qcow2", memory_mib=32)
+        virsh(uris["lab-a1"], "destroy", name)
+        run(engine.refresh())
+        vm = vm_named(engine, name)
+        plan = engine.plan(MigrationRequest(vm.key, "lab-a2"))
+        assert plan.data_path is DataPath.DEFINITION and not plan.copied_disks
+        job = _move(engine, run, MigrationRequest(vm.key, "lab-a2"))
+        assert job.state is JobState.DONE, (job.error, job.messages)
+        moved = vm_named(engine, name)
+        assert (moved.server, moved.state) == ("lab-a2", VmState.HALTED)
+        assert [d.path for d in moved.disks] == [d.path for d in vm.disks]
+        assert all(os.path.exists(d.path or "") for d in moved.hard_disks)
+        assert where_defined(uris, name) == [("lab-a2", "shut off")]
+    finally:
+        for uri in uris.values():
+            remove_vm(uri, name)
+        run(engine.refresh())
+
+
+# ---- paused VMs ----------------------------------------------------------------------------
+def _paused(engine: Engine, run: Any, name: str) -> Any:
+    vm = vm_named(engine, name)
+    for action in (PowerAction.START, PowerAction.SUSPEND):
+        job = engine.power(vm.key, action)
+        run(engine.wait([job]))
+        assert job.state is JobState.DONE, job.error
+    vm = vm_named(engine, name)
+    assert vm.state is VmState.PAUSED
+    return vm
+
+
+def test_a_paused_vm_stays_paused_unless_asked_to_resume(
+        engine: Engine, run: Any, small_vm: tuple[str, str]) -> None:
+    name, _path = small_vm
+    vm = _paused(engine, run, name)
+    job = _move(engine, run, MigrationRequest(vm.key, "lab-a1", sr="Local storage"))
+    assert job.state is JobState.DONE, (job.error, job.messages)
+    assert "paused (as it was)" in job.messages[-1]
+    assert where_defined(_uris(engine), name) == [("lab-a1", "paused")]
+
+    there = vm_named(engine, name)
+    job = _move(engine, run, MigrationRequest(there.key, "lab-b1", sr="Local storage",
+                                              resume=True))
+    assert job.state is JobState.DONE, (job.error, job.messages)
+    assert "runs again" in job.messages[-1]
+    assert where_defined(_uris(engine), name) == [("lab-b1", "running")]
+
+
+def test_a_failed_migration_of_a_paused_vm_leaves_it_paused(
+        engine: Engine, run: Any, lab_inventory: Path, tmp_path: Path,
+        small_vm: tuple[str, str]) -> None:
+    name, path = small_vm
+    vm = _paused(engine, run, name)
+    plan = FaultPlan(roles={"lab-b1": "source", "lab-a1": "destination"})
+    faulty = Engine(load_inventory(lab_inventory), link_factory=fault_links(plan),
+                    state_dir=tmp_path)
+
+    async def scenario() -> Any:
+        await faulty.start(watch=False)
+        try:
+            plan.arm(Call("source", "migrate", 1))
+            (job,) = faulty.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
+                                                      resume=True)])
+            await faulty.wait([job])
+            return job
+        finally:
+            await faulty.close()
+
+    job = run(scenario(), 120)
+    assert plan.fired and job.state is JobState.FAILED
+    assert "stays on 'lab-b1', paused" in (job.error or ""), job.error
+    # Not resumed by the roll-back: the operator paused it.
+    assert where_defined(_uris(engine), name) == [("lab-b1", "paused")]
+    assert not [v for v in _dest_volumes(engine) if name in v]
+    assert pattern_intact(path, "qcow2", length="16M")
+
+
+def test_cli_moves_a_halted_vm_and_says_how(engine: Engine, run: Any, lab_inventory: Path,
+                                            small_vm: tuple[str, str]) -> None:
+    import json
+
+    from tests.labtools import cli
+
+    name, _path = small_vm
+    result = cli("precheck", name, "--to", "lab-a1", "--sr", "Local storage", "--json",
+                 inventory=lab_inventory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (plan,) = json.loads(result.stdout)["plans"]
+    assert (plan["state"], plan["data_path"]) == ("halted", "stream")
+    result = cli("migrate", name, "--to", "lab-a1", "--sr", "Local storage",
+                 inventory=lab_inventory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "halted: disks through libvirt volume streams" in result.stdout
+    assert f"'{name}' is now on 'lab-a1', halted" in result.stdout
+    assert where_defined(_uris(engine), name) == [("lab-a1", "shut off")]
