@@ -98,9 +98,9 @@ def test_title_and_actions_follow_the_selection(window: MainWindow, engine: Engi
     assert window.migrate_action.isEnabled() and not window.move_disk_action.isEnabled()
     assert window.windowTitle() == "XenCenter Lite - 2 items"
 
-    pane.select(("vm", build.key))  # halted: cannot be live-migrated
-    assert not window.migrate_action.isEnabled() and window.move_disk_action.isEnabled()
-    assert not window.migrate_menu.isEnabled()
+    pane.select(("vm", build.key))  # halted: moves with its disks
+    assert window.migrate_action.isEnabled() and window.move_disk_action.isEnabled()
+    assert window.migrate_menu.isEnabled()
 
     pane.select(("server", "lab-b1"))
     assert window.windowTitle() == "XenCenter Lite - lab-b1"

@@ -7,6 +7,7 @@ IgnoreAction), so the view is driven with the drag-enter/move/drop events a drag
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -85,8 +86,13 @@ def test_drop_targets_and_refusals(fake: FakeEngine, pane: ResourcesPane) -> Non
     assert not ok and "Current server" in why
     assert verdict(web, ("vm", DB)) == (False, "")  # not a target
     assert verdict(web, ("pool", "Production")) == (False, "")
+    # A halted VM moves with its disks; one with a saved state would lose it.
+    assert verdict(drag_of(pane, BUILD), ("server", "lab-b1"))[0]
+    fake.fleet.vms[:] = [replace(v, managed_save=True) if v.key == BUILD else v
+                         for v in fake.fleet.vms]
+    fake.push()
     ok, why = verdict(drag_of(pane, BUILD), ("server", "lab-b1"))
-    assert not ok and "halted" in why
+    assert not ok and "has a saved state (managed save)" in why
 
     fake.fleet.server("lab-b1", free_memory=512 * MIB)
     fake.push()

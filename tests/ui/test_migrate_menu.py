@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from tests.conftest import until
 from tests.labtools import vm_named
 from tests.ui.fakes import BUILD, MIB, WEB, FakeEngine
 from xencenter_lite.core.checks import Problem
+from xencenter_lite.core.model import VmState
 from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.main_window import MainWindow
 from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, first_refusal, short_reason
@@ -59,11 +61,21 @@ def test_entries_say_why_a_server_cannot_take_the_vm(qtbot: Any, run: Any,
     assert "connection refused" in tips[2]
 
 
-def test_a_halted_vm_is_not_running_anywhere(qtbot: Any, run: Any, fake: FakeEngine) -> None:
+def test_a_halted_vm_goes_where_it_fits_and_a_crashed_one_nowhere(
+        qtbot: Any, run: Any, fake: FakeEngine) -> None:
+    fake.fleet.server("lab-b1", free_memory=0)  # a halted VM needs no memory there
+    fake.push()
     menu = menu_for(qtbot, run, fake, [BUILD])
-    assert menu.entries()[:3] == [("lab-a1 (Not running)", False),
+    entries = menu.entries()[:3]
+    assert entries[1] == ("lab-a2 (Current server)", False)
+    assert entries[0][1] and entries[2][1], entries
+    fake.fleet.vms[:] = [replace(v, state=VmState.CRASHED) if v.key == BUILD else v
+                         for v in fake.fleet.vms]
+    fake.push()
+    menu = menu_for(qtbot, run, fake, [BUILD])
+    assert menu.entries()[:3] == [("lab-a1 (Cannot move in its state)", False),
                                   ("lab-a2 (Current server)", False),
-                                  ("lab-b1 (Not running)", False)]
+                                  ("lab-b1 (Cannot move in its state)", False)]
 
 
 def test_storage_choices_do_not_disable_an_entry(qtbot: Any, run: Any, fake: FakeEngine,
@@ -137,8 +149,8 @@ def test_real_menu_checks_every_server(qtbot: Any, run: Any, engine: Any) -> Non
         assert entries[text] is True and text.startswith(f"{pool_mate}  ★")
 
     window.resources.select(("vm", build.key))
-    assert not window.migrate_menu.isEnabled()  # halted: Migrate is off
+    assert window.migrate_menu.isEnabled()  # halted: it moves with its disks
     menu = menu_for(qtbot, run, engine, [build.key])
     assert (f"{build.server} (Current server)", False) in menu.entries()
-    others = [t for t, _ in menu.entries()[:-1] if not t.startswith(build.server)]
-    assert others and all(t.endswith("(Not running)") for t in others)
+    others = [(t, on) for t, on in menu.entries()[:-1] if not t.startswith(build.server)]
+    assert others and all(on for _t, on in others), others

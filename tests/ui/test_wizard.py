@@ -79,13 +79,64 @@ def test_destination_entries_wait_for_their_checks_then_say_why(qtbot, run, engi
     assert asked == [True] and combo.currentText() == "Production"
 
 
-def test_a_halted_vm_can_go_nowhere(qtbot, run, engine):
-    wizard = open_wizard(qtbot, run, engine, "build-1")
+def review_rows(wizard: MigrateWizard) -> dict[str, str]:
+    top = wizard.page(REVIEW).summary.topLevelItem(0)
+    return {top.child(i).text(0): top.child(i).text(1) for i in range(top.childCount())}
+
+
+def test_a_halted_vm_moves_with_its_disks_and_needs_no_network_page(qtbot, run, engine):
+    build = vm_named(engine, "build-1")
+    assert build.server == "lab-a2" and build.state.value == "halted"
+    wizard = open_wizard(qtbot, run, engine, "build-1", destination="lab-b1")
     combo = wizard.page(DESTINATION).combo
-    targets = texts(combo)[:-1]
-    assert targets and all(t.endswith(" - The VM is not running") for t in targets), targets
-    assert not any(enabled(combo, i) for i in range(len(targets)))
-    assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+    assert combo.currentText().startswith("lab-b1"), texts(combo)
+    assert wizard.path() == [DESTINATION, STORAGE, REVIEW]
+    go_next(wizard, STORAGE)
+    go_next(wizard, REVIEW)
+    review = wizard.page(REVIEW)
+    finish = wizard.button(QWizard.WizardButton.FinishButton)
+    run(until(finish.isEnabled))
+    rows = review_rows(wizard)
+    assert rows["Migration"].startswith("Halted: disks copied through the console")
+    assert "Storage network" not in rows and not review.resume.isVisible()
+    listed = [review.problems.item(i).text() for i in range(review.problems.count())]
+    assert any("read back from 'lab-b1' to verify them" in t for t in listed), listed
+
+
+def test_a_paused_vm_is_offered_resume_on_the_destination(qtbot, run, engine, tmp_path):
+    uri = engine.snapshot().servers["lab-a2"].uri
+    virsh(uri, "define", str(bare_domain_xml(tmp_path, "nap-1")))
+    try:
+        virsh(uri, "start", "nap-1")
+        virsh(uri, "suspend", "nap-1")
+        run(until(lambda: any(v.state.value == "paused"
+                              for v in engine.snapshot().vms_named("nap-1"))))
+        wizard = open_wizard(qtbot, run, engine, "nap-1", destination="lab-b1")
+        assert wizard.path() == [DESTINATION, STORAGE_NETWORK, REVIEW]
+        go_next(wizard, STORAGE_NETWORK)
+        go_next(wizard, REVIEW)
+        review = wizard.page(REVIEW)
+        assert review.resume.isVisible() and not review.resume.isChecked()
+        assert review_rows(wizard)["After the migration"] == "Stays paused"
+        review.resume.setChecked(True)
+        assert review_rows(wizard)["After the migration"] == "Resumed"
+        (request,) = wizard.requests()
+        assert request.resume
+        finish = wizard.button(QWizard.WizardButton.FinishButton)
+        run(until(finish.isEnabled))
+        finish.click()
+        (job,) = wizard.jobs
+        run(engine.wait([job]), 120)
+        assert job.state is JobState.DONE, (job.error, job.messages)
+        b1 = engine.snapshot().servers["lab-b1"].uri
+        assert virsh(b1, "domstate", "nap-1").strip() == "running"
+    finally:
+        for server in ("lab-a2", "lab-b1"):
+            u = engine.snapshot().servers[server].uri
+            with contextlib.suppress(subprocess.CalledProcessError):
+                virsh(u, "destroy", "nap-1")
+            with contextlib.suppress(subprocess.CalledProcessError):
+                virsh(u, "undefine", "nap-1")
 
 
 def test_pool_destination_asks_for_the_home_server(qtbot, run, engine):

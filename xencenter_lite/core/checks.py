@@ -282,9 +282,22 @@ def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM
     return targets
 
 
+def stream_bytes(plan: MigrationPlan) -> int:
+    """What a halted VM's move sends through the console: each copied disk's allocated data
+    (holes are not sent), then reads back to verify."""
+    copied = {d.dev for d in plan.copied_disks}
+    return sum(d.allocation or d.capacity for d in plan.vm.hard_disks if d.dev in copied)
+
+
 def estimate_seconds(snapshot: Snapshot, plan: MigrationPlan) -> float | None:
     """How long the copy takes at the network's rate, or at the migration's bandwidth cap
-    where that is lower (None: neither is known)."""
+    where that is lower (None: neither is known). A halted VM's disks go over the
+    management network twice (sent, then read back); its definition alone takes no time."""
+    if plan.data_path is DataPath.DEFINITION:
+        return 0.0
+    if plan.data_path is DataPath.STREAM:
+        mgmt = snapshot.networks.get(snapshot.management_network() or "")
+        return 2 * stream_bytes(plan) / mgmt.rate if mgmt is not None and mgmt.rate else None
     net = snapshot.networks.get(plan.network or "")
     rates = [r for r in (net.rate if net is not None else None,
                          plan.bandwidth_mib_s * MIB if plan.bandwidth_mib_s else None) if r]
@@ -339,18 +352,17 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     if plan.data_path is DataPath.DEFINITION:
         return [_warn("OFFLINE_MOVE", vm, f"'{vm.name}' is halted and its disks stay where "
                       f"they are: only its definition moves to '{plan.destination}'.")]
-    data = sum(d.allocation for d in vm.hard_disks
-               if any(p.dev == d.dev for p in plan.copied_disks))
     out = [_warn("OFFLINE_MOVE", vm,
                  f"'{vm.name}' is halted: its disks are copied through this console (libvirt "
                  f"volume streams, holes not sent), read back from '{plan.destination}' to "
                  "verify them, and only then is it defined there and removed from "
                  f"'{vm.server}'. It stays halted.")]
-    mgmt = snapshot.networks.get(snapshot.management_network() or "")
-    if mgmt is not None and mgmt.rate:
+    secs = estimate_seconds(snapshot, plan)
+    if secs is not None:
         out.append(_warn("ESTIMATE", vm,
-                         f"About {format_duration(2 * data / mgmt.rate)} to copy and verify "
-                         f"{format_bytes(data)} of disk data over the '{mgmt.name}' network."))
+                         f"About {format_duration(secs)} to copy and verify "
+                         f"{format_bytes(stream_bytes(plan))} of disk data over the "
+                         f"'{snapshot.management_network()}' network."))
     return out
 
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xencenter_lite.core.checks import MOVABLE_STATES
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import Snapshot
 from xencenter_lite.core.power import PowerAction, check_power
@@ -263,8 +264,8 @@ class MainWindow(QMainWindow):
         vms = [snap.vm(k[1]) for k in keys if k[0] == "vm"]
         only_vms = bool(keys) and len(vms) == len(keys) and all(v is not None for v in vms)
         busy = self.engine.busy
-        can_migrate = only_vms and all(v is not None and v.is_running and v.key not in busy
-                                       for v in vms)
+        can_migrate = only_vms and all(v is not None and v.state in MOVABLE_STATES
+                                       and v.key not in busy for v in vms)
         self.migrate_action.setEnabled(can_migrate)
         self.migrate_menu.setEnabled(can_migrate)
         self.move_disk_action.setEnabled(only_vms and len(vms) == 1)

@@ -45,6 +45,8 @@ SHORT_REASONS = {
     "VM_GONE": "VM no longer exists",
     "SOURCE_DISCONNECTED": "Source server disconnected",
     "VM_NOT_RUNNING": "Not running",
+    "VM_STATE_UNSUPPORTED": "Cannot move in its state",
+    "VM_HAS_SAVED_STATE": "Has a saved state",
     "MIGRATION_RUNNING": "Migration in progress",
     "PCI_PASSTHROUGH": "PCI device passed through",
     "NOT_ENOUGH_MEMORY": "Not enough memory",
@@ -53,6 +55,7 @@ SHORT_REASONS = {
     "CD_NOT_VISIBLE": "CD cannot be seen there",
     "HA_ENABLED": "HA is enabled",
     "DUPLICATE_VM": "VM listed twice",
+    "NAME_IN_USE": "Name in use there",
 }
 # Problems with the default choice of SRs: the wizard lets the operator choose others.
 STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",

@@ -36,9 +36,10 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.checks import Problem, estimate_seconds
 from xencenter_lite.core.jobs import Job
-from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.model import VM, Snapshot, VmState
 from xencenter_lite.core.placement import Rating, place_together, rate
 from xencenter_lite.core.plan import (
+    DataPath,
     MigrationKind,
     MigrationPlan,
     MigrationRequest,
@@ -59,6 +60,13 @@ ADD_SERVER = "Add a pool or standalone server…"
 MANAGEMENT_WARNING = ("Due to performance reasons, it is recommended that you do not use your "
                       "management network for live migration.")
 
+HOW = {
+    DataPath.LIVE: "Live (the VM keeps its state)",
+    DataPath.STREAM: "Halted: disks copied through the console and verified, then its "
+                     "definition",
+    DataPath.DEFINITION: "Halted: its definition only (the disks stay)",
+}
+
 # The Storage page deals with these; they do not make a destination unusable.
 STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
                            "NOT_ENOUGH_SPACE"})
@@ -76,6 +84,9 @@ SHORT_REASONS = {
     "DISK_UNSUPPORTED": "Unsupported disk",
     "NETWORK_UNKNOWN": "No network",
     "VM_GONE": "The VM no longer exists",
+    "VM_STATE_UNSUPPORTED": "The VM cannot move in its state",
+    "VM_HAS_SAVED_STATE": "The VM has a saved state",
+    "NAME_IN_USE": "A VM of that name is there",
 }
 
 
@@ -187,6 +198,7 @@ class MigrateWizard(QWizard):
         self.disk_srs: dict[VmKey, dict[str, str]] = {}
         self.network: str | None = None
         self.tls = False
+        self.resume = False  # paused VMs: resume them on the destination
         self.jobs: list[Job] = []
         self._checks: dict[str, list[Problem]] = {}
         self._checking: set[str] = set()
@@ -364,7 +376,19 @@ class MigrateWizard(QWizard):
             ids.append(HOME_SERVER)
         if self.needs_storage():
             ids.append(STORAGE)
-        return [*ids, STORAGE_NETWORK, REVIEW]
+        if not self.all_halted():  # a halted VM's move uses no migration network
+            ids.append(STORAGE_NETWORK)
+        return [*ids, REVIEW]
+
+    def all_halted(self) -> bool:
+        snap = self.engine.snapshot()
+        vms = [snap.vm(k) for k in self.vm_keys]
+        return bool(vms) and all(v is not None and v.state is VmState.HALTED for v in vms)
+
+    def any_paused(self) -> bool:
+        snap = self.engine.snapshot()
+        return any((v := snap.vm(k)) is not None and v.state is VmState.PAUSED
+                   for k in self.vm_keys)
 
     def nextId(self) -> int:
         path = self.path()
@@ -381,14 +405,15 @@ class MigrateWizard(QWizard):
         out = []
         for key in self.vm_keys:
             home = self.home(key) or ""
+            common: dict[str, Any] = {"network": self.network, "tls": self.tls,
+                                      "resume": self.resume}
             if not storage:
-                out.append(MigrationRequest(key, home, network=self.network, tls=self.tls))
+                out.append(MigrationRequest(key, home, **common))
             elif self.same_sr:
-                out.append(MigrationRequest(key, home, sr=self.sr, network=self.network,
-                                            tls=self.tls))
+                out.append(MigrationRequest(key, home, sr=self.sr, **common))
             else:
                 out.append(MigrationRequest(key, home, disk_srs=dict(self.disk_srs.get(key, {})),
-                                            network=self.network, tls=self.tls))
+                                            **common))
         return out
 
     def gone(self, snap: Snapshot) -> set[VmKey]:
@@ -885,6 +910,11 @@ class ReviewPage(WizardPage):
         self.summary.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.summary.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.layout_.addWidget(self.summary, 3)
+        self.resume = QCheckBox("&Resume the paused VM on the destination after the migration")
+        self.resume.setObjectName("resumeCheck")
+        self.resume.setAccessibleName("resumeCheck")
+        self.resume.toggled.connect(self._resume_toggled)
+        self.layout_.addWidget(self.resume)
         self.status = QLabel()
         self.status.setObjectName("reviewStatus")
         self.status.setWordWrap(True)
@@ -899,7 +929,14 @@ class ReviewPage(WizardPage):
         self._key: tuple[Any, ...] | None = None
         self._result: tuple[list[MigrationPlan], list[Problem]] | None = None
 
+    def _resume_toggled(self, on: bool) -> None:
+        self.w.resume = on
+        self._fill_summary(self.w.requests())
+
     def initializePage(self) -> None:
+        self.resume.setVisible(self.w.any_paused())
+        with QSignalBlocker(self.resume):
+            self.resume.setChecked(self.w.resume)
         requests = self.w.requests()
         self._fill_summary(requests)
         key = request_key(requests)
@@ -938,14 +975,19 @@ class ReviewPage(WizardPage):
             top = QTreeWidgetItem(self.summary, ["VM", w.names[req.vm]])
             rows = [("Destination", w.target.name if w.target else ""),
                     ("Home server", req.destination)]
-            if vm is not None:
-                plan = build_plan(snap, vm, req)
+            plan = build_plan(snap, vm, req) if vm is not None else None
+            if plan is not None:
                 network = plan.network
+                rows.append(("Migration", HOW[plan.data_path]))
                 for d in plan.disks:
                     where = d.target_sr if d.copy else f"stays on {d.source_sr}"
                     rows.append((f"Disk {d.dev} ({format_size(d.capacity)})", where or "?"))
-            rows.append(("Storage network", network or "(none)"))
-            rows.append(("Encryption", "TLS" if req.tls else "none"))
+                if plan.vm.state is VmState.PAUSED:
+                    rows.append(("After the migration",
+                                 "Resumed" if plan.resume else "Stays paused"))
+            if plan is None or not plan.offline:
+                rows.append(("Storage network", network or "(none)"))
+                rows.append(("Encryption", "TLS" if req.tls else "none"))
             for name, value in rows:
                 QTreeWidgetItem(top, [name, value])
             top.setExpanded(True)
