@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--tls", action="store_true",
                         help="encrypt the migration with libvirt's TLS (the servers need "
                              "certificates)")
+        sp.add_argument("--via", choices=["direct", "stream"],
+                        help="a halted VM's disks: directly between the servers (the VM "
+                             "started paused, never run) or through this console's volume "
+                             "streams (default: directly when both servers have the memory)")
         sp.add_argument("--resume", action="store_true",
                         help="a paused VM: resume it on the destination (default: it stays "
                              "paused)")
@@ -341,7 +345,9 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace,
     def request(vm: VM, to: str = args.to) -> MigrationRequest:
         return MigrationRequest(vm=vm.key, destination=to, sr=args.sr, disk_srs=disks,
                                 network=args.network, bandwidth_mib_s=args.bandwidth,
-                                tls=args.tls, resume=getattr(args, "resume", False))
+                                tls=args.tls, resume=getattr(args, "resume", False),
+                                data_path=DataPath(args.via) if getattr(args, "via", None)
+                                else None)
 
     if not auto:
         return [request(vm) for vm in vms], {}
@@ -375,6 +381,8 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
             else "(no migration network)")
     if plan.data_path is DataPath.STREAM:
         how = "halted: disks through libvirt volume streams, verified, then its definition"
+    elif plan.data_path is DataPath.DIRECT:
+        how = (f"halted: started paused, its disks sent directly {over}, turned off there")
     elif plan.data_path is DataPath.DEFINITION:
         how = "halted: its definition only, the disks stay"
     else:

@@ -17,6 +17,7 @@ from tests.faults.faultlink import Call, FaultPlan, fault_links
 from tests.labtools import (
     fill_pattern,
     host_path,
+    iface_bytes,
     pattern_intact,
     remove_vm,
     sr_path,
@@ -57,10 +58,13 @@ def test_a_halted_vm_moves_with_its_disks_verified_and_boots_there(
     (disk,) = vm.hard_disks
     assert disk.path is not None
     before = read_records(disk.path, disk.format)
+    # Both servers have the memory to hold it paused: by default it goes directly.
     plan = engine.plan(MigrationRequest(vm.key, "lab-b1", sr="Fast storage"))
-    assert plan.data_path is DataPath.STREAM and plan.needs_memory == 0
+    assert plan.data_path is DataPath.DIRECT and plan.needs_memory == 0
+    streamed = MigrationRequest(vm.key, "lab-b1", sr="Fast storage", data_path=DataPath.STREAM)
+    assert engine.plan(streamed).data_path is DataPath.STREAM
 
-    job = _move(engine, run, MigrationRequest(vm.key, "lab-b1", sr="Fast storage"))
+    job = _move(engine, run, streamed)
     assert job.state is JobState.DONE, (job.error, job.error_details, job.messages)
     assert "is now on 'lab-b1', halted" in job.messages[-1]
     assert any("verified" in m for m in job.messages), job.messages
@@ -91,12 +95,23 @@ def test_a_halted_vm_moves_with_its_disks_verified_and_boots_there(
     booted = read_records(new_disk.path, new_disk.format)
     assert booted.intact and (booted.last or 0) > (before.last or -1), booted.summary()
 
-    # And back where the lab keeps it.
-    back = _move(engine, run, MigrationRequest(moved.key, "lab-a2", sr="Local storage"))
+    # And back where the lab keeps it, directly this time: started paused on lab-b1, sent
+    # over the storage network, turned off on lab-a2.
+    sent = iface_bytes("lab-b1", "storage")
+    back_req = MigrationRequest(vm_named(engine, "build-1").key, "lab-a2", sr="Local storage")
+    assert engine.plan(back_req).data_path is DataPath.DIRECT
+    back = _move(engine, run, back_req)
     assert back.state is JobState.DONE, (back.error, back.messages)
+    assert any("Starting 'build-1' paused on 'lab-b1'" in m for m in back.messages)
+    assert any("Turned 'build-1' off on 'lab-a2'" in m for m in back.messages), back.messages
+    assert iface_bytes("lab-b1", "storage") - sent > after.count * 512  # its data went there
     home = vm_named(engine, "build-1")
     assert (home.server, home.state) == ("lab-a2", VmState.HALTED)
-    assert read_records(home.hard_disks[0].path or "", disk.format).last == booted.last
+    assert where_defined(_uris(engine), "build-1") == [("lab-a2", "shut off")]
+    home_disk = home.hard_disks[0]
+    assert home_disk.path is not None and pattern_intact(home_disk.path, home_disk.format)
+    assert read_records(home_disk.path, home_disk.format).last == booted.last
+    assert os.stat(home_disk.path).st_blocks * 512 < 64 * MIB  # still sparse
     assert not os.path.exists(new_disk.path)
 
 
@@ -174,7 +189,8 @@ def test_a_halted_move_cancelled_or_failing_mid_copy_leaves_nothing_behind(
         await slow.start(watch=False)
         try:
             vm = next(v for v in slow.snapshot().vms_named(name))
-            (job,) = slow.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage")])
+            (job,) = slow.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
+                                                    data_path=DataPath.STREAM)])
             if how == "cancel":
                 await until(lambda: job.bytes_done > 0 or job.state.finished, timeout=60)
                 await slow.cancel(job)
@@ -292,10 +308,56 @@ def test_cli_moves_a_halted_vm_and_says_how(engine: Engine, run: Any, lab_invent
                  inventory=lab_inventory)
     assert result.returncode == 0, result.stdout + result.stderr
     (plan,) = json.loads(result.stdout)["plans"]
-    assert (plan["state"], plan["data_path"]) == ("halted", "stream")
+    assert (plan["state"], plan["data_path"]) == ("halted", "direct")
+    assert json.loads(cli("precheck", name, "--to", "lab-a1", "--via", "stream", "--json",
+                          inventory=lab_inventory).stdout)["plans"][0]["data_path"] == "stream"
     result = cli("migrate", name, "--to", "lab-a1", "--sr", "Local storage",
                  inventory=lab_inventory)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "halted: disks through libvirt volume streams" in result.stdout
+    assert "halted: started paused, its disks sent directly over 'storage'" in result.stdout
     assert f"'{name}' is now on 'lab-a1', halted" in result.stdout
     assert where_defined(_uris(engine), name) == [("lab-a1", "shut off")]
+
+
+@pytest.mark.parametrize("fault", ["start", "migrate"])
+def test_a_direct_move_that_cannot_start_falls_back_and_one_that_fails_stays_halted(
+        engine: Engine, run: Any, lab_inventory: Path, tmp_path: Path,
+        small_vm: tuple[str, str], fault: str) -> None:
+    """If the VM will not start paused, its disks go through the console; if the migration
+    fails, it is turned off again where it was, and nothing stays on the destination."""
+    name, path = small_vm
+    plan = FaultPlan(roles={"lab-b1": "source", "lab-a1": "destination"})
+    faulty = Engine(load_inventory(lab_inventory), link_factory=fault_links(plan),
+                    state_dir=tmp_path)
+    before = _dest_volumes(engine)
+
+    async def scenario() -> Any:
+        await faulty.start(watch=False)
+        try:
+            vm = next(v for v in faulty.snapshot().vms_named(name))
+            request = MigrationRequest(vm.key, "lab-a1", sr="Local storage")
+            assert faulty.plan(request).data_path is DataPath.DIRECT
+            plan.arm(Call("source", "power" if fault == "start" else "migrate", 1))
+            (job,) = faulty.migrate([request])
+            await faulty.wait([job])
+            return job
+        finally:
+            await faulty.close()
+
+    job = run(scenario(), 120)
+    assert plan.fired
+    if fault == "start":
+        assert job.state is JobState.DONE, (job.error, job.messages)
+        assert any("its disks go through the console instead" in m for m in job.messages)
+        assert any("verified" in m for m in job.messages)
+        assert where_defined(_uris(engine), name) == [("lab-a1", "shut off")]
+        moved = vm_named(engine, name)
+        assert moved.hard_disks[0].path and pattern_intact(moved.hard_disks[0].path, "qcow2",
+                                                           length="16M")
+    else:
+        assert job.state is JobState.FAILED, (job.state, job.messages)
+        assert "stays on 'lab-b1', halted" in (job.error or ""), job.error
+        assert where_defined(_uris(engine), name) == [("lab-b1", "shut off")]
+        assert pattern_intact(path, "qcow2", length="16M")
+        assert _dest_volumes(engine) == before
+    assert faulty.pending_cleanups() == []

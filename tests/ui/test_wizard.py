@@ -84,23 +84,24 @@ def review_rows(wizard: MigrateWizard) -> dict[str, str]:
     return {top.child(i).text(0): top.child(i).text(1) for i in range(top.childCount())}
 
 
-def test_a_halted_vm_moves_with_its_disks_and_needs_no_network_page(qtbot, run, engine):
+def test_a_halted_vm_moves_with_its_disks_and_says_how(qtbot, run, engine):
     build = vm_named(engine, "build-1")
     assert build.server == "lab-a2" and build.state.value == "halted"
     wizard = open_wizard(qtbot, run, engine, "build-1", destination="lab-b1")
     combo = wizard.page(DESTINATION).combo
     assert combo.currentText().startswith("lab-b1"), texts(combo)
-    assert wizard.path() == [DESTINATION, STORAGE, REVIEW]
+    assert wizard.path() == [DESTINATION, STORAGE, STORAGE_NETWORK, REVIEW]
     go_next(wizard, STORAGE)
+    go_next(wizard, STORAGE_NETWORK)
     go_next(wizard, REVIEW)
     review = wizard.page(REVIEW)
     finish = wizard.button(QWizard.WizardButton.FinishButton)
     run(until(finish.isEnabled))
     rows = review_rows(wizard)
-    assert rows["Migration"].startswith("Halted: disks copied through the console")
-    assert "Storage network" not in rows and not review.resume.isVisible()
+    assert rows["Migration"].startswith("Halted: started paused (no guest code runs)")
+    assert rows["Storage network"] == "storage" and not review.resume.isVisible()
     listed = [review.problems.item(i).text() for i in range(review.problems.count())]
-    assert any("read back from 'lab-b1' to verify them" in t for t in listed), listed
+    assert any("libvirt sends its disks straight to 'lab-b1'" in t for t in listed), listed
 
 
 def test_a_paused_vm_is_offered_resume_on_the_destination(qtbot, run, engine, tmp_path):

@@ -115,6 +115,19 @@ def test_an_incoming_domain_goes_only_once_the_vm_is_proven_at_home() -> None:
         assert verdict(c, Facts(Place(True, DEST, state), at_home(GONE))) is Verdict.DROP
 
 
+def test_a_vm_started_paused_to_move_it_is_turned_off_only_while_paused() -> None:
+    c = Cleanup(CleanupKind.STARTED_PAUSED, "lab-b1", DEST, "Migrating 'db-1'",
+                vm_uuid="u-db-1", vm_name="db-1")
+    assert verdict(c, Facts(Place(True, DEST, PAUSED))) is Verdict.ACT
+    assert verdict(c, Facts(Place(True, DEST, PAUSED, job=True))) is Verdict.WAIT
+    assert verdict(c, Facts(Place(False))) is Verdict.WAIT
+    # Moved on, turned off already, or resumed by someone: not the job's to touch.
+    for state in (GONE, VmState.HALTED, RUNNING):
+        assert verdict(c, Facts(Place(True, DEST, state), exists=state is not None)) \
+            is Verdict.DROP
+    assert verdict(c, Facts(Place(True, "another-host", PAUSED))) is Verdict.WAIT
+
+
 def test_the_same_host_under_two_names_is_never_touched() -> None:
     """The defect that destroyed VMs: the 'destination' was the source under another name;
     its 'incoming' domain is the VM itself."""

@@ -14,8 +14,9 @@ from builders import (
     shared_disk,
 )
 
-from xencenter_lite.core.model import Sharing
+from xencenter_lite.core.model import Sharing, VmState
 from xencenter_lite.core.plan import (
+    DataPath,
     DiskMovePlan,
     MigrationKind,
     default_network,
@@ -270,3 +271,34 @@ def test_free_volume_name():
     assert free_volume_name("db-1-vda.qcow2", {"db-1-vda.qcow2"}) == "db-1-vda-1.qcow2"
     assert free_volume_name("disk", {"disk", "disk-1"}) == "disk-2"
     assert free_volume_name("a.b.raw", {"a.b.raw", "a.b-1.raw"}) == "a.b-2.raw"
+
+
+def test_a_halted_vm_goes_directly_when_both_servers_can_hold_it_paused(fleet):
+    vm = fleet.vm("db-1", state=VmState.HALTED, disks=(local_disk("lab-a1", "db-1"),))
+    plan = fleet.plan(vm, "lab-b1", sr="Local storage")
+    assert plan.data_path is DataPath.DIRECT and plan.uses_network and plan.offline
+    assert plan.needs_memory == 0 and not plan.path_chosen  # it falls back if it must
+    chosen = fleet.plan(vm, "lab-b1", sr="Local storage", data_path=DataPath.DIRECT)
+    assert chosen.path_chosen and chosen.needs_memory == vm.memory
+    # Either server short of memory, or no address on the network: through the console.
+    fleet.server("lab-a1", free_memory=vm.memory - 1)
+    assert fleet.plan(vm, "lab-b1", sr="Local storage").data_path is DataPath.STREAM
+    fleet.server("lab-a1", free_memory=64 * GIB)
+    fleet.server("lab-b1", addresses={"management": ADDRESSES["lab-b1"]["management"]})
+    plan = fleet.plan(vm, "lab-b1", sr="Local storage", network="storage")
+    assert plan.data_path is DataPath.STREAM and not plan.uses_network
+    assert fleet.plan(vm, "lab-b1", sr="Local storage",
+                      data_path=DataPath.STREAM).data_path is DataPath.STREAM
+
+
+def test_a_halted_vm_whose_disks_stay_moves_its_definition(fleet):
+    vm = fleet.vm("web-1", state=VmState.HALTED)
+    plan = fleet.plan(vm, "lab-a2", data_path=DataPath.DIRECT)
+    assert plan.data_path is DataPath.DEFINITION and plan.bytes_to_copy == 0
+
+
+def test_running_and_paused_vms_migrate_live_and_only_a_paused_one_resumes(fleet):
+    running = fleet.plan(fleet.vm("web-1"), "lab-a2", resume=True)
+    assert running.data_path is DataPath.LIVE and not running.resume
+    paused = fleet.plan(fleet.vm("web-2", state=VmState.PAUSED), "lab-a2", resume=True)
+    assert paused.data_path is DataPath.LIVE and paused.resume

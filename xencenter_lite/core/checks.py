@@ -180,7 +180,7 @@ def check_plans(
         for dev in plan.unknown_devs:
             out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
                             f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
-        if not plan.offline and (plan.network is None or plan.address is None):
+        if plan.uses_network and (plan.network is None or plan.address is None):
             name = plan.network or "(none)"
             out.append(_err("NETWORK_UNKNOWN", vm,
                             f"'{plan.destination}' has no address on network '{name}'; choose "
@@ -303,7 +303,10 @@ def estimate_seconds(snapshot: Snapshot, plan: MigrationPlan) -> float | None:
                          plan.bandwidth_mib_s * MIB if plan.bandwidth_mib_s else None) if r]
     if not rates:
         return None
-    return plan.bytes_to_copy / min(rates)
+    # (A halted VM sent directly: libvirt copies the disks' allocated data; its paused
+    # memory was never used.)
+    size = stream_bytes(plan) if plan.data_path is DataPath.DIRECT else plan.bytes_to_copy
+    return size / min(rates)
 
 
 def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Problem]:
@@ -352,6 +355,21 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     if plan.data_path is DataPath.DEFINITION:
         return [_warn("OFFLINE_MOVE", vm, f"'{vm.name}' is halted and its disks stay where "
                       f"they are: only its definition moves to '{plan.destination}'.")]
+    if plan.data_path is DataPath.DIRECT:
+        out = [_warn("OFFLINE_MOVE", vm,
+                     f"'{vm.name}' is halted: it is started paused on '{vm.server}' (no guest "
+                     "code runs), libvirt sends its disks straight to "
+                     f"'{plan.destination}' over the '{plan.network}' network, and it is "
+                     "turned off there: it stays halted."
+                     + ("" if plan.path_chosen else " Should it not start paused, its disks "
+                        "go through this console instead."))]
+        secs = estimate_seconds(snapshot, plan)
+        if secs is not None:
+            out.append(_warn("ESTIMATE", vm,
+                             f"About {format_duration(secs)} to copy "
+                             f"{format_bytes(stream_bytes(plan))} of disk data over the "
+                             f"'{plan.network}' network."))
+        return out
     out = [_warn("OFFLINE_MOVE", vm,
                  f"'{vm.name}' is halted: its disks are copied through this console (libvirt "
                  f"volume streams, holes not sent), read back from '{plan.destination}' to "

@@ -30,6 +30,9 @@ class CleanupKind(Enum):
     INCOMING_DOMAIN = "incoming-domain"  # the destination's half of a failed migration
     BALLOON = "balloon"  # a VM squeezed to make room, to get its memory back
     DISK_MOVE = "disk-move"  # a disk move whose end is not known: keep the one in use
+    # A halted VM the job started paused (no guest code ever runs in it) to send it
+    # directly: turned off again wherever it is found paused.
+    STARTED_PAUSED = "started-paused"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Cleanup:
         if self.kind is CleanupKind.BALLOON:
             return (f"give VM {self.target_vm} on '{self.server}' its memory back once "
                     f"'{self.vm_name}' is known to run on '{self.vm_home}'")
+        if self.kind is CleanupKind.STARTED_PAUSED:
+            return (f"turn '{self.vm_name}' off on '{self.server}' if it is still paused "
+                    "there (it was halted, and was started paused only to be moved)")
         return (f"keep whichever of {self.old_path} and {self.new_path} disk {self.dev} of "
                 f"'{self.vm_name}' uses on '{self.server}', remove the other")
 
@@ -205,6 +211,14 @@ def decide(c: Cleanup, f: Facts) -> Decision:
         blocked = _vm_at_home(c, f)
         if blocked is not None:
             return blocked
+        return Decision(Verdict.ACT)
+
+    if c.kind is CleanupKind.STARTED_PAUSED:
+        if here.state is not VmState.PAUSED:
+            # Gone (moved on), halted, or running: someone resumed it, it is theirs now.
+            return Decision(Verdict.DROP, f"'{c.vm_name}' is not paused on '{c.server}'")
+        if here.job:
+            return _wait(f"libvirt still runs a job on '{c.vm_name}'")
         return Decision(Verdict.ACT)
 
     # DISK_MOVE

@@ -29,6 +29,10 @@ class DataPath(Enum):
     # A halted VM's disks through libvirt's volume streams, by way of the console's two
     # connections (sparse: holes are not sent), then its definition.
     STREAM = "stream"
+    # A halted VM started paused on its server (no guest code runs), its disks and state
+    # sent by libvirt straight to the destination over the chosen network, as a live
+    # migration's are, then turned off there: halted, as it was.
+    DIRECT = "direct"
 
     @property
     def offline(self) -> bool:
@@ -48,6 +52,10 @@ class MigrationRequest:
     # so leaving maintenance brings it back; its home server stays as it was.
     evacuated_from: str | None = None
     resume: bool = False  # a paused VM: resume it on the destination (else it stays paused)
+    # A halted VM whose disks are copied: how (None: directly when both servers have the
+    # memory to hold it paused and the destination an address on the network, else
+    # through the console).
+    data_path: DataPath | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class MigrationPlan:
     evacuated_from: str | None = None  # see MigrationRequest
     data_path: DataPath = DataPath.LIVE
     resume: bool = False  # see MigrationRequest (only ever True for a paused VM)
+    path_chosen: bool = False  # the operator chose data_path (else a direct move that
+    # cannot start the VM paused falls back to the streams)
 
     @property
     def source(self) -> str:
@@ -88,8 +98,18 @@ class MigrationPlan:
 
     @property
     def needs_memory(self) -> int:
-        """What the destination must have free for the VM to arrive (a halted VM: none)."""
-        return 0 if self.offline else self.vm.memory
+        """What the destination must have free for the VM to arrive (a halted VM: none; one
+        sent directly holds its memory there for a moment, but falls back to the streams
+        unless that path was chosen)."""
+        if self.data_path is DataPath.LIVE or (self.data_path is DataPath.DIRECT
+                                               and self.path_chosen):
+            return self.vm.memory
+        return 0
+
+    @property
+    def uses_network(self) -> bool:
+        """The data goes between the servers over plan.network."""
+        return self.data_path in (DataPath.LIVE, DataPath.DIRECT)
 
     @property
     def home_server(self) -> str:
@@ -173,14 +193,21 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
     devs = {d.dev for d in vm.hard_disks}
     if vm.state is not VmState.HALTED:
         data_path = DataPath.LIVE
+    elif kind is MigrationKind.MEMORY:
+        data_path = DataPath.DEFINITION
+    elif request.data_path in (DataPath.STREAM, DataPath.DIRECT):
+        data_path = request.data_path
     else:
-        data_path = DataPath.STREAM if kind is MigrationKind.STORAGE else DataPath.DEFINITION
+        fits = all(srv in snapshot.servers and snapshot.memory_available(srv) >= vm.memory
+                   for srv in (vm.server, dest))
+        data_path = DataPath.DIRECT if fits and address else DataPath.STREAM
     return MigrationPlan(
         vm=vm, destination=dest, kind=kind, disks=tuple(placements), network=network,
         address=address, bandwidth_mib_s=request.bandwidth_mib_s,
         unknown_devs=tuple(sorted(set(request.disk_srs) - devs)), tls=request.tls,
         evacuated_from=request.evacuated_from, data_path=data_path,
         resume=request.resume and vm.state is VmState.PAUSED,
+        path_chosen=data_path is request.data_path,
     )
 
 

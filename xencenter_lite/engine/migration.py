@@ -27,6 +27,7 @@ from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly, is_
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import (
+    DataPath,
     MigrationPlan,
     MigrationRequest,
     build_plan,
@@ -234,6 +235,11 @@ class MigrationRunner:
             raise Cancelled()
         meta = replace(metadata_of(plan.vm), home_server=plan.home_server,
                        evacuated_from=plan.evacuated_from)
+        if plan.data_path is DataPath.DIRECT:
+            if await self._start_paused(job, plan, undo):
+                await self._send_paused(job, plan, undo, new_paths, meta)
+                return
+            plan = replace(plan, data_path=DataPath.STREAM)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
         self._record_old_disks(job, plan, undo)
         # What is sent (and read back) is each file's allocated data: holes are not.
@@ -272,6 +278,53 @@ class MigrationRunner:
                       f"removing its definition from '{src}'")
         call = run_long(f"define-{plan.vm.name}", lambda: src_link.migrate(spec))
         await call
+
+    async def _start_paused(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> bool:
+        """Start the halted VM with its CPUs stopped, to send it directly. False when it
+        would not start and the streams may be used instead (the path was not chosen)."""
+        fleet, src = self.fleet, plan.source
+        for server in (src, plan.destination):  # turned off again wherever it is paused
+            undo.record(Cleanup(CleanupKind.STARTED_PAUSED, server, fleet.host_uuid(server),
+                                job.title, vm_uuid=plan.vm.uuid, vm_name=plan.vm.name))
+        job.set_state(JobState.COPYING_DISKS, f"Starting '{plan.vm.name}' paused on '{src}' "
+                      "(no guest code runs) to send it directly")
+        try:
+            await fleet.call(src, fleet.link(src).power, plan.vm.uuid, "start-paused")
+        except VirtError as exc:
+            if plan.path_chosen or exc.raw == STOPPED_ANSWERING:
+                raise
+            left = await self.settler.unwind(undo, job.messages.append,
+                                             CleanupKind.STARTED_PAUSED)
+            if left:  # it may have started after all: not known how it is
+                raise
+            job.messages.append(f"'{plan.vm.name}' would not start paused on '{src}' "
+                                f"({exc.raw}); its disks go through the console instead")
+            return False
+        return True
+
+    async def _send_paused(self, job: Job, plan: MigrationPlan, undo: UndoLog,
+                           new_paths: dict[str, str], meta: Any) -> None:
+        """The paused VM migrates as a live one does (its disks copied by libvirt over the
+        chosen network); the job's end turns it off on the destination."""
+        fleet, src, dest, uuid = self.fleet, plan.source, plan.destination, plan.vm.uuid
+        src_link, dest_link = fleet.link(src), fleet.link(dest)
+        job.bytes_total = plan.vm.memory + sum(d.capacity for d in plan.copied_disks)
+        live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
+        conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
+        spec = MigrationSpec(
+            uuid=uuid, dest_uri=dest_link.uri, address=plan.address or "",
+            dest_xml=rewrite_domain(live_xml, new_paths, meta),
+            persist_xml=rewrite_domain(conf_xml, new_paths, meta),
+            migrate_disks=tuple(new_paths),
+            keep_shared_disks=any(not d.copy for d in plan.disks),
+            bandwidth_mib_s=plan.bandwidth_mib_s, tls=plan.tls)
+        self._record_old_disks(job, plan, undo)
+        self._record_incoming(job, plan, undo)
+        job.set_state(JobState.COPYING_DISKS, f"Sending the disks of '{plan.vm.name}' to "
+                      f"{plan.address} over the '{plan.network}' network")
+        call = run_long(f"migrate-{plan.vm.name}", lambda: src_link.migrate(spec))
+        await self._follow(job, uuid, call)
+        call.result()
 
     async def _still_halted(self, job: Job, plan: MigrationPlan) -> None:
         state = await self.fleet.call(plan.source, self.fleet.link(plan.source).locate,
@@ -418,7 +471,9 @@ class MigrationRunner:
     async def _finish(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
         """The VM runs on the destination: what the job made is the VM's; the old disks go."""
         fleet, src, dest = self.fleet, plan.source, plan.destination
-        undo.keep([e for e in undo.entries if e.kind is not CleanupKind.OLD_DISK])
+        # (A halted VM sent directly arrived paused: its STARTED_PAUSED entries turn it off.)
+        undo.keep([e for e in undo.entries
+                   if e.kind not in (CleanupKind.OLD_DISK, CleanupKind.STARTED_PAUSED)])
         if undo.entries:
             job.set_state(JobState.FINISHING, "Removing the old disks from the source")
         else:
@@ -460,9 +515,11 @@ class MigrationRunner:
                           f"come back to find out where '{plan.vm.name}' runs")
         # How the VM is once it has arrived: as it was (a migration does not start a halted VM
         # nor resume a paused one; a paused one may be resumed there, later, by the job).
-        arrived = {VmState.RUNNING, plan.vm.state}
+        # (A halted VM sent directly arrives paused, and is turned off by the job's end.)
+        direct = plan.data_path is DataPath.DIRECT
+        arrived = {VmState.RUNNING, plan.vm.state} | ({VmState.PAUSED} if direct else set())
         where_src, where_dest = await self._whereabouts(
-            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED)
+            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or direct)
         if where_src in (None, False) and where_dest in arrived:
             # The VM moved even though the call reported an error (or we lost the source
             # while it finished): the migration is done.

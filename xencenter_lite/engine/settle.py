@@ -72,7 +72,7 @@ class Settler:
                 # In use or not, the removal decides (it refuses a disk in use, and the
                 # entry is then dropped, as decide would).
                 return Facts(here, home)
-            if c.kind is CleanupKind.INCOMING_DOMAIN:
+            if c.kind in (CleanupKind.INCOMING_DOMAIN, CleanupKind.STARTED_PAUSED):
                 return Facts(here, home, exists=here.state is not None)
             if c.kind is CleanupKind.BALLOON:
                 there = await fleet.call(c.server, link.locate, c.target_vm)
@@ -126,6 +126,11 @@ class Settler:
                     say(f"Removed the incomplete copy of '{c.vm_name}' from '{server}'")
                     return True
                 return await fleet.call(server, link.locate, c.vm_uuid) is None
+            if c.kind is CleanupKind.STARTED_PAUSED:
+                if await fleet.call(server, link.halt_if_paused, c.vm_uuid):
+                    say(f"Turned '{c.vm_name}' off on '{server}' (it was started paused to "
+                        "be moved)")
+                return True
             if c.kind is CleanupKind.BALLOON:
                 await fleet.call(server, link.set_balloon, c.target_vm, c.size)
                 say(f"Restored the memory of VM {c.target_vm} on '{server}'")
@@ -145,11 +150,13 @@ class Settler:
             log.info("could not %s yet: %s", c.describe(), exc.raw)
             return False
 
-    async def unwind(self, undo: UndoLog, note: Note) -> list[Cleanup]:
+    async def unwind(self, undo: UndoLog, note: Note,
+                     kind: CleanupKind | None = None) -> list[Cleanup]:
         """Undo a job's changes, last first; returns those left for later (they stay in
-        the store, and are finished once the servers can prove it safe)."""
+        the store, and are finished once the servers can prove it safe). With `kind`, only
+        the entries of that kind: the job goes on, and owns the rest."""
         left: list[Cleanup] = []
-        for entry in reversed(list(undo.entries)):
+        for entry in reversed([e for e in undo.entries if kind in (None, e.kind)]):
             try:
                 settled = await self.settle(entry, note)
             except Exception:  # a bug must not stop the rest from being undone
@@ -159,7 +166,8 @@ class Settler:
                 undo.done(entry)
             else:
                 left.append(entry)
-        self.owned -= {e.id for e in undo.entries}
+        if kind is None:
+            self.owned -= {e.id for e in undo.entries}
         return left
 
     def release(self, undo: UndoLog) -> None:

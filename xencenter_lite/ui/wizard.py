@@ -65,6 +65,8 @@ HOW = {
     DataPath.STREAM: "Halted: disks copied through the console and verified, then its "
                      "definition",
     DataPath.DEFINITION: "Halted: its definition only (the disks stay)",
+    DataPath.DIRECT: "Halted: started paused (no guest code runs), its disks sent directly "
+                     "over the storage network, then turned off there",
 }
 
 # The Storage page deals with these; they do not make a destination unusable.
@@ -376,14 +378,22 @@ class MigrateWizard(QWizard):
             ids.append(HOME_SERVER)
         if self.needs_storage():
             ids.append(STORAGE)
-        if not self.all_halted():  # a halted VM's move uses no migration network
+        if self.needs_network():
             ids.append(STORAGE_NETWORK)
         return [*ids, REVIEW]
 
-    def all_halted(self) -> bool:
+    def needs_network(self) -> bool:
+        """False when every VM is halted and moves through the console or moves its
+        definition only: no data goes between the servers."""
         snap = self.engine.snapshot()
-        vms = [snap.vm(k) for k in self.vm_keys]
-        return bool(vms) and all(v is not None and v.state is VmState.HALTED for v in vms)
+        for key in self.vm_keys:
+            vm, home = snap.vm(key), self.home(key)
+            if vm is None or home is None:
+                return True
+            if build_plan(snap, vm, MigrationRequest(key, home, network=self.network)
+                          ).uses_network:
+                return True
+        return False
 
     def any_paused(self) -> bool:
         snap = self.engine.snapshot()
@@ -985,7 +995,7 @@ class ReviewPage(WizardPage):
                 if plan.vm.state is VmState.PAUSED:
                     rows.append(("After the migration",
                                  "Resumed" if plan.resume else "Stays paused"))
-            if plan is None or not plan.offline:
+            if plan is None or plan.uses_network:
                 rows.append(("Storage network", network or "(none)"))
                 rows.append(("Encryption", "TLS" if req.tls else "none"))
             for name, value in rows:

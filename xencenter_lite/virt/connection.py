@@ -592,6 +592,7 @@ class LibvirtLink:
             "reboot": lambda d: d.reboot(0),
             "suspend": lambda d: d.suspend(),
             "resume": lambda d: d.resume(),
+            "start-paused": lambda d: d.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED),
         }
         if action not in calls:
             raise ValueError(f"no power operation {action!r}")
@@ -610,6 +611,20 @@ class LibvirtLink:
                 raise
             if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 dom.resume()
+
+    @_one_at_a_time
+    def halt_if_paused(self, uuid: str) -> bool:
+        with virt_errors():
+            try:
+                dom = self._c().lookupByUUIDString(uuid)
+            except libvirt.libvirtError as exc:
+                if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+            if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+                return False
+            dom.destroy()
+        return True
 
     @_one_at_a_time
     def remove_incoming(self, uuid: str) -> bool:
