@@ -20,12 +20,13 @@ from typing import Any, TextIO
 
 from xencenter_lite.core.checks import Problem, blocking, estimate_seconds
 from xencenter_lite.core.cleanup import Cleanup
+from xencenter_lite.core.copy import CopyRequest
 from xencenter_lite.core.inventory import InventoryError, load_inventory, resolve_inventory_path
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState
 from xencenter_lite.core.placement import Evacuation, Rating, place_together
 from xencenter_lite.core.plan import DataPath, MigrationPlan, MigrationRequest
-from xencenter_lite.core.power import PowerAction, check_power
+from xencenter_lite.core.power import PowerAction, check_power, check_start_on
 from xencenter_lite.core.units import format_bytes, format_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -86,12 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("vms", nargs="+", metavar="VM")
     plan_args(mg)
 
-    md = sub.add_parser("move-disk", help="live-move one disk of a running VM to another SR")
+    md = sub.add_parser("move-disk", help="move one disk of a VM to another SR of its server "
+                                          "(live while it runs; a plain copy while halted)")
     md.add_argument("vm", metavar="VM")
     md.add_argument("dev", metavar="DEV")
     md.add_argument("--sr", required=True, metavar="SR")
     md.add_argument("--bandwidth", type=int, metavar="MIB_S")
     md.add_argument("--json", action="store_true")
+
+    cp = sub.add_parser("copy", help="copy a halted VM: a new VM with its own copies of the "
+                                      "disks, halted")
+    cp.add_argument("vm", metavar="VM")
+    cp.add_argument("--name", required=True, metavar="NEW", help="the new VM's name")
+    cp.add_argument("--to", metavar="SERVER", help="where the copy goes (default: the VM's "
+                                                   "own server)")
+    cp.add_argument("--sr", metavar="SR", help="put every disk of the copy on this SR")
+    cp.add_argument("--disk", action="append", default=[], metavar="DEV=SR",
+                    help="put the copy of disk DEV on SR (repeatable; wins over --sr)")
+    cp.add_argument("--json", action="store_true")
 
     for action, text in (("start", "start halted VMs"),
                          ("shutdown", "shut VMs down (the guest is asked; --force turns them "
@@ -101,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
                          ("resume", "resume suspended (paused) VMs")):
         op = sub.add_parser(action, help=text)
         op.add_argument("vms", nargs="+", metavar="VM")
+        if action == "start":
+            op.add_argument("--on", metavar="SERVER",
+                            help="Start on Server: a server that sees the VM's disks where "
+                                 "they are (a pool member on shared storage); its definition "
+                                 "moves there first")
         if action == "shutdown":
             op.add_argument("--force", action="store_true",
                             help="turn the VM off at once (Force Shut Down)")
@@ -210,6 +228,8 @@ async def _main(args: argparse.Namespace, inventory: Any) -> int:
             return await cmd_migrate(engine, args, execute=args.command == "migrate")
         if args.command == "move-disk":
             return await cmd_move_disk(engine, args)
+        if args.command == "copy":
+            return await cmd_copy(engine, args)
         if args.command == "maintenance":
             return await cmd_maintenance(engine, args)
         if args.command in POWER_COMMANDS:
@@ -478,6 +498,29 @@ async def cmd_move_disk(engine: Any, args: argparse.Namespace) -> int:
     return await _follow(engine, [job], args.json, {})
 
 
+async def cmd_copy(engine: Any, args: argparse.Namespace) -> int:
+    snap: Snapshot = engine.snapshot()
+    vm = find_vm(snap, args.vm)
+    to = args.to or vm.server
+    if to not in snap.servers:
+        raise UsageError(f"no server named '{to}'; servers: {', '.join(snap.servers)}")
+    request = CopyRequest(vm.key, to, args.name, sr=args.sr, disk_srs=_disk_map(args.disk))
+    plan = engine.plan_copy(request)
+    problems = engine.check_copy(plan)
+    refused = blocking(problems)
+    if refused:
+        return _refused(refused, args.json, "nothing was copied")
+    if not args.json:
+        sys.stdout.write(f"{vm.name} → {plan.name} on {to} (a new halted VM; its disks "
+                         "copied through libvirt volume streams and verified)\n")
+        for d in plan.disks:
+            sys.stdout.write(f"  {d.dev}: {d.source_sr} → {d.target_sr} "
+                             f"({format_bytes(d.allocation or d.capacity)} of data)\n")
+        _print_problems(problems, sys.stdout)
+    job = engine.copy(request)
+    return await _follow(engine, [job], args.json, {})
+
+
 def _status_line(job: Job) -> str:
     parts = [f"{job.vm_name}: {job.state.value}"]
     if job.bytes_total:
@@ -570,6 +613,16 @@ async def cmd_power(engine: Any, args: argparse.Namespace) -> int:
     vms = [find_vm(snap, name) for name in args.vms]
     if len({v.key for v in vms}) != len(vms):
         raise UsageError("a VM is named twice; name each VM once")
+    on = getattr(args, "on", None)
+    if on is not None:
+        if on not in snap.servers:
+            raise UsageError(f"no server named '{on}'; servers: {', '.join(snap.servers)}")
+        if len(vms) != 1:
+            raise UsageError("--on starts one VM; start VMs on a server one at a time")
+        problems = check_start_on(snap, vms[0], on, engine.busy)
+        if problems:
+            return _refused(problems, args.json, "nothing was done")
+        return await _follow(engine, await engine.start_on(vms[0].key, on), args.json, {})
     problems = [p for v in vms for p in check_power(snap, v, action, engine.busy)]
     if problems:
         return _refused(problems, args.json, "nothing was done")

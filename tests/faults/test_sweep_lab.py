@@ -1,8 +1,9 @@
-"""The fault sweep on real servers: a storage migration, a memory-only migration and a
-live disk move, and a storage migration and a disk move cancelled once data moves (so the
-roll-back's own calls are swept too), each with every call it makes failing, hanging past
-the engine's deadline, or losing its answer with the connection. See sweep.py for what is
-checked after each.
+"""The fault sweep on real servers: a storage migration, a memory-only migration, a live
+disk move, a halted VM's move by each of its two paths (sent directly, and through the
+console's volume streams), and a storage migration and a disk move cancelled once data
+moves (so the roll-back's own calls are swept too), each with every call it makes
+failing, hanging past the engine's deadline, or losing its answer with the connection. See
+sweep.py for what is checked after each.
 
 The guests are small VMs made by virt-install (no OS: SeaBIOS waits), so a run takes about
 a second. With XCL_FAULT_REPORT_DIR set, every outcome and the tally are kept there
@@ -22,7 +23,7 @@ from tests.faults.faultlink import BUG, DETACH, KINDS, Call
 from tests.faults.sweep import JobSpec, Outcome, run_case, sweep, tally, write_report
 from tests.labtools import fill_pattern, host_path, remove_vm, sr_path, virsh, virt_install
 from xencenter_lite.core.inventory import load_inventory
-from xencenter_lite.core.plan import MigrationRequest
+from xencenter_lite.core.plan import DataPath, MigrationRequest
 from xencenter_lite.engine import Engine
 
 pytestmark = pytest.mark.lab
@@ -36,8 +37,9 @@ GUESTS = {  # name: (server, SR)
     "sw-cancel2": ("lab-a2", "Local storage"),
     "sw-dcancel": ("lab-b1", "Local storage"),
     "sw-halted": ("lab-a2", "Local storage"),
+    "sw-stream": ("lab-a2", "Local storage"),
 }
-HALTED = {"sw-halted"}
+HALTED = {"sw-halted", "sw-stream"}
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +75,13 @@ _background: set[Any] = set()
 
 
 def _migration(name: str, uris: dict[str, str], pair: tuple[str, str], sr: str | None,
-               label: str, cancelled: bool = False, halted: bool = False) -> JobSpec:
+               label: str, cancelled: bool = False, halted: bool = False,
+               via: DataPath | None = None) -> JobSpec:
     def start(engine: Engine, server: str, uuid: str) -> list[Any]:
         dest = pair[1] if server == pair[0] else pair[0]
         jobs = engine.migrate([MigrationRequest((server, uuid), dest, sr=sr,
-                                                bandwidth_mib_s=1 if cancelled else None)])
+                                                bandwidth_mib_s=1 if cancelled else None,
+                                                data_path=via)])
         if cancelled:
             _cancel_once_sending(engine, jobs[0])
         return jobs
@@ -122,7 +126,10 @@ def test_every_call_of_three_jobs_going_wrong_loses_nothing(
           for i, name in enumerate(("sw-cancel", "sw-cancel2"))),
         (_disk_move("sw-dcancel", guests, cancelled=True), (0, 1)),
         (_migration("sw-halted", guests, ("lab-a2", "lab-b1"), "Local storage",
-                    "halted VM move", halted=True), (0, 1)),
+                    "halted VM sent directly", halted=True, via=DataPath.DIRECT), (0, 1)),
+        (_migration("sw-stream", guests, ("lab-a2", "lab-b1"), "Local storage",
+                    "halted VM through the console", halted=True, via=DataPath.STREAM),
+         (0, 1)),
     ]
     specs = [spec for spec, _share in runs]
     seen: list[Outcome] = []

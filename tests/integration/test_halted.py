@@ -6,8 +6,11 @@ moves its definition; a paused VM migrates live and stays paused unless asked to
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -361,3 +364,95 @@ def test_a_direct_move_that_cannot_start_falls_back_and_one_that_fails_stays_hal
         assert pattern_intact(path, "qcow2", length="16M")
         assert _dest_volumes(engine) == before
     assert faulty.pending_cleanups() == []
+
+
+def test_a_vm_on_a_backing_chain_moves_directly_as_one_image_never_through_the_console(
+        engine: Engine, run: Any, lab_config_path: Path) -> None:
+    """virt-manager's and templates' overlays: the console's streams would copy the top
+    file only, so that path refuses; the direct path copies the whole chain into one."""
+    state_dir = load_lab_config(lab_config_path).state_dir
+    uris = _uris(engine)
+    name, sr = "hm-overlay", "Local storage"
+    for uri in uris.values():
+        remove_vm(uri, name)
+    b1 = uris["lab-b1"]
+    base = f"{sr_path(b1, sr)}/{name}-base.qcow2"
+    virsh(b1, "vol-create-as", sr, f"{name}-base.qcow2", "32M", "--format", "qcow2")
+    fill_pattern(host_path(state_dir, "lab-b1", base), "qcow2")
+    virsh(b1, "vol-create-as", sr, f"{name}.qcow2", "32M", "--format", "qcow2",
+          "--backing-vol", base, "--backing-vol-format", "qcow2")
+    try:
+        virt_install(b1, name, f"vol={sr}/{name}.qcow2", memory_mib=32)
+        virsh(b1, "destroy", name)
+        run(engine.refresh())
+        vm = vm_named(engine, name)
+        before = _dest_volumes(engine)
+        refused = _move(engine, run, MigrationRequest(vm.key, "lab-a1", sr=sr,
+                                                      data_path=DataPath.STREAM))
+        assert refused.state is JobState.FAILED
+        assert "overlays on a backing file" in (refused.error or "")
+        assert "--via direct" in (refused.error or "")
+        assert where_defined(uris, name) == [("lab-b1", "shut off")]
+        assert _dest_volumes(engine) == before
+
+        job = _move(engine, run, MigrationRequest(vm.key, "lab-a1", sr=sr))
+        assert job.state is JobState.DONE, (job.error, job.messages)
+        moved = vm_named(engine, name)
+        path = moved.hard_disks[0].path
+        assert moved.server == "lab-a1" and path is not None
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path],
+                                         check=True, capture_output=True, text=True).stdout)
+        assert "backing-filename" not in info  # one image now
+        assert pattern_intact(path, "qcow2")  # with the base's data in it
+        assert os.path.exists(base)  # the base stays: other VMs may use it
+    finally:
+        for uri in uris.values():
+            remove_vm(uri, name)
+        subprocess.run(["virsh", "-c", b1, "vol-delete", f"{name}-base.qcow2", "--pool", sr],
+                       capture_output=True)
+        run(engine.refresh())
+
+
+class WrongDigest:
+    """A real link whose read-back of a volume reports other contents."""
+
+    def __init__(self, real: ServerLink) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def volume_digest(self, path: str, progress: Callable[[int, int], None],
+                      cancel: Any) -> Any:
+        seen = self._real.volume_digest(path, progress, cancel)
+        return replace(seen, digest="0" * 64)
+
+
+def test_a_copy_that_does_not_read_back_the_same_is_not_used(
+        engine: Engine, run: Any, lab_inventory: Path, tmp_path: Path,
+        small_vm: tuple[str, str]) -> None:
+    name, path = small_vm
+
+    def make(config: ServerConfig) -> ServerLink:
+        return WrongDigest(LibvirtLink(config.name, config.uri))  # type: ignore[return-value]
+
+    checked = Engine(load_inventory(lab_inventory), link_factory=make, state_dir=tmp_path)
+    before = _dest_volumes(engine)
+
+    async def scenario() -> Any:
+        await checked.start(watch=False)
+        try:
+            vm = next(v for v in checked.snapshot().vms_named(name))
+            (job,) = checked.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
+                                                       data_path=DataPath.STREAM)])
+            await checked.wait([job])
+            return job
+        finally:
+            await checked.close()
+
+    job = run(scenario(), 120)
+    assert job.state is JobState.FAILED
+    assert "does not match what was sent" in (job.error or ""), job.error
+    assert where_defined(_uris(engine), name) == [("lab-b1", "shut off")]
+    assert os.path.exists(path) and pattern_intact(path, "qcow2", length="16M")
+    assert _dest_volumes(engine) == before

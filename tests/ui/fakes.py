@@ -29,6 +29,7 @@ class FakeEngine:
         self.busy: set[tuple[str, str]] = set()
         self.jobs: list[Job] = []
         self.migrated: list[list[MigrationRequest]] = []
+        self.started_on: list[tuple[tuple[str, str], str]] = []
 
     def snapshot(self) -> Any:
         return self._snap
@@ -65,6 +66,10 @@ class FakeEngine:
 
     def migrate(self, requests: Any) -> list[Job]:
         self.migrated.append(list(requests))
+        return []
+
+    async def start_on(self, key: tuple[str, str], server: str) -> list[Job]:
+        self.started_on.append((key, server))
         return []
 
     async def cancel(self, job: Job) -> None:

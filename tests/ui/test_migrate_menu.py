@@ -154,3 +154,27 @@ def test_real_menu_checks_every_server(qtbot: Any, run: Any, engine: Any) -> Non
     assert (f"{build.server} (Current server)", False) in menu.entries()
     others = [(t, on) for t, on in menu.entries()[:-1] if not t.startswith(build.server)]
     assert others and all(on for _t, on in others), others
+
+
+def test_start_on_server_offers_the_servers_that_see_the_disks_and_says_why_not(
+        qtbot: Any, run: Any, fake: FakeEngine) -> None:
+    # build-1 is halted on lab-a2 with its disk on the pool's shared SR.
+    menu = migrate_menu.StartOnServerMenu(fake, lambda: [BUILD])
+    qtbot.addWidget(menu)
+    menu.refresh()
+    assert menu.entries() == [("lab-a1", True), ("lab-a2 (Current server)", True),
+                              ("lab-b1 (Cannot see the VM's disks)", False)]
+    tip = next(a.toolTip() for a in menu.actions() if a.data() == "lab-b1")
+    assert "'lab-b1' cannot see the disks of 'build-1'" in tip
+    fake.fleet.server("lab-a1", free_memory=64 * MIB)
+    fake.push()
+    menu.refresh()
+    assert menu.entries()[0] == ("lab-a1 (Not enough memory)", False)
+    next(a for a in menu.actions() if a.data() == "lab-a2").trigger()
+    run(until(lambda: fake.started_on == [(BUILD, "lab-a2")]))
+    # A running VM starts nowhere.
+    menu = migrate_menu.StartOnServerMenu(fake, lambda: [WEB])
+    qtbot.addWidget(menu)
+    menu.refresh()
+    assert all(not on for _t, on in menu.entries())
+    assert menu.entries()[0] == ("lab-a1 (Not halted)", False)

@@ -589,7 +589,15 @@ def test_check_disk_move_vm_problems(fleet):
     problems = check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage"),
                                busy={vm.key})
     assert codes(problems) == ["SOURCE_DISCONNECTED", "VM_NOT_RUNNING", "MIGRATION_RUNNING"]
-    assert "live disk move needs a running VM" in problems[1].message
+    assert "a disk moves while the VM runs (live) or while it is halted" in problems[1].message
+
+
+def test_a_halted_vm_moves_a_disk_unless_it_has_a_saved_state(fleet):
+    vm = b1_vm(fleet, state=VmState.HALTED)
+    assert check_disk_move(fleet.snapshot(), DiskMovePlan(vm, "vda", "Fast storage")) == []
+    saved = b1_vm(fleet, state=VmState.HALTED, managed_save=True)
+    problems = check_disk_move(fleet.snapshot(), DiskMovePlan(saved, "vda", "Fast storage"))
+    assert codes(problems) == ["VM_HAS_SAVED_STATE"]
 
 
 def test_check_disk_move_job_running(fleet):

@@ -8,9 +8,11 @@ import pytest
 
 from xencenter_lite.core.domxml import (
     block_copy_dest_xml,
+    copy_domain,
     parse_domain,
     parse_pool,
     rewrite_domain,
+    volume_backing,
     volume_xml,
 )
 from xencenter_lite.core.metadata import NAMESPACE, VmMetadata, parse_metadata, render_metadata
@@ -261,3 +263,28 @@ def test_metadata_round_trip():
 @pytest.mark.parametrize("text", [None, "", "<not xml", "<vm/>"])
 def test_metadata_parse_tolerates_junk(text):
     assert parse_metadata(text) == VmMetadata()
+
+
+def test_a_copy_gets_its_name_its_disks_and_no_uuid_nor_mac():
+    xml = DOMAIN.replace("</devices>", "<interface type='network'>"
+                         "<mac address='52:54:00:aa:bb:cc'/><source network='default'/>"
+                         "<model type='virtio'/></interface></devices>")
+    meta = VmMetadata(home_server="lab-b1", folder="/Web/Front")
+    out = copy_domain(xml, "web-2", {"vda": "/srv/b1/web-2-vda.qcow2"}, meta)
+    root = ET.fromstring(out)
+    assert root.findtext("name") == "web-2"
+    assert root.find("uuid") is None
+    nic = root.find("./devices/interface")
+    assert nic is not None and nic.find("mac") is None
+    assert nic.find("source").get("network") == "default"  # the NIC itself stays
+    dx = parse_domain(out)
+    paths = {d.dev: d.path for d in dx.disks}
+    assert paths["vda"] == "/srv/b1/web-2-vda.qcow2"
+    assert paths["vdb"] == "/srv/lab-a1/local/web-1-vdb.img"  # (only vda was asked for)
+    assert dx.metadata.home_server == "lab-b1" and dx.metadata.folder == "/Web/Front"
+
+
+def test_a_volume_on_a_backing_file_says_so():
+    assert volume_backing("<volume><name>a</name><backingStore><path>/base.qcow2</path>"
+                          "<format type='qcow2'/></backingStore></volume>") == "/base.qcow2"
+    assert volume_backing("<volume><name>a</name></volume>") is None

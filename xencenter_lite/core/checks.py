@@ -50,18 +50,6 @@ def blocking(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.blocking]
 
 
-def _vm_ready(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]],
-              operation: str) -> list[Problem]:
-    """Its server answers, it runs, and nothing else is moving it."""
-    out = _vm_free(snapshot, vm, busy)
-    if not vm.is_running:
-        at = 1 if out and out[0].code == "SOURCE_DISCONNECTED" else 0
-        out.insert(at, _err("VM_NOT_RUNNING", vm,
-                            f"'{vm.name}' is {vm.state.value}: {operation} needs a running "
-                            "VM. Start it first."))
-    return out
-
-
 def _vm_free(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Problem]:
     """Its server answers and nothing else is moving it."""
     out: list[Problem] = []
@@ -403,7 +391,17 @@ def sr_refusal(snapshot: Snapshot, server: str, sr_name: str, needed: int,
 def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
                     busy: set[tuple[str, str]] = frozenset()) -> list[Problem]:  # type: ignore[assignment]
     vm = plan.vm
-    out = _vm_ready(snapshot, vm, busy, "a live disk move")
+    out = _vm_free(snapshot, vm, busy)
+    if vm.state not in (VmState.RUNNING, VmState.HALTED):
+        at = 1 if out and out[0].code == "SOURCE_DISCONNECTED" else 0
+        out.insert(at, _err("VM_NOT_RUNNING", vm,
+                            f"'{vm.name}' is {vm.state.value}: a disk moves while the VM runs "
+                            "(live) or while it is halted. Resume it or shut it down first."))
+    if vm.managed_save:
+        out.append(_err("VM_HAS_SAVED_STATE", vm,
+                        f"'{vm.name}' has a saved state that refers to its disks where they "
+                        "are. Start it (it resumes) and move the disk live, or discard the "
+                        f"saved state (virsh managedsave-remove {vm.name})."))
     out += _snapshots(vm, "moving a disk")
     disk = vm.disk(plan.dev)
     if disk is None or disk.is_cdrom:

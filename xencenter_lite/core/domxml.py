@@ -123,6 +123,24 @@ def rewrite_domain(xml: str, new_paths: dict[str, str], metadata: VmMetadata | N
     return ET.tostring(root, encoding="unicode")
 
 
+def copy_domain(xml: str, name: str, new_paths: dict[str, str], metadata: VmMetadata
+                ) -> str:
+    """A copy of a domain's (inactive) definition as a new VM: its name, no UUID and no MAC
+    addresses (libvirt makes new ones when it is defined), each disk in `new_paths` on its
+    new file, and our metadata."""
+    root = ET.fromstring(rewrite_domain(xml, new_paths, metadata))
+    name_el = root.find("name")
+    if name_el is None:
+        name_el = ET.SubElement(root, "name")
+    name_el.text = name
+    for uuid_el in root.findall("uuid"):
+        root.remove(uuid_el)
+    for nic in root.findall("./devices/interface"):
+        for mac in nic.findall("mac"):
+            nic.remove(mac)
+    return ET.tostring(root, encoding="unicode")
+
+
 def volume_xml(name: str, capacity: int, fmt: str) -> str:
     """A storage volume definition for libvirt's createXML."""
     vol = ET.Element("volume")
@@ -162,6 +180,13 @@ def disk_path_of(xml: str, dev: str) -> str | None:
         if target is not None and target.get("dev") == dev:
             return _disk_source(d)
     return None
+
+
+def volume_backing(volume_xml: str) -> str | None:
+    """The backing file a storage volume's XML names (None: a standalone image)."""
+    root = ET.fromstring(volume_xml)
+    path = root.findtext("./backingStore/path")
+    return path.strip() if path and path.strip() else None
 
 
 @dataclass(frozen=True)

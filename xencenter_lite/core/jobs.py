@@ -39,6 +39,7 @@ class JobKind(Enum):
     MIGRATE = "migrate"
     MOVE_DISK = "move-disk"
     POWER = "power"
+    COPY = "copy"
 
 
 _ids = itertools.count(1)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 
-from xencenter_lite.core.checks import Problem
+from xencenter_lite.core.checks import Problem, blocking, check_destination, check_plans
 from xencenter_lite.core.model import VM, Snapshot, VmState
+from xencenter_lite.core.plan import DataPath, MigrationRequest, build_plan
 from xencenter_lite.core.units import format_bytes
 
 
@@ -99,4 +100,34 @@ def check_power(snapshot: Snapshot, vm: VM, action: PowerAction,
                                f"start '{vm.name}': it needs {format_bytes(vm.memory)}, "
                                f"{format_bytes(have)} is available. Free memory there or "
                                "migrate another VM away first.", vm.name))
+    return out
+
+
+def check_start_on(snapshot: Snapshot, vm: VM, server: str,
+                   busy: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+                   ) -> list[Problem]:
+    """What refuses Start on Server: the VM can start, and `server` can take it without a
+    disk copy (it sees the VM's disks where they are: a pool member on shared storage),
+    with the memory to run it. On its own server this is Start."""
+    if server == vm.server:
+        return check_power(snapshot, vm, PowerAction.START, busy)
+    out = [p for p in check_power(snapshot, vm, PowerAction.START, busy)
+           if p.code != "NOT_ENOUGH_MEMORY"]
+    if out:
+        return out
+    out = check_destination(snapshot, vm, server)
+    if out:
+        return out
+    plan = build_plan(snapshot, vm, MigrationRequest(vm.key, server))
+    if plan.data_path is not DataPath.DEFINITION:
+        copied = ", ".join(f"{d.dev} (on {d.source_sr or 'no SR'})" for d in plan.copied_disks)
+        return [Problem("DISKS_NOT_VISIBLE", f"'{server}' cannot see the disks of '{vm.name}' "
+                        f"where they are: {copied}. Migrate it there with its disks (Migrate "
+                        "VM), or start it where it is.", vm.name)]
+    out = blocking(check_plans(snapshot, [plan], set(busy) - {vm.key}))
+    have = snapshot.memory_available(server)
+    if vm.memory > have:
+        out.append(Problem("NOT_ENOUGH_MEMORY", f"Not enough memory on '{server}' to start "
+                           f"'{vm.name}': it needs {format_bytes(vm.memory)}, "
+                           f"{format_bytes(have)} is available.", vm.name))
     return out

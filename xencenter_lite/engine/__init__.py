@@ -24,6 +24,7 @@ from pathlib import Path
 
 from xencenter_lite.core.checks import Problem, check_disk_move, check_plans
 from xencenter_lite.core.cleanup import Cleanup
+from xencenter_lite.core.copy import CopyPlan, CopyRequest, build_copy_plan, check_copy
 from xencenter_lite.core.errors import friendly
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig
 from xencenter_lite.core.jobs import Job, JobKind, JobState
@@ -31,7 +32,8 @@ from xencenter_lite.core.model import VM, Snapshot
 from xencenter_lite.core.placement import Evacuation, Rating, evacuation_plans, plan_evacuation
 from xencenter_lite.core.placement import rank as rank_servers
 from xencenter_lite.core.plan import DiskMovePlan, MigrationPlan, MigrationRequest, build_plan
-from xencenter_lite.core.power import PowerAction
+from xencenter_lite.core.power import PowerAction, check_start_on
+from xencenter_lite.engine.copy import CopyRunner
 from xencenter_lite.engine.disk_move import DiskMoveRunner
 from xencenter_lite.engine.dmc import Dmc, metadata_of
 from xencenter_lite.engine.fleet import Fleet, LinkFactory
@@ -93,6 +95,8 @@ class Engine:
         self.disk_moves = DiskMoveRunner(self.fleet, self.queue, self.settler,
                                          self.migrations)
         self.powers = PowerRunner(self.fleet, self.queue, self.migrations)
+        self.copies = CopyRunner(self.fleet, self.queue, self.settler, self.migrations,
+                                 self.timing)
         self.queue.on_end.append(self._job_ended)
         self.fleet.on_connected(self._server_connected)
         self.close_wait = 20.0  # how long closing waits for running jobs to roll back
@@ -328,10 +332,34 @@ class Engine:
     def check_disk_move(self, plan: DiskMovePlan) -> list[Problem]:
         return check_disk_move(self.snapshot(), plan, self.busy - {plan.vm.key})
 
+    def plan_copy(self, request: CopyRequest) -> CopyPlan:
+        snap = self.snapshot()
+        vm = snap.vm(request.vm)
+        if vm is None:
+            raise LookupError(f"no VM {request.vm[1]} on {request.vm[0]}")
+        return build_copy_plan(snap, vm, request)
+
+    def check_copy(self, plan: CopyPlan) -> list[Problem]:
+        return check_copy(self.snapshot(), plan, self.busy - {plan.vm.key})
+
     # ---- jobs -----------------------------------------------------------------------------
     @property
     def jobs(self) -> list[Job]:
         return list(self.queue.jobs)
+
+    def copy(self, request: CopyRequest) -> Job:
+        """Copy VM: a new halted VM with its own copies of the disks (core.copy)."""
+        vm = self.snapshot().vm(request.vm)
+        name = vm.name if vm else request.vm[1]
+        job = self.queue.new(Job(
+            kind=JobKind.COPY, title=f"Copying '{name}' to '{request.name}' on "
+            f"'{request.destination}'", vm_key=request.vm, vm_name=name,
+            source=request.vm[0], destination=request.destination))
+        if not self.queue.claim(job):
+            return job
+        self.queue.run(job, self.copies.run(job, request))
+        self.fleet.changed()
+        return job
 
     def migrate(self, requests: Iterable[MigrationRequest], *,
                 skip_checks: frozenset[str] = frozenset(),
@@ -387,6 +415,38 @@ class Engine:
         self.queue.run(job, self.powers.run(job, action, timeout, force_after))
         self.fleet.changed()
         return job
+
+    async def start_on(self, vm_key: tuple[str, str], server: str) -> list[Job]:
+        """Start on Server: a halted VM's definition moves to `server` (which sees its disks:
+        core.power.check_start_on), then it starts there; on its own server, Start. Returns
+        the jobs, once they have ended."""
+        if server == vm_key[0]:
+            job = self.power(vm_key, PowerAction.START)
+            await self.wait([job])
+            return [job]
+        await self.fleet.fresh({vm_key[0], server}, self.timing.fresh_for)
+        vm = self.snapshot().vm(vm_key)
+        problems = (check_start_on(self.snapshot(), vm, server, self.busy) if vm else
+                    [Problem("VM_GONE", f"There is no VM {vm_key[1]} on '{vm_key[0]}'.")])
+        if problems:  # said by a job in Events, as any refusal is
+            name = vm.name if vm else vm_key[1]
+            refused = self.queue.new(Job(
+                kind=JobKind.POWER, title=f"Starting '{name}' on '{server}'", vm_key=vm_key,
+                vm_name=name, source=vm_key[0], destination=server))
+            refused.fail(" ".join(p.message for p in problems),
+                         "\n".join(f"{p.code}: {p.message}" for p in problems))
+            self.fleet.changed()
+            return [refused]
+        (move,) = self.migrate([MigrationRequest(vm_key, server)])
+        await self.wait([move])
+        if move.state is not JobState.DONE:
+            return [move]
+        moved = next((v for v in self.snapshot().vms_on(server) if v.uuid == vm_key[1]), None)
+        if moved is None:
+            return [move]
+        start = self.power(moved.key, PowerAction.START)
+        await self.wait([start])
+        return [move, start]
 
     # ---- placement and maintenance mode --------------------------------------------------
     def rank(self, vm_key: tuple[str, str],

@@ -1,4 +1,5 @@
-"""Live move of one disk to another SR of the same server (XenServer's live VDI migration).
+"""Live move of one disk to another SR of the same server (XenServer's live VDI migration),
+and a halted VM's disk move (XenCenter's Move VM within a pool): a plain volume copy.
 
 The new volume is written down (a DISK_MOVE clean-up: "keep whichever file the disk uses,
 remove the other") before it is made. Once the copy pivots, the VM runs on the new file:
@@ -16,11 +17,20 @@ from xencenter_lite.core.checks import blocking, check_disk_move
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
 from xencenter_lite.core.errors import friendly
 from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.model import VmState
 from xencenter_lite.core.plan import DiskMovePlan, free_volume_name, volume_name_for
 from xencenter_lite.engine.fleet import Fleet
 from xencenter_lite.engine.migration import MigrationRunner
 from xencenter_lite.engine.queue import JobQueue
 from xencenter_lite.engine.settle import Settler
+from xencenter_lite.engine.streams import (
+    Cancelled,
+    DiskCopy,
+    MoveFailed,
+    backing_files,
+    backing_refusal,
+    copy_and_verify,
+)
 from xencenter_lite.engine.undo import UndoLog
 from xencenter_lite.engine.worker import run_long
 from xencenter_lite.virt import CopyCancelled, VirtError
@@ -65,6 +75,7 @@ class DiskMoveRunner:
         cancel = threading.Event()
         self.queue.cancel_events[job.id] = cancel
         job.bytes_total = disk.capacity
+        halted = vm.state is VmState.HALTED
         loop = asyncio.get_running_loop()
 
         def progress(cur: int, end: int) -> None:
@@ -85,19 +96,26 @@ class DiskMoveRunner:
             job.messages.append(f"Created {new_path}")
             if job.cancel_requested:
                 raise CopyCancelled()
-            job.set_state(JobState.COPYING_DISKS, f"Copying disk {dev} to SR '{sr}'")
-            await run_long(f"copy-{vm.name}-{dev}", lambda: link.block_copy(
-                vm.uuid, dev, new_path, disk.format, progress, cancel, bandwidth_mib_s))
+            if halted:
+                await self._copy_halted(job, plan, new_path)
+            else:
+                job.set_state(JobState.COPYING_DISKS, f"Copying disk {dev} to SR '{sr}'")
+                await run_long(f"copy-{vm.name}-{dev}", lambda: link.block_copy(
+                    vm.uuid, dev, new_path, disk.format, progress, cancel, bandwidth_mib_s))
         except Exception as exc:  # whatever stopped it: which file does the disk use now?
             failure = exc
         pivoted: bool | None = failure is None
         if failure is not None and new_path:
             try:
                 files = await fleet.call(server, link.disk_files, vm.uuid, dev)
-                pivoted = files.live == new_path if files.live else None
+                if halted:  # (no running VM: its definition says which file it uses)
+                    pivoted = (files.persistent == new_path if files.persistent and not
+                               files.live else None)
+                else:
+                    pivoted = files.live == new_path if files.live else None
             except VirtError:
                 pivoted = None  # cannot tell now: the clean-up asks once the server answers
-        if pivoted:
+        if pivoted and not halted:
             # The VM runs on the new file: its persistent definition must say so too (libvirt
             # 9.0 rewrites it on pivot; make sure), then the old file goes.
             job.set_state(JobState.FINISHING, "Removing the old disk")
@@ -120,14 +138,47 @@ class DiskMoveRunner:
         stays = f"Disk {dev} stays on SR '{disk.sr}'."
         if left:
             stays += f" {new_path or 'the new volume'} is removed once it is proven unused."
-        if isinstance(failure, CopyCancelled) or job.cancel_requested:
+        if isinstance(failure, CopyCancelled | Cancelled) or job.cancel_requested:
             job.cancelled(f"Cancelled; {stays}")
+        elif isinstance(failure, MoveFailed):
+            job.fail(f"{failure} {stays}")
         elif isinstance(failure, VirtError):
             f = friendly(failure.code, failure.raw)
             job.fail(f"{f.message} {stays}", f.raw)
         else:
             job.fail(f"An internal error stopped the job (see details). {stays}",
                      _raw(failure))
+
+
+    async def _copy_halted(self, job: Job, plan: DiskMovePlan, new_path: str) -> None:
+        """A halted VM's disk: a plain copy (streamed and read back on its own server), then
+        its definition points at the copy. The DISK_MOVE entry then removes whichever file
+        the definition does not use."""
+        fleet, vm, server = self.fleet, plan.vm, plan.server
+        disk = vm.disk(plan.dev)
+        assert disk is not None and disk.path is not None
+        backed = await backing_files(fleet, server, {plan.dev: disk.path})
+        if backed:
+            raise MoveFailed(backing_refusal(
+                vm.name, backed, "Start the VM and move the disk live (libvirt then copies "
+                "the whole chain into one image), or make a standalone image first."))
+
+        async def still() -> None:
+            state = await fleet.call(server, fleet.link(server).locate, vm.uuid)
+            if state is not VmState.HALTED:
+                raise MoveFailed(f"'{vm.name}' was "
+                                 + ("removed" if state is None else state.value)
+                                 + " while its disk was being copied.")
+
+        await copy_and_verify(fleet, job, server, server, [DiskCopy(
+            plan.dev, disk.path, new_path, disk.allocation or disk.capacity)], still,
+            self.migrations.timing.progress_interval)
+        if job.cancel_requested:
+            raise Cancelled()
+        job.set_state(JobState.FINISHING, f"Pointing disk {plan.dev} of '{vm.name}' at "
+                      f"{new_path}")
+        await fleet.call(server, fleet.link(server).persist_disk, vm.uuid, plan.dev, new_path,
+                         disk.format)
 
 
 def _raw(exc: BaseException | None) -> str | None:

@@ -11,10 +11,7 @@ now stays recorded and is finished later, by this engine or the next.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -23,7 +20,7 @@ from typing import Any
 from xencenter_lite.core.checks import Problem, blocking, check_plans
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
 from xencenter_lite.core.domxml import rewrite_domain
-from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly, is_volume_exists
+from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import (
@@ -31,22 +28,29 @@ from xencenter_lite.core.plan import (
     MigrationPlan,
     MigrationRequest,
     build_plan,
-    free_volume_name,
     volume_name_for,
 )
 from xencenter_lite.engine.dmc import Dmc, DmcFailed, metadata_of
 from xencenter_lite.engine.fleet import Fleet
 from xencenter_lite.engine.queue import JobQueue
 from xencenter_lite.engine.settle import Settler
+from xencenter_lite.engine.streams import (
+    Cancelled,
+    DiskCopy,
+    MoveFailed,
+    NewVolume,
+    backing_files,
+    backing_refusal,
+    copy_and_verify,
+    make_volumes,
+)
 from xencenter_lite.engine.undo import UndoLog
 from xencenter_lite.engine.worker import run_long
-from xencenter_lite.virt import CopyCancelled, MigrationSpec, ServerLink, VirtError, VolumeDigest
+from xencenter_lite.virt import MigrationSpec, ServerLink, VirtError
 
 log = logging.getLogger(__name__)
 
-
-class Cancelled(Exception):
-    """The operator cancelled the job before the migration call began."""
+START_TIMEOUT = 60.0  # seconds a server has to start a VM (paused) before it is given up on
 
 
 @dataclass
@@ -144,7 +148,7 @@ class MigrationRunner:
             try:
                 await self._move(job, plan, undo)
             except Exception as exc:  # whatever ends the move: find out, then undo
-                if not isinstance(exc, VirtError | Cancelled | DmcFailed):
+                if not isinstance(exc, VirtError | Cancelled | DmcFailed | MoveFailed):
                     log.exception("migration of %s stopped by a bug", plan.vm.name)
                 if not await self._recover(job, plan, undo, exc):
                     return
@@ -223,13 +227,22 @@ class MigrationRunner:
             job.downtime_ms = None
 
     async def _move_halted(self, job: Job, plan: MigrationPlan, undo: UndoLog) -> None:
-        """A halted VM: each copied disk streamed to its new volume and read back to verify
-        it, then libvirt moves the definition (defined there, undefined here, in one call).
-        Until that call the VM is untouched on the source; it never runs."""
+        """A halted VM. Sent directly: started paused and migrated as a live VM is (see
+        _start_paused). Through the console: each copied disk streamed to its new volume
+        and read back to verify it, then libvirt moves the definition (defined there,
+        undefined here, in one call); until that call the VM is untouched on the source.
+        It never runs either way. (A disk on a backing file goes directly or not at all:
+        the streams copy one file.)"""
         fleet = self.fleet
         src, dest, uuid = plan.source, plan.destination, plan.vm.uuid
         src_link, dest_link = fleet.link(src), fleet.link(dest)
         self._two_servers(plan)
+        backed = await backing_files(fleet, src, {d.dev: d.source_path for d in
+                                                  plan.copied_disks if d.source_path})
+        remedy = ("Move it directly (--via direct: both servers need the memory to hold it "
+                  "paused, and libvirt copies the whole chain into one image).")
+        if plan.data_path is DataPath.STREAM and backed:
+            raise MoveFailed(backing_refusal(plan.vm.name, backed, remedy))
         new_paths = await self._make_volumes(job, plan, undo)
         if job.cancel_requested:
             raise Cancelled()
@@ -239,35 +252,17 @@ class MigrationRunner:
             if await self._start_paused(job, plan, undo):
                 await self._send_paused(job, plan, undo, new_paths, meta)
                 return
+            if backed:
+                raise MoveFailed(backing_refusal(plan.vm.name, backed, remedy))
             plan = replace(plan, data_path=DataPath.STREAM)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
         self._record_old_disks(job, plan, undo)
         # What is sent (and read back) is each file's allocated data: holes are not.
         allocated = {d.dev: d.allocation for d in plan.vm.hard_disks}
-        total = 2 * sum(allocated.get(d.dev) or d.capacity for d in plan.copied_disks)
-        job.bytes_total = total
-        done = 0
-        for d in plan.copied_disks:
-            assert d.source_path is not None
-            await self._still_halted(job, plan)
-            path = new_paths[d.dev]
-            job.set_state(JobState.COPYING_DISKS, f"Copying disk {d.dev} to {path} on '{dest}' "
-                          "through the console (libvirt volume streams)")
-            sent = await self._stream(job, done, total, partial(
-                src_link.send_volume, d.source_path, dest_link.uri, path))
-            done += sent.data_bytes
-            job.set_state(JobState.COPYING_DISKS, f"Verifying disk {d.dev}: reading {path} "
-                          f"back from '{dest}'")
-            seen = await self._stream(job, done, total, partial(dest_link.volume_digest, path))
-            done += seen.data_bytes
-            if (seen.length, seen.digest) != (sent.length, sent.digest):
-                raise VirtError(f"the copy of disk {d.dev} on '{dest}' does not match what was "
-                                f"sent ({seen.length} bytes, SHA-256 {seen.digest[:12]}..., "
-                                f"sent {sent.length} bytes, {sent.digest[:12]}...)")
-            job.messages.append(f"Disk {d.dev}: {sent.length} bytes copied to {path} "
-                                f"({sent.data_bytes} as data, the rest holes) and verified "
-                                f"(SHA-256 of the data {sent.digest[:16]}...)")
-        await self._still_halted(job, plan)
+        await copy_and_verify(fleet, job, src, dest, [
+            DiskCopy(d.dev, d.source_path or "", new_paths[d.dev],
+                     allocated.get(d.dev) or d.capacity) for d in plan.copied_disks],
+            partial(self._still_halted, job, plan), self.timing.progress_interval)
         if job.cancel_requested:
             raise Cancelled()
         self._record_incoming(job, plan, undo)
@@ -289,7 +284,9 @@ class MigrationRunner:
         job.set_state(JobState.COPYING_DISKS, f"Starting '{plan.vm.name}' paused on '{src}' "
                       "(no guest code runs) to send it directly")
         try:
-            await fleet.call(src, fleet.link(src).power, plan.vm.uuid, "start-paused")
+            # (Starting a QEMU can take longer than an answer: it gets a deadline of its own.)
+            await fleet.call(src, fleet.link(src).power, plan.vm.uuid, "start-paused",
+                             timeout=max(START_TIMEOUT, fleet.answer_timeout))
         except VirtError as exc:
             if plan.path_chosen or exc.raw == STOPPED_ANSWERING:
                 raise
@@ -330,72 +327,26 @@ class MigrationRunner:
         state = await self.fleet.call(plan.source, self.fleet.link(plan.source).locate,
                                       plan.vm.uuid)
         if state is not VmState.HALTED:
-            raise VirtError(f"'{plan.vm.name}' was "
-                            + ("removed from" if state is None else f"{state.value} on")
-                            + f" '{plan.source}' while its disks were being copied")
-
-    async def _stream(self, job: Job, base: int, total: int,
-                      fn: Callable[[Callable[[int, int], None], threading.Event], VolumeDigest]
-                      ) -> VolumeDigest:
-        """Run one volume stream (a copy or a read-back) with the job's progress and cancel."""
-        loop = asyncio.get_running_loop()
-        cancel = threading.Event()
-        last = [0.0]
-
-        def progress(done: int, _total: int) -> None:  # on the stream's thread
-            now = time.monotonic()
-            if now - last[0] >= 0.2:
-                last[0] = now
-                with contextlib.suppress(RuntimeError):  # the loop closed
-                    loop.call_soon_threadsafe(job.progress, base + done, total)
-
-        call = run_long(f"stream-{job.vm_name}", lambda: fn(progress, cancel))
-        while not call.done():
-            await asyncio.wait([call], timeout=self.timing.progress_interval)
-            if job.cancel_requested or self.fleet.closed:
-                cancel.set()
-        try:
-            return call.result()
-        except CopyCancelled:
-            raise Cancelled() from None
+            raise MoveFailed(f"'{plan.vm.name}' was "
+                             + ("removed from" if state is None else f"{state.value} on")
+                             + f" '{plan.source}' while its disks were being copied.")
 
     async def _make_volumes(self, job: Job, plan: MigrationPlan,
                             undo: UndoLog) -> dict[str, str]:
         """Create each copied disk's volume on the destination, each written down first."""
         fleet, dest = self.fleet, plan.destination
-        link = fleet.link(dest)
-        taken: dict[str, set[str]] = {}
-        new_paths: dict[str, str] = {}
+        wanted = []
         for d in plan.copied_disks:
-            sr = d.target_sr
-            assert sr is not None
-            wanted = volume_name_for(d.source_path, d.dev, plan.vm.name, d.format)
-            for _attempt in range(5):
-                if sr not in taken:
-                    taken[sr] = set(await fleet.call(dest, link.volume_names, sr))
-                name = free_volume_name(wanted, taken[sr])
-                taken[sr].add(name)
-                entry = undo.record(Cleanup(
-                    CleanupKind.VOLUME, dest, fleet.host_uuid(dest), job.title,
-                    vm_uuid=plan.vm.uuid, vm_name=plan.vm.name, vm_home=plan.source,
-                    vm_home_uuid=fleet.host_uuid(plan.source), sr=sr, volume=name))
-                try:
-                    path = await fleet.call(dest, link.create_volume, sr, name, d.capacity,
-                                            d.format)
-                except VirtError as exc:
-                    if not is_volume_exists(exc.code, exc.raw):
-                        raise
-                    undo.done(entry)  # someone else's volume took the name: not ours
-                    del taken[sr]
-                    continue
-                undo.amend(entry, path=path)
-                new_paths[d.dev] = path
-                job.messages.append(f"Created {path} on '{dest}'")
-                break
-            else:
-                raise VirtError(f"could not find a free volume name for disk {d.dev} in SR "
-                                f"'{sr}' of '{dest}'")
-        return new_paths
+            assert d.target_sr is not None
+            wanted.append(NewVolume(d.dev, d.target_sr, volume_name_for(
+                d.source_path, d.dev, plan.vm.name, d.format), d.capacity, d.format))
+
+        def entry(sr: str, name: str) -> Cleanup:
+            return Cleanup(CleanupKind.VOLUME, dest, fleet.host_uuid(dest), job.title,
+                           vm_uuid=plan.vm.uuid, vm_name=plan.vm.name, vm_home=plan.source,
+                           vm_home_uuid=fleet.host_uuid(plan.source), sr=sr, volume=name)
+
+        return await make_volumes(fleet, job, undo, dest, wanted, entry)
 
     async def _follow(self, job: Job, uuid: str, call: asyncio.Future[None]) -> None:
         """Report the migration's progress until its call returns.
@@ -539,7 +490,7 @@ class MigrationRunner:
         left = await self.settler.unwind(undo, job.messages.append)
         await asyncio.gather(fleet.read(src), fleet.read(dest))
         raw = exc.raw if isinstance(exc, VirtError) else (str(exc) if isinstance(
-            exc, DmcFailed | Cancelled) else repr(exc))
+            exc, DmcFailed | Cancelled | MoveFailed) else repr(exc))
         if where_src is False:
             if fleet.is_connected(src):
                 # (The source answers, but not where the VM is, or libvirt was still
@@ -564,7 +515,7 @@ class MigrationRunner:
         ):
             job.cancelled(f"Cancelled; {keeps}{later}")
             return False
-        if isinstance(exc, DmcFailed):
+        if isinstance(exc, DmcFailed | MoveFailed):
             job.fail(f"{exc} {keeps}{later}")
             return False
         if isinstance(exc, VirtError):

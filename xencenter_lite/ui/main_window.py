@@ -21,13 +21,13 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.checks import MOVABLE_STATES
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import Snapshot
+from xencenter_lite.core.model import Snapshot, VmState
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog
 from xencenter_lite.ui.common import spawn
 from xencenter_lite.ui.events import EventsView
 from xencenter_lite.ui.icons import icon
-from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, open_wizard
+from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, StartOnServerMenu, open_wizard
 from xencenter_lite.ui.properties import PropertiesView
 from xencenter_lite.ui.resources import (
     FOLDERS,
@@ -109,6 +109,11 @@ class MainWindow(QMainWindow):
         self.move_disk_action = QAction(icon("sr"), "Move &Virtual Disk…", self)
         self.move_disk_action.setObjectName("moveDiskAction")
         self.move_disk_action.triggered.connect(self.open_move_disk)
+        self.copy_action = QAction("&Copy VM…", self)
+        self.copy_action.setObjectName("copyAction")
+        self.copy_action.setToolTip("A new halted VM with its own copies of the disks (the VM "
+                                    "must be halted)")
+        self.copy_action.triggered.connect(self.open_copy)
         self.memory_action = QAction("M&emory…", self)
         self.memory_action.setObjectName("memoryAction")
         self.memory_action.setToolTip("Dynamic Memory Control: the VM's memory range and the "
@@ -166,12 +171,17 @@ class MainWindow(QMainWindow):
         vm_menu = bar.addMenu("V&M")
         self.migrate_menu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys,
                                                 self)
-        for qa in self.power_actions.values():
+        self.start_on_menu = StartOnServerMenu(self.engine, self.resources.selected_vm_keys,
+                                               self)
+        for act, qa in self.power_actions.items():
             vm_menu.addAction(qa)
+            if act is PowerAction.START:
+                vm_menu.addMenu(self.start_on_menu)
         vm_menu.addSeparator()
         vm_menu.addMenu(self.migrate_menu)
         vm_menu.addAction(self.migrate_action)
         vm_menu.addAction(self.move_disk_action)
+        vm_menu.addAction(self.copy_action)
         vm_menu.addAction(self.memory_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
@@ -196,11 +206,16 @@ class MainWindow(QMainWindow):
         menu.addMenu(submenu)
         menu.addAction(self.migrate_action)
         menu.addAction(self.move_disk_action)
+        menu.addAction(self.copy_action)
         menu.addAction(self.memory_action)
         menu.addSeparator()
-        for qa in self.power_actions.values():
+        for act, qa in self.power_actions.items():
             if qa.isEnabled():  # as XenCenter's context menu: only what applies
                 menu.addAction(qa)
+                if act is PowerAction.START:
+                    start_on = StartOnServerMenu(self.engine, self.resources.selected_vm_keys,
+                                                 menu)
+                    menu.addMenu(start_on)
 
     def _server_context_menu(self, menu: Any, _server: str) -> None:
         menu.addAction(self.enter_maintenance_action)
@@ -270,9 +285,13 @@ class MainWindow(QMainWindow):
         self.migrate_menu.setEnabled(can_migrate)
         self.move_disk_action.setEnabled(only_vms and len(vms) == 1)
         self.memory_action.setEnabled(only_vms and len(vms) == 1)
+        self.copy_action.setEnabled(only_vms and len(vms) == 1 and vms[0] is not None
+                                    and vms[0].state is VmState.HALTED
+                                    and vms[0].key not in busy)
         for act, qa in self.power_actions.items():
             qa.setEnabled(only_vms and all(v is not None and not check_power(snap, v, act, busy)
                                            for v in vms))
+        self.start_on_menu.setEnabled(self.power_actions[PowerAction.START].isEnabled())
         suspend, resume = (self.power_actions[PowerAction.SUSPEND],
                            self.power_actions[PowerAction.RESUME])
         toggle = QKeySequence("Ctrl+Y")
@@ -329,6 +348,16 @@ class MainWindow(QMainWindow):
         dev = self.properties.storage.selected_dev() if self.properties.storage.vm_key == \
             keys[0] else None
         dialog = MoveDiskDialog(self.engine, keys[0], dev, parent=self)
+        dialog.open()
+        return dialog
+
+    def open_copy(self) -> QWidget | None:
+        keys = self.resources.selected_vm_keys()
+        if len(keys) != 1:
+            return None
+        from xencenter_lite.ui.copy_dialog import CopyVmDialog
+
+        dialog = CopyVmDialog(self.engine, keys[0], parent=self)
         dialog.open()
         return dialog
 

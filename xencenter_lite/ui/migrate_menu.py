@@ -29,6 +29,7 @@ from xencenter_lite.core.checks import (
 from xencenter_lite.core.model import Snapshot
 from xencenter_lite.core.placement import Rating, rank
 from xencenter_lite.core.plan import MigrationKind, MigrationRequest, build_plan
+from xencenter_lite.core.power import check_start_on
 from xencenter_lite.ui.common import spawn, star_text
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ SHORT_REASONS = {
     "HA_ENABLED": "HA is enabled",
     "DUPLICATE_VM": "VM listed twice",
     "NAME_IN_USE": "Name in use there",
+    "DISKS_NOT_VISIBLE": "Cannot see the VM's disks",
+    "VM_STATE": "Not halted",
 }
 # Problems with the default choice of SRs: the wizard lets the operator choose others.
 STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
@@ -228,3 +231,48 @@ class MigrateToServerMenu(QMenu):
     def optimal(self) -> QAction | None:
         """The "Optimal Server" entry (one VM that some server can take), else None."""
         return next((a for a in self.actions() if a.objectName() == "optimalServer"), None)
+
+
+class StartOnServerMenu(QMenu):
+    """Start on Server ▸ for halted VMs: every server, the ones that cannot start them there
+    disabled with the reason (checked from the console's model, at once); the VM's own
+    server is plain Start. Elsewhere its definition moves there first (no disk copy: the
+    server sees its disks), then it starts: two jobs in Events."""
+
+    def __init__(self, engine: Engine, vm_keys: Callable[[], list[VmKey]],
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Start on S&erver", parent)
+        self.setObjectName("startOnServerMenu")
+        self.setToolTipsVisible(True)
+        self.engine = engine
+        self._vm_keys = vm_keys
+        self.aboutToShow.connect(self.refresh)
+
+    def refresh(self) -> None:
+        self.clear()
+        keys = self._vm_keys()
+        snapshot: Snapshot = self.engine.snapshot()
+        vms = [snapshot.vm(k) for k in keys]
+        for name in sorted(snapshot.servers):
+            problems: list[Problem] = []
+            for vm in vms:
+                if vm is None:
+                    problems.append(Problem("VM_GONE", "The VM no longer exists."))
+                else:
+                    problems += check_start_on(snapshot, vm, name, set(self.engine.busy))
+            refusal = min(problems, key=lambda p: _ORDER.get(p.code, len(_ORDER)),
+                          default=None)
+            here = bool(vms) and all(v is not None and v.server == name for v in vms)
+            label = f"{name} (Current server)" if here else name
+            action = self.addAction(f"{name} ({short_reason(refusal)})" if refusal else label)
+            action.setData(name)
+            action.setEnabled(refusal is None and bool(keys))
+            action.setToolTip(refusal.message if refusal else "")
+            action.triggered.connect(lambda _=False, n=name: self.start_on(keys, n))
+
+    def start_on(self, keys: list[VmKey], server: str) -> None:
+        for key in keys:
+            spawn(self.engine.start_on(key, server))
+
+    def entries(self) -> list[tuple[str, bool]]:
+        return [(a.text(), a.isEnabled()) for a in self.actions() if not a.isSeparator()]

@@ -62,9 +62,10 @@ class MoveDiskDialog(QDialog):
         self.setWindowTitle("Move Virtual Disk")
 
         layout = QVBoxLayout(self)
+        how = ("The VM keeps running" if vm is None or vm.is_running else
+               "The VM stays halted; the disk is copied and verified")
         intro = QLabel(f"Move a virtual disk of '{self.vm_name}' to another storage "
-                       "repository. The VM keeps running; the old disk is removed once the "
-                       "copy is done.")
+                       f"repository. {how}; the old disk is removed once the copy is done.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
         form = QFormLayout()

@@ -22,6 +22,7 @@ from xencenter_lite.core.domxml import (
     parse_pool,
     referenced_paths,
     rewrite_domain,
+    volume_backing,
     volume_xml,
 )
 from xencenter_lite.core.inventory import redact_secret
@@ -524,6 +525,11 @@ class LibvirtLink:
         return False
 
     @_one_at_a_time
+    def volume_backing(self, path: str) -> str | None:
+        with virt_errors():
+            return volume_backing(self._c().storageVolLookupByPath(path).XMLDesc(0))
+
+    @_one_at_a_time
     def volume_in_use(self, path: str) -> bool:
         """A domain here (running, defined, or in one of its snapshots) refers to `path`."""
         return self._in_use(path)
@@ -611,6 +617,11 @@ class LibvirtLink:
                 raise
             if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 dom.resume()
+
+    @_one_at_a_time
+    def define(self, xml: str) -> str:
+        with virt_errors():
+            return str(self._c().defineXML(xml).UUIDString())
 
     @_one_at_a_time
     def halt_if_paused(self, uuid: str) -> bool:
