@@ -354,9 +354,10 @@ def test_a_direct_move_that_cannot_start_falls_back_and_one_that_fails_stays_hal
         assert any("its disks go through the console instead" in m for m in job.messages)
         assert any("verified" in m for m in job.messages)
         assert where_defined(_uris(engine), name) == [("lab-a1", "shut off")]
+        run(engine.refresh())
         moved = vm_named(engine, name)
-        assert moved.hard_disks[0].path and pattern_intact(moved.hard_disks[0].path, "qcow2",
-                                                           length="16M")
+        new = moved.hard_disks[0].path
+        assert moved.server == "lab-a1" and new and pattern_intact(new, "qcow2", length="16M")
     else:
         assert job.state is JobState.FAILED, (job.state, job.messages)
         assert "stays on 'lab-b1', halted" in (job.error or ""), job.error

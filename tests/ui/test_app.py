@@ -64,9 +64,10 @@ def test_layout_names_and_menus(window: MainWindow) -> None:
     assert menu_texts(menus["Server"]) == ["Add Server…", "Enter Maintenance Mode…",
                                            "Exit Maintenance Mode"]
     assert menu_texts(menus["View"]) == ["Infrastructure", "Folder View"]
-    assert menu_texts(menus["VM"]) == ["Start", "Shut Down", "Force Shut Down", "Reboot",
-                                       "Suspend", "Resume", "Migrate to Server",
-                                       "Migrate VM…", "Move Virtual Disk…", "Memory…"]
+    assert menu_texts(menus["VM"]) == ["Start", "Start on Server", "Shut Down",
+                                       "Force Shut Down", "Reboot", "Suspend", "Resume",
+                                       "Migrate to Server", "Migrate VM…",
+                                       "Move Virtual Disk…", "Copy VM…", "Memory…"]
     assert menu_texts(menus["Help"]) == ["About XenCenter Lite"]
     toolbar = [a.text().replace("&", "") for a in window.findChild(QWidget, "mainToolbar")
                .actions() if not a.isSeparator()]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QListWidget
+from PySide6.QtWidgets import QLabel, QListWidget
 
 from tests.conftest import until
 from tests.labtools import vm_named
@@ -53,16 +55,29 @@ def test_every_sr_is_listed_and_the_unusable_ones_say_why(qtbot, run, engine):
     assert sr_reason(snap, "lab-b1", "Shared storage", 1) == "Not visible from lab-b1"
 
 
-def test_a_halted_vm_cannot_move_its_disk(qtbot, engine):
+def test_a_halted_vm_moves_its_disk_as_a_verified_copy(qtbot, run, engine):
     build = vm_named(engine, "build-1")
+    disk = build.disk("vda")
+    assert disk is not None and disk.sr is not None and disk.path is not None
     dialog = MoveDiskDialog(engine, build.key, "vda")
     qtbot.addWidget(dialog)
     assert not dialog.disk_combo.isEnabled()
-    enabled = [n for n, (_, on) in items(dialog.srs).items() if on]
-    assert enabled
-    select(dialog, enabled[0])
-    assert not dialog.move_button.isEnabled()
-    assert "a live disk move needs a running VM" in dialog.problem.text()
+    assert "stays halted" in dialog.findChild(QLabel).text()
+    target = "Shared storage" if disk.sr != "Shared storage" else "Local storage"
+    select(dialog, target)
+    assert dialog.move_button.isEnabled() and not dialog.problem.isVisible()
+    dialog.move_button.click()
+    job = dialog.job
+    assert job is not None
+    run(engine.wait([job]), 120)
+    assert job.state is JobState.DONE, (job.error, job.messages)
+    assert any("verified" in m for m in job.messages)
+    moved = vm_named(engine, "build-1")
+    assert moved.state.value == "halted" and moved.disk("vda").sr == target
+    assert not os.path.exists(disk.path)
+    back = engine.move_disk(moved.key, "vda", disk.sr)  # where the lab keeps it
+    run(engine.wait([back]), 120)
+    assert back.state is JobState.DONE, back.error
 
 
 def test_move_a_running_vms_disk_live(qtbot, run, engine):

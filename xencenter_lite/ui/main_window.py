@@ -206,7 +206,8 @@ class MainWindow(QMainWindow):
         menu.addMenu(submenu)
         menu.addAction(self.migrate_action)
         menu.addAction(self.move_disk_action)
-        menu.addAction(self.copy_action)
+        if self.copy_action.isEnabled():  # a halted VM only
+            menu.addAction(self.copy_action)
         menu.addAction(self.memory_action)
         menu.addSeparator()
         for act, qa in self.power_actions.items():

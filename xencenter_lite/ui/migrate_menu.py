@@ -241,7 +241,7 @@ class StartOnServerMenu(QMenu):
 
     def __init__(self, engine: Engine, vm_keys: Callable[[], list[VmKey]],
                  parent: QWidget | None = None) -> None:
-        super().__init__("Start on S&erver", parent)
+        super().__init__("Start &on Server", parent)
         self.setObjectName("startOnServerMenu")
         self.setToolTipsVisible(True)
         self.engine = engine
