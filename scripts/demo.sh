@@ -69,6 +69,37 @@ xencenter-lite suspend build-1
 xencenter-lite resume build-1
 xencenter-lite shutdown build-1 --force
 
+# Halted VMs move too, and stay halted: build-1 goes directly (started paused, its CPUs never
+# run; its disk sent by libvirt over the storage network, then turned off there) and comes
+# back through the console's volume streams, read back and compared before it is defined.
+src=$(where build-1)
+dst=$([ "$src" = lab-b1 ] && echo lab-a1 || echo lab-b1)
+echo; echo "== A halted VM moves: build-1 $src -> $dst, its disk sent directly"
+xencenter-lite migrate build-1 --to "$dst" --sr "Local storage"
+echo; echo "== ... and back to $src through the console's volume streams, verified"
+xencenter-lite migrate build-1 --to "$src" --sr "Local storage" --via stream
+
+# Copy VM: a new halted VM with its own disks, new UUID and MACs; a running VM is refused.
+echo; echo "== Copy VM: build-1-copy from build-1"
+if xencenter-lite list --json | python3 -c 'import json,sys
+sys.exit(0 if any(v["name"] == "build-1-copy" for v in json.load(sys.stdin)["vms"]) else 1)'; then
+    echo "(build-1-copy is there from an earlier run)"
+else
+    xencenter-lite copy build-1 --name build-1-copy
+fi
+xencenter-lite copy web-1 --name web-1-copy || true
+
+# Start on Server: with its disk moved (halted: a verified copy) to the pool's shared SR,
+# build-1 starts on the other pool member; then it is turned off and its disk goes back.
+src=$(where build-1)
+other=$([ "$src" = lab-a1 ] && echo lab-a2 || echo lab-a1)
+echo; echo "== Start on Server: build-1's disk to the shared SR, then it starts on $other"
+xencenter-lite move-disk build-1 vda --sr "Shared storage"
+xencenter-lite start build-1 --on "$other"
+xencenter-lite shutdown build-1 --force
+xencenter-lite migrate build-1 --to "$src"
+xencenter-lite move-disk build-1 vda --sr "Local storage"
+
 echo; echo "== The lab afterwards"
 xencenter-lite list
 # The console on the same lab. With a screen, it opens there; without one, it runs on a

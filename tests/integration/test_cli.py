@@ -52,20 +52,22 @@ def test_refuses_migrating_to_the_current_server(lab_inventory: Path, engine: En
     assert "SAME_SERVER" in _codes(result)
 
 
-def test_refuses_a_crashed_or_saved_vm(lab_inventory: Path, engine: Engine,
-                                       tmp_path: Path) -> None:
-    """A halted VM moves (tests/integration/test_halted.py); one with a saved state would
-    lose it, and says so."""
+def test_a_saved_vm_is_refused_through_the_console_and_keeps_its_state(
+        lab_inventory: Path, engine: Engine, tmp_path: Path) -> None:
+    """A halted VM moves (tests/integration/test_halted.py); one with a saved state moves
+    only directly: through the console's streams it would lose it, and says so."""
     uri = engine.snapshot().servers["lab-a2"].uri
     xml = bare_domain_xml(tmp_path, "saved-1")
     virsh(uri, "define", str(xml))
     try:
         virsh(uri, "start", "saved-1")
         virsh(uri, "managedsave", "saved-1")
-        result = cli("migrate", "saved-1", "--to", "lab-b1", "--json", inventory=lab_inventory)
+        result = cli("migrate", "saved-1", "--to", "lab-b1", "--via", "stream", "--json",
+                     inventory=lab_inventory)
         assert result.returncode == 2
         assert _codes(result) == {"VM_HAS_SAVED_STATE"}
         assert "saved-1" in virsh(uri, "list", "--all", "--name").split()
+        assert "yes" in virsh(uri, "dominfo", "saved-1").split("Managed save:", 1)[1][:12]
     finally:
         subprocess.run(["virsh", "-c", uri, "undefine", "saved-1", "--managed-save"],
                        capture_output=True)

@@ -457,3 +457,64 @@ def test_a_copy_that_does_not_read_back_the_same_is_not_used(
     assert where_defined(_uris(engine), name) == [("lab-b1", "shut off")]
     assert os.path.exists(path) and pattern_intact(path, "qcow2", length="16M")
     assert _dest_volumes(engine) == before
+
+
+@pytest.mark.parametrize("fault", [None, "migrate"])
+def test_a_vm_with_a_saved_state_moves_with_it_or_keeps_it_where_it_was(
+        engine: Engine, run: Any, lab_inventory: Path, tmp_path: Path,
+        fault: str | None) -> None:
+    """Restored paused, migrated, saved again on the destination; a failed move saves it
+    again where it was. Either way Start then resumes it (no boot)."""
+    from tests.labtools import bare_domain_xml
+
+    uris = _uris(engine)
+    name = "hm-saved"
+    for uri in uris.values():
+        remove_vm(uri, name)
+    virsh(uris["lab-a2"], "define", str(bare_domain_xml(tmp_path, name)))
+    plan = FaultPlan(roles={"lab-a2": "source", "lab-b1": "destination"})
+    mover = Engine(load_inventory(lab_inventory), link_factory=fault_links(plan),
+                   state_dir=tmp_path / "state")
+
+    def saved_on(server: str) -> bool:
+        info = virsh(uris[server], "dominfo", name)
+        return info.split("Managed save:", 1)[1].split()[0] == "yes"
+
+    async def scenario() -> Any:
+        await mover.start(watch=False)
+        try:
+            vm = next(v for v in mover.snapshot().vms_named(name))
+            assert vm.managed_save and vm.state is VmState.HALTED
+            request = MigrationRequest(vm.key, "lab-b1")
+            assert mover.plan(request).data_path is DataPath.DIRECT
+            if fault:
+                plan.arm(Call("source", fault, 1))
+            (job,) = mover.migrate([request])
+            await mover.wait([job])
+            return job
+        finally:
+            await mover.close()
+
+    try:
+        virsh(uris["lab-a2"], "start", name)
+        virsh(uris["lab-a2"], "managedsave", name)
+        run(engine.refresh())
+        job = run(scenario(), 120)
+        where = "lab-a2" if fault else "lab-b1"
+        if fault:
+            assert plan.fired and job.state is JobState.FAILED, (job.state, job.messages)
+            assert "stays on 'lab-a2', halted" in (job.error or "")
+        else:
+            assert job.state is JobState.DONE, (job.error, job.messages)
+            assert "halted with its saved state" in job.messages[-1]
+        assert where_defined(uris, name) == [(where, "shut off")]
+        assert saved_on(where)
+        virsh(uris[where], "start", name)  # restored from the saved state
+        assert virsh(uris[where], "domstate", "--reason", name).strip() == \
+            "running (restored)"
+    finally:
+        for uri in uris.values():
+            remove_vm(uri, name)
+            subprocess.run(["virsh", "-c", uri, "undefine", name, "--managed-save"],
+                           capture_output=True)
+        run(engine.refresh())

@@ -149,11 +149,20 @@ def test_a_halted_vm_on_shared_storage_moves_its_definition(fleet):
     assert "only its definition moves" in problems[0].message
 
 
-def test_a_saved_state_is_not_lost_by_a_move(fleet):
+def test_a_saved_state_moves_only_directly(fleet):
+    from xencenter_lite.core.plan import DataPath
+
     vm = fleet.vm("web-1", state=VmState.HALTED, managed_save=True)
-    problems = check(fleet, fleet.plan(vm, "lab-a2"))
-    assert errors(problems) == ["VM_HAS_SAVED_STATE"]
-    assert "managedsave-remove web-1" in problems[0].message
+    plan = fleet.plan(vm, "lab-a2")  # its disk stays on the shared SR: still direct
+    assert plan.data_path is DataPath.DIRECT and plan.needs_memory == vm.memory
+    problems = check(fleet, plan)
+    assert errors(problems) == []
+    assert "restored paused" in only(problems, "OFFLINE_MOVE")[0].message
+    streamed = check(fleet, fleet.plan(vm, "lab-a2", data_path=DataPath.STREAM))
+    assert errors(streamed) == ["VM_HAS_SAVED_STATE"]
+    assert "only a direct move keeps" in streamed[0].message
+    fleet.server("lab-a2", free_memory=vm.memory // 2)  # no falling back to the streams
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == ["NOT_ENOUGH_MEMORY"]
 
 
 def test_a_name_taken_on_the_destination_refuses(fleet):

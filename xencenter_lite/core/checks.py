@@ -87,12 +87,6 @@ def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> 
         out.append(_err("VM_STATE_UNSUPPORTED", vm,
                         f"'{vm.name}' is {vm.state.value}: only a running, paused or halted VM "
                         f"can be migrated. {fix}"))
-    if vm.managed_save:
-        out.append(_err("VM_HAS_SAVED_STATE", vm,
-                        f"'{vm.name}' has a saved state (managed save) that a move would "
-                        "lose. Start it (it resumes where it was) and migrate it running or "
-                        f"paused, or discard the saved state (virsh managedsave-remove "
-                        f"{vm.name}) and move it halted."))
     if vm.has_hostdev:
         out.append(_err("PCI_PASSTHROUGH", vm,
                         f"'{vm.name}' has a PCI device passed through; remove the device "
@@ -164,6 +158,12 @@ def check_plans(
             continue
         if plan.needs_memory:
             memory_needed[plan.destination].append(plan)
+        if vm.managed_save and plan.data_path is not DataPath.DIRECT:
+            out.append(_err("VM_HAS_SAVED_STATE", vm,
+                            f"'{vm.name}' has a saved state (managed save), which only a direct "
+                            "move keeps (it is restored paused, migrated, and saved again "
+                            "there); through the console it would be lost. Move it directly, "
+                            "or start it (it resumes where it was) and migrate it running."))
 
         for dev in plan.unknown_devs:
             out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
@@ -293,7 +293,9 @@ def estimate_seconds(snapshot: Snapshot, plan: MigrationPlan) -> float | None:
         return None
     # (A halted VM sent directly: libvirt copies the disks' allocated data; its paused
     # memory was never used.)
-    size = stream_bytes(plan) if plan.data_path is DataPath.DIRECT else plan.bytes_to_copy
+    size = plan.bytes_to_copy
+    if plan.data_path is DataPath.DIRECT:  # (a saved state's memory goes too)
+        size = stream_bytes(plan) + (plan.vm.memory if plan.vm.managed_save else 0)
     return size / min(rates)
 
 
@@ -343,7 +345,13 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     if plan.data_path is DataPath.DEFINITION:
         return [_warn("OFFLINE_MOVE", vm, f"'{vm.name}' is halted and its disks stay where "
                       f"they are: only its definition moves to '{plan.destination}'.")]
-    if plan.data_path is DataPath.DIRECT:
+    if plan.data_path is DataPath.DIRECT and vm.managed_save:
+        out = [_warn("OFFLINE_MOVE", vm,
+                     f"'{vm.name}' is halted with a saved state: it is restored paused on "
+                     f"'{vm.server}' (no guest code runs), migrated to '{plan.destination}' "
+                     f"over the '{plan.network}' network, and saved again there: Start "
+                     "resumes it where it was.")]
+    elif plan.data_path is DataPath.DIRECT:
         out = [_warn("OFFLINE_MOVE", vm,
                      f"'{vm.name}' is halted: it is started paused on '{vm.server}' (no guest "
                      "code runs), libvirt sends its disks straight to "
@@ -351,12 +359,14 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
                      "turned off there: it stays halted."
                      + ("" if plan.path_chosen else " Should it not start paused, its disks "
                         "go through this console instead."))]
+    if plan.data_path is DataPath.DIRECT:
         secs = estimate_seconds(snapshot, plan)
         if secs is not None:
             out.append(_warn("ESTIMATE", vm,
                              f"About {format_duration(secs)} to copy "
-                             f"{format_bytes(stream_bytes(plan))} of disk data over the "
-                             f"'{plan.network}' network."))
+                             f"{format_bytes(stream_bytes(plan))} of disk data"
+                             + (" and its saved memory" if vm.managed_save else "")
+                             + f" over the '{plan.network}' network."))
         return out
     out = [_warn("OFFLINE_MOVE", vm,
                  f"'{vm.name}' is halted: its disks are copied through this console (libvirt "

@@ -56,6 +56,7 @@ class Cleanup:
     fmt: str = ""
     target_vm: str = ""  # BALLOON: the squeezed VM and what it had before
     size: int = 0
+    save: bool = False  # STARTED_PAUSED: it had a saved state: saved again, not turned off
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: float = field(default_factory=time.time)
 
@@ -76,6 +77,9 @@ class Cleanup:
             return (f"give VM {self.target_vm} on '{self.server}' its memory back once "
                     f"'{self.vm_name}' is known to run on '{self.vm_home}'")
         if self.kind is CleanupKind.STARTED_PAUSED:
+            if self.save:
+                return (f"save '{self.vm_name}' again on '{self.server}' if it is still "
+                        "paused there (its saved state was restored paused only to move it)")
             return (f"turn '{self.vm_name}' off on '{self.server}' if it is still paused "
                     "there (it was halted, and was started paused only to be moved)")
         return (f"keep whichever of {self.old_path} and {self.new_path} disk {self.dev} of "

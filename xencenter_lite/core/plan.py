@@ -193,6 +193,9 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
     devs = {d.dev for d in vm.hard_disks}
     if vm.state is not VmState.HALTED:
         data_path = DataPath.LIVE
+    elif vm.managed_save and request.data_path in (None, DataPath.DIRECT):
+        # Its saved state goes only one way: restored paused, migrated, saved again there.
+        data_path = DataPath.DIRECT
     elif kind is MigrationKind.MEMORY:
         data_path = DataPath.DEFINITION
     elif request.data_path in (DataPath.STREAM, DataPath.DIRECT):
@@ -207,7 +210,8 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
         unknown_devs=tuple(sorted(set(request.disk_srs) - devs)), tls=request.tls,
         evacuated_from=request.evacuated_from, data_path=data_path,
         resume=request.resume and vm.state is VmState.PAUSED,
-        path_chosen=data_path is request.data_path,
+        path_chosen=data_path is request.data_path or (
+            vm.managed_save and data_path is DataPath.DIRECT),
     )
 
 

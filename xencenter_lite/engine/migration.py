@@ -280,9 +280,14 @@ class MigrationRunner:
         fleet, src = self.fleet, plan.source
         for server in (src, plan.destination):  # turned off again wherever it is paused
             undo.record(Cleanup(CleanupKind.STARTED_PAUSED, server, fleet.host_uuid(server),
-                                job.title, vm_uuid=plan.vm.uuid, vm_name=plan.vm.name))
-        job.set_state(JobState.COPYING_DISKS, f"Starting '{plan.vm.name}' paused on '{src}' "
-                      "(no guest code runs) to send it directly")
+                                job.title, vm_uuid=plan.vm.uuid, vm_name=plan.vm.name,
+                                save=plan.vm.managed_save))
+        if plan.vm.managed_save:
+            job.set_state(JobState.COPYING_DISKS, f"Restoring '{plan.vm.name}' paused from "
+                          f"its saved state on '{src}' to send it directly")
+        else:
+            job.set_state(JobState.COPYING_DISKS, f"Starting '{plan.vm.name}' paused on "
+                          f"'{src}' (no guest code runs) to send it directly")
         try:
             # (Starting a QEMU can take longer than an answer: it gets a deadline of its own.)
             await fleet.call(src, fleet.link(src).power, plan.vm.uuid, "start-paused",
@@ -432,7 +437,8 @@ class MigrationRunner:
         left = await self.settler.unwind(undo, job.messages.append)
         await asyncio.gather(fleet.read(src), fleet.read(dest))
         if plan.offline:
-            message = f"'{plan.vm.name}' is now on '{dest}', halted"
+            message = f"'{plan.vm.name}' is now on '{dest}', halted" + (
+                " with its saved state" if plan.vm.managed_save else "")
         elif plan.vm.state is VmState.PAUSED:
             message = await self._paused_arrival(job, plan)
         else:

@@ -127,7 +127,13 @@ class Settler:
                     return True
                 return await fleet.call(server, link.locate, c.vm_uuid) is None
             if c.kind is CleanupKind.STARTED_PAUSED:
-                if await fleet.call(server, link.halt_if_paused, c.vm_uuid):
+                if c.save:
+                    # (Writing the VM's memory out can take a while.)
+                    if await fleet.call(server, link.save_if_paused, c.vm_uuid,
+                                        timeout=max(120.0, fleet.answer_timeout)):
+                        say(f"Saved '{c.vm_name}' again on '{server}' (its saved state was "
+                            "restored paused to be moved)")
+                elif await fleet.call(server, link.halt_if_paused, c.vm_uuid):
                     say(f"Turned '{c.vm_name}' off on '{server}' (it was started paused to "
                         "be moved)")
                 return True

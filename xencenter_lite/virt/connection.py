@@ -638,6 +638,20 @@ class LibvirtLink:
         return True
 
     @_one_at_a_time
+    def save_if_paused(self, uuid: str) -> bool:
+        with virt_errors():
+            try:
+                dom = self._c().lookupByUUIDString(uuid)
+            except libvirt.libvirtError as exc:
+                if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+            if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+                return False
+            dom.managedSave(libvirt.VIR_DOMAIN_SAVE_RUNNING)
+        return True
+
+    @_one_at_a_time
     def remove_incoming(self, uuid: str) -> bool:
         """Remove the half of a failed migration libvirt left here: a paused or stopped
         domain. A running one is never touched. True if one was removed."""
