@@ -47,3 +47,23 @@ def test_start_needs_the_memory(fleet):
     problems = check_power(fleet.snapshot(), vm, PowerAction.START)
     assert [p.code for p in problems] == ["NOT_ENOUGH_MEMORY"]
     assert "needs 2.0 GiB, 1.0 GiB is available" in problems[0].message
+
+
+def test_start_on_server_needs_a_server_that_sees_the_disks_and_has_the_memory(fleet):
+    from xencenter_lite.core.power import check_start_on
+
+    vm = fleet.vm("build-1", "lab-a2", state=VmState.HALTED)  # its disk on the shared SR
+    snap = fleet.snapshot()
+    assert check_start_on(snap, vm, "lab-a1") == []
+    assert check_start_on(snap, vm, "lab-a2") == []  # its own server: Start
+    (refusal,) = check_start_on(snap, vm, "lab-b1")
+    assert refusal.code == "DISKS_NOT_VISIBLE" and "Migrate it there" in refusal.message
+    saved = fleet.vm("saved-1", "lab-a2", state=VmState.HALTED, managed_save=True)
+    assert [p.code for p in check_start_on(fleet.snapshot(), saved, "lab-a1")] == [
+        "VM_HAS_SAVED_STATE"]
+    running = fleet.vm("web-9", "lab-a2")
+    assert [p.code for p in check_start_on(fleet.snapshot(), running, "lab-a1")] == [
+        "VM_STATE"]
+    fleet.server("lab-a1", free_memory=vm.memory // 2)
+    assert [p.code for p in check_start_on(fleet.snapshot(), vm, "lab-a1")] == [
+        "NOT_ENOUGH_MEMORY"]

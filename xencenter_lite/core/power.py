@@ -118,6 +118,10 @@ def check_start_on(snapshot: Snapshot, vm: VM, server: str,
     out = check_destination(snapshot, vm, server)
     if out:
         return out
+    if vm.managed_save:
+        return [Problem("VM_HAS_SAVED_STATE", f"'{vm.name}' has a saved state: start it where "
+                        f"it is, on '{vm.server}' (it resumes where it was), or migrate it "
+                        f"to '{server}' first (Migrate VM keeps the saved state).", vm.name)]
     plan = build_plan(snapshot, vm, MigrationRequest(vm.key, server))
     if plan.data_path is not DataPath.DEFINITION:
         copied = ", ".join(f"{d.dev} (on {d.source_sr or 'no SR'})" for d in plan.copied_disks)

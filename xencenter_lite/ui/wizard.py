@@ -69,6 +69,9 @@ HOW = {
                      "over the storage network, then turned off there",
 }
 
+SAVED_HOW = ("Halted with a saved state: restored paused, migrated over the storage network, "
+             "saved again there")
+
 # The Storage page deals with these; they do not make a destination unusable.
 STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
                            "NOT_ENOUGH_SPACE"})
@@ -988,7 +991,8 @@ class ReviewPage(WizardPage):
             plan = build_plan(snap, vm, req) if vm is not None else None
             if plan is not None:
                 network = plan.network
-                rows.append(("Migration", HOW[plan.data_path]))
+                rows.append(("Migration", SAVED_HOW if plan.vm.managed_save
+                             and plan.data_path is DataPath.DIRECT else HOW[plan.data_path]))
                 for d in plan.disks:
                     where = d.target_sr if d.copy else f"stays on {d.source_sr}"
                     rows.append((f"Disk {d.dev} ({format_size(d.capacity)})", where or "?"))
