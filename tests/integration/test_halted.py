@@ -233,6 +233,7 @@ def test_a_halted_vm_on_shared_storage_moves_its_definition_only(
         assert job.state is JobState.DONE, (job.error, job.messages)
         moved = vm_named(engine, name)
         assert (moved.server, moved.state) == ("lab-a2", VmState.HALTED)
+        assert moved.home_server == "lab-a2"  # in the definition that moved
         assert [d.path for d in moved.disks] == [d.path for d in vm.disks]
         assert all(os.path.exists(d.path or "") for d in moved.hard_disks)
         assert where_defined(uris, name) == [("lab-a2", "shut off")]
@@ -518,3 +519,38 @@ def test_a_vm_with_a_saved_state_moves_with_it_or_keeps_it_where_it_was(
             subprocess.run(["virsh", "-c", uri, "undefine", name, "--managed-save"],
                            capture_output=True)
         run(engine.refresh())
+
+
+@pytest.mark.parametrize("via", [DataPath.DIRECT, DataPath.STREAM], ids=lambda v: v.value)
+def test_a_destination_sr_that_fills_up_mid_copy_leaves_the_vm_halted_where_it_was(
+        engine: Engine, run: Any, small_vm: tuple[str, str], via: DataPath) -> None:
+    """A real failure on the destination: its SR (a 64 MiB tmpfs) is filled after the
+    checks, so the 16 MiB of data no longer fit, for either path."""
+    name, _path = small_vm
+    vm = vm_named(engine, name)
+    # Small storage is lab-b1's, where the VM is: it goes to lab-a1 first, then back.
+    there = _move(engine, run, MigrationRequest(vm.key, "lab-a1", sr="Local storage"))
+    assert there.state is JobState.DONE, there.error
+    vm = vm_named(engine, name)
+    small = engine.snapshot().sr("lab-b1", "Small storage")
+    assert small is not None
+    before = virsh(engine.snapshot().servers["lab-b1"].uri, "vol-list", "Small storage")
+    filler = Path(small.path) / "filler.bin"
+    try:
+        subprocess.run(["fallocate", "-l", f"{small.available - 8 * MIB}", str(filler)],
+                       check=True)
+        (job,) = engine.migrate([MigrationRequest(vm.key, "lab-b1", sr="Small storage",
+                                                  data_path=via)],
+                                skip_checks=frozenset({"NOT_ENOUGH_SPACE"}))
+        run(engine.wait([job]), 240)
+    finally:
+        filler.unlink(missing_ok=True)
+    assert job.state is JobState.FAILED, (job.state, job.messages)
+    assert "stays on 'lab-a1', halted" in (job.error or ""), job.error
+    assert where_defined(_uris(engine), name) == [("lab-a1", "shut off")]
+    left = vm_named(engine, name).hard_disks[0].path
+    assert left and pattern_intact(left, "qcow2", length="16M")
+    b1 = engine.snapshot().servers["lab-b1"].uri
+    virsh(b1, "pool-refresh", "Small storage")  # (the filler is gone)
+    assert virsh(b1, "vol-list", "Small storage") == before
+    assert engine.pending_cleanups() == []

@@ -20,6 +20,7 @@ from tests.labtools import vm_named
 from tests.ui.fakes import BUILD, DB, MIB, WEB, FakeEngine
 from tests.ui.vm_placement import place
 from xencenter_lite.core.jobs import JobState
+from xencenter_lite.core.model import VmState
 from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.common import KeyRole
 from xencenter_lite.ui.main_window import MainWindow
@@ -86,13 +87,16 @@ def test_drop_targets_and_refusals(fake: FakeEngine, pane: ResourcesPane) -> Non
     assert not ok and "Current server" in why
     assert verdict(web, ("vm", DB)) == (False, "")  # not a target
     assert verdict(web, ("pool", "Production")) == (False, "")
-    # A halted VM moves with its disks; one with a saved state would lose it.
+    # A halted VM moves with its disks; a crashed one cannot move.
     assert verdict(drag_of(pane, BUILD), ("server", "lab-b1"))[0]
-    fake.fleet.vms[:] = [replace(v, managed_save=True) if v.key == BUILD else v
+    fake.fleet.vms[:] = [replace(v, state=VmState.CRASHED) if v.key == BUILD else v
                          for v in fake.fleet.vms]
     fake.push()
     ok, why = verdict(drag_of(pane, BUILD), ("server", "lab-b1"))
-    assert not ok and "has a saved state (managed save)" in why
+    assert not ok and "is crashed: only a running, paused or halted VM" in why
+    fake.fleet.vms[:] = [replace(v, state=VmState.HALTED) if v.key == BUILD else v
+                         for v in fake.fleet.vms]
+    fake.push()
 
     fake.fleet.server("lab-b1", free_memory=512 * MIB)
     fake.push()

@@ -14,7 +14,6 @@ from xencenter_lite.core.copy import CopyPlan, CopyRequest, build_copy_plan, che
 from xencenter_lite.core.domxml import copy_domain
 from xencenter_lite.core.errors import friendly
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import VmState
 from xencenter_lite.engine.dmc import metadata_of
 from xencenter_lite.engine.fleet import Fleet
 from xencenter_lite.engine.migration import MigrationRunner, Timing
@@ -29,6 +28,7 @@ from xencenter_lite.engine.streams import (
     backing_refusal,
     copy_and_verify,
     make_volumes,
+    still_halted,
 )
 from xencenter_lite.engine.undo import UndoLog
 from xencenter_lite.virt import VirtError
@@ -101,7 +101,7 @@ class CopyRunner:
             raise Cancelled()
         await copy_and_verify(fleet, job, src, dest, [
             DiskCopy(d.dev, d.source_path or "", new_paths[d.dev], d.allocation or d.capacity)
-            for d in plan.disks], partial(self._still_halted, plan),
+            for d in plan.disks], partial(still_halted, fleet, src, plan.vm.uuid, plan.vm.name),
             self.timing.progress_interval)
         if job.cancel_requested:
             raise Cancelled()
@@ -110,14 +110,6 @@ class CopyRunner:
         job.set_state(JobState.FINISHING, f"Defining '{plan.name}' on '{dest}'")
         return await fleet.call(dest, fleet.link(dest).define,
                                 copy_domain(xml, plan.name, new_paths, meta))
-
-    async def _still_halted(self, plan: CopyPlan) -> None:
-        state = await self.fleet.call(plan.source, self.fleet.link(plan.source).locate,
-                                      plan.vm.uuid)
-        if state is not VmState.HALTED:
-            raise MoveFailed(f"'{plan.vm.name}' was "
-                             + ("removed from" if state is None else f"{state.value} on")
-                             + f" '{plan.source}' while its disks were being copied.")
 
     async def _undo(self, job: Job, plan: CopyPlan, undo: UndoLog, exc: Exception) -> None:
         if not isinstance(exc, VirtError | Cancelled | MoveFailed):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from functools import partial
 
 from xencenter_lite.core.checks import blocking, check_disk_move
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
@@ -30,6 +31,7 @@ from xencenter_lite.engine.streams import (
     backing_files,
     backing_refusal,
     copy_and_verify,
+    still_halted,
 )
 from xencenter_lite.engine.undo import UndoLog
 from xencenter_lite.engine.worker import run_long
@@ -163,15 +165,9 @@ class DiskMoveRunner:
                 vm.name, backed, "Start the VM and move the disk live (libvirt then copies "
                 "the whole chain into one image), or make a standalone image first."))
 
-        async def still() -> None:
-            state = await fleet.call(server, fleet.link(server).locate, vm.uuid)
-            if state is not VmState.HALTED:
-                raise MoveFailed(f"'{vm.name}' was "
-                                 + ("removed" if state is None else state.value)
-                                 + " while its disk was being copied.")
-
         await copy_and_verify(fleet, job, server, server, [DiskCopy(
-            plan.dev, disk.path, new_path, disk.allocation or disk.capacity)], still,
+            plan.dev, disk.path, new_path, disk.allocation or disk.capacity)],
+            partial(still_halted, fleet, server, vm.uuid, vm.name),
             self.migrations.timing.progress_interval)
         if job.cancel_requested:
             raise Cancelled()

@@ -43,6 +43,7 @@ from xencenter_lite.engine.streams import (
     backing_refusal,
     copy_and_verify,
     make_volumes,
+    still_halted,
 )
 from xencenter_lite.engine.undo import UndoLog
 from xencenter_lite.engine.worker import run_long
@@ -262,7 +263,8 @@ class MigrationRunner:
         await copy_and_verify(fleet, job, src, dest, [
             DiskCopy(d.dev, d.source_path or "", new_paths[d.dev],
                      allocated.get(d.dev) or d.capacity) for d in plan.copied_disks],
-            partial(self._still_halted, job, plan), self.timing.progress_interval)
+            partial(still_halted, fleet, src, uuid, plan.vm.name),
+            self.timing.progress_interval)
         if job.cancel_requested:
             raise Cancelled()
         self._record_incoming(job, plan, undo)
@@ -327,14 +329,6 @@ class MigrationRunner:
         call = run_long(f"migrate-{plan.vm.name}", lambda: src_link.migrate(spec))
         await self._follow(job, uuid, call)
         call.result()
-
-    async def _still_halted(self, job: Job, plan: MigrationPlan) -> None:
-        state = await self.fleet.call(plan.source, self.fleet.link(plan.source).locate,
-                                      plan.vm.uuid)
-        if state is not VmState.HALTED:
-            raise MoveFailed(f"'{plan.vm.name}' was "
-                             + ("removed from" if state is None else f"{state.value} on")
-                             + f" '{plan.source}' while its disks were being copied.")
 
     async def _make_volumes(self, job: Job, plan: MigrationPlan,
                             undo: UndoLog) -> dict[str, str]:

@@ -17,6 +17,7 @@ from functools import partial
 from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.errors import is_volume_exists
 from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.model import VmState
 from xencenter_lite.core.plan import free_volume_name
 from xencenter_lite.engine.fleet import Fleet
 from xencenter_lite.engine.undo import UndoLog
@@ -141,6 +142,16 @@ async def _stream(fleet: Fleet, job: Job, base: int, total: int, interval: float
         return call.result()
     except CopyCancelled:
         raise Cancelled() from None
+
+
+async def still_halted(fleet: Fleet, server: str, uuid: str, name: str) -> None:
+    """Raise MoveFailed unless the VM is still halted on `server` (it was started, or
+    removed, while its disks were being copied)."""
+    state = await fleet.call(server, fleet.link(server).locate, uuid)
+    if state is not VmState.HALTED:
+        raise MoveFailed(f"'{name}' was "
+                         + ("removed from" if state is None else f"{state.value} on")
+                         + f" '{server}' while its disks were being copied.")
 
 
 async def backing_files(fleet: Fleet, server: str, paths: dict[str, str]) -> dict[str, str]:

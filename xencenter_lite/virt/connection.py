@@ -605,18 +605,28 @@ class LibvirtLink:
         with virt_errors():
             calls[action](self._c().lookupByUUIDString(uuid))
 
+    def _domain_or_none(self, uuid: str) -> libvirt.virDomain | None:
+        """The domain, None when the server has no such domain (other failures raise)."""
+        try:
+            return self._c().lookupByUUIDString(uuid)
+        except libvirt.libvirtError as exc:
+            if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _if_paused(self, uuid: str, act: Callable[[libvirt.virDomain], object]) -> bool:
+        """`act` on the domain if it is there and paused; True if it was."""
+        with virt_errors():
+            dom = self._domain_or_none(uuid)
+            if dom is None or dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+                return False
+            act(dom)
+        return True
+
     @_one_at_a_time
     def resume_if_paused(self, uuid: str) -> None:
         """A failed migration may leave the source VM paused; let it run again."""
-        with virt_errors():
-            try:
-                dom = self._c().lookupByUUIDString(uuid)
-            except libvirt.libvirtError as exc:
-                if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
-                    return
-                raise
-            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-                dom.resume()
+        self._if_paused(uuid, lambda d: d.resume())
 
     @_one_at_a_time
     def define(self, xml: str) -> str:
@@ -625,43 +635,20 @@ class LibvirtLink:
 
     @_one_at_a_time
     def halt_if_paused(self, uuid: str) -> bool:
-        with virt_errors():
-            try:
-                dom = self._c().lookupByUUIDString(uuid)
-            except libvirt.libvirtError as exc:
-                if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
-                    return False
-                raise
-            if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
-                return False
-            dom.destroy()
-        return True
+        return self._if_paused(uuid, lambda d: d.destroy())
 
     @_one_at_a_time
     def save_if_paused(self, uuid: str) -> bool:
-        with virt_errors():
-            try:
-                dom = self._c().lookupByUUIDString(uuid)
-            except libvirt.libvirtError as exc:
-                if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
-                    return False
-                raise
-            if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
-                return False
-            dom.managedSave(libvirt.VIR_DOMAIN_SAVE_RUNNING)
-        return True
+        return self._if_paused(uuid, lambda d: d.managedSave(libvirt.VIR_DOMAIN_SAVE_RUNNING))
 
     @_one_at_a_time
     def remove_incoming(self, uuid: str) -> bool:
         """Remove the half of a failed migration libvirt left here: a paused or stopped
         domain. A running one is never touched. True if one was removed."""
         with virt_errors():
-            try:
-                dom = self._c().lookupByUUIDString(uuid)
-            except libvirt.libvirtError as exc:
-                if _code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
-                    return False
-                raise
+            dom = self._domain_or_none(uuid)
+            if dom is None:
+                return False
             if dom.state()[0] in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED,
                                   libvirt.VIR_DOMAIN_SHUTDOWN):
                 return False
