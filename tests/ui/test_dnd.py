@@ -281,7 +281,9 @@ def test_real_folder_drop_changes_the_vm_metadata(
     try:
         assert vm_named(engine, "app-1").folder == "/Web", status.currentMessage()
         run(until(lambda: ("vm", app.key) in pane.model.keys(("folder", "/Web"))))
-        assert status.currentMessage() == "Moved to folder '/Web'"
+        # (The VM's metadata event can refresh the tree before the move's own call has
+        # returned; the status bar says so once it has.)
+        run(until(lambda: status.currentMessage() == "Moved to folder '/Web'", timeout=5))
     finally:
         if vm_named(engine, "app-1").folder:
             run(engine.set_folder(app.key, ""))

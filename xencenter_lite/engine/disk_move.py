@@ -110,11 +110,10 @@ class DiskMoveRunner:
         if failure is not None and new_path:
             try:
                 files = await fleet.call(server, link.disk_files, vm.uuid, dev)
-                if halted:  # (no running VM: its definition says which file it uses)
-                    pivoted = (files.persistent == new_path if files.persistent and not
-                               files.live else None)
-                else:
-                    pivoted = files.live == new_path if files.live else None
+                # (A halted VM's definition says which file it uses, unless it was started
+                # meanwhile.)
+                current = files.live or (files.persistent if halted else None)
+                pivoted = current == new_path if current else None
             except VirtError:
                 pivoted = None  # cannot tell now: the clean-up asks once the server answers
         if pivoted and not halted:
@@ -150,7 +149,6 @@ class DiskMoveRunner:
         else:
             job.fail(f"An internal error stopped the job (see details). {stays}",
                      _raw(failure))
-
 
     async def _copy_halted(self, job: Job, plan: DiskMovePlan, new_path: str) -> None:
         """A halted VM's disk: a plain copy (streamed and read back on its own server), then
