@@ -402,7 +402,8 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
     if plan.data_path is DataPath.STREAM:
         how = "halted: disks through libvirt volume streams, verified, then its definition"
     elif plan.data_path is DataPath.DIRECT:
-        how = (f"halted: started paused, its disks sent directly {over}, turned off there")
+        end = "saved again there" if plan.vm.managed_save else "turned off there"
+        how = f"halted: started paused, its disks sent directly {over}, {end}"
     elif plan.data_path is DataPath.DEFINITION:
         how = "halted: its definition only, the disks stay"
     else:

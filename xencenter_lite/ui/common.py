@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from PySide6.QtCore import QLocale, Qt
-from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QDialog, QLabel
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[Any]] = set()
@@ -29,6 +29,17 @@ def star_text(stars: int) -> str:
 
 
 _kept: set[QDialog] = set()  # parentless dialogs shown with open() live until closed
+
+
+def problem_label(name: str) -> QLabel:
+    """The red, word-wrapped line under a dialog's choices that says what stops it (hidden
+    until there is something to say)."""
+    label = QLabel()
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: #b71c1c;")
+    label.hide()
+    return label
 
 
 def keep_until_closed(dialog: QDialog) -> None:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from xencenter_lite.core.copy import CopyRequest
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import Snapshot
-from xencenter_lite.ui.common import format_size, keep_until_closed, spawn
+from xencenter_lite.ui.common import format_size, keep_until_closed, problem_label, spawn
 from xencenter_lite.ui.move_disk import sr_reason
 
 # Said by the SR list already.
@@ -64,11 +64,7 @@ class CopyVmDialog(QDialog):
         self.sr.setObjectName("copySr")
         form.addRow("Storage &repository:", self.sr)
         layout.addLayout(form)
-        self.problem = QLabel()
-        self.problem.setObjectName("copyProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet("color: #b71c1c;")
-        self.problem.hide()
+        self.problem = problem_label("copyProblem")
         layout.addWidget(self.problem)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.copy_button = buttons.addButton("&Copy", QDialogButtonBox.ButtonRole.AcceptRole)

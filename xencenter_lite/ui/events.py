@@ -376,7 +376,7 @@ class EventsView(QWidget):
             button.setEnabled(True)
         else:
             button.setText("Cancelling…" if job.cancel_requested else "Cancel")
-            button.setToolTip("Stop this job; the VM keeps running where it was")
+            button.setToolTip("Stop this job; the VM stays where it was, as it was")
             button.setEnabled(not job.cancel_requested)
 
     def _act(self, job_id: int) -> None:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from xencenter_lite.core.model import Snapshot
-from xencenter_lite.ui.common import format_size, show_non_modal, spawn
+from xencenter_lite.ui.common import format_size, problem_label, show_non_modal, spawn
 from xencenter_lite.ui.resources import follow_engine
 
 MIB = 1024 * 1024
@@ -76,11 +76,7 @@ class MemoryDialog(QDialog):
             self._range_changed()
         self._now_shown = self.now_spin.value() if self.now_spin else None
         layout.addLayout(form)
-        self.problem = QLabel()
-        self.problem.setObjectName("memoryProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet("color: #b71c1c;")
-        self.problem.hide()
+        self.problem = problem_label("memoryProblem")
         layout.addWidget(self.problem)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from xencenter_lite.core.checks import sr_refusal
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import Disk, Snapshot
-from xencenter_lite.ui.common import format_size, keep_until_closed, spawn
+from xencenter_lite.ui.common import format_size, keep_until_closed, problem_label, spawn
 
 # These depend on the SR picked, and the list already says them; the others are about the VM.
 SR_CODES = frozenset({"SAME_SR", "SR_NOT_VISIBLE", "SR_UNSUPPORTED", "NOT_ENOUGH_SPACE"})
@@ -81,11 +81,7 @@ class MoveDiskDialog(QDialog):
         self.srs = QListWidget()
         self.srs.setObjectName("srList")
         layout.addWidget(self.srs)
-        self.problem = QLabel()
-        self.problem.setObjectName("moveProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet("color: #b71c1c;")
-        self.problem.hide()
+        self.problem = problem_label("moveProblem")
         layout.addWidget(self.problem)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.move_button = buttons.addButton("&Move", QDialogButtonBox.ButtonRole.AcceptRole)

@@ -48,7 +48,7 @@ from xencenter_lite.core.plan import (
     default_sr,
 )
 from xencenter_lite.core.units import format_duration
-from xencenter_lite.ui.common import format_size, show_non_modal, spawn, star_text
+from xencenter_lite.ui.common import format_size, problem_label, show_non_modal, spawn, star_text
 from xencenter_lite.ui.events import weak_listener
 from xencenter_lite.ui.move_disk import sr_reason
 
@@ -496,11 +496,7 @@ class WizardPage(QWizardPage):
         self.setTitle(title)
         self.setSubTitle(subtitle)
         self.layout_ = QVBoxLayout(self)
-        self.problem = QLabel()
-        self.problem.setObjectName("pageProblem")
-        self.problem.setWordWrap(True)
-        self.problem.setStyleSheet("color: #b71c1c;")
-        self.problem.hide()
+        self.problem = problem_label("pageProblem")
         wizard.vmsGone.connect(self._vms_gone)
 
     def _vms_gone(self) -> None:
