@@ -345,40 +345,35 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     if plan.data_path is DataPath.DEFINITION:
         return [_warn("OFFLINE_MOVE", vm, f"'{vm.name}' is halted and its disks stay where "
                       f"they are: only its definition moves to '{plan.destination}'.")]
-    if plan.data_path is DataPath.DIRECT and vm.managed_save:
-        out = [_warn("OFFLINE_MOVE", vm,
-                     f"'{vm.name}' is halted with a saved state: it is restored paused on "
-                     f"'{vm.server}' (no guest code runs), migrated to '{plan.destination}' "
-                     f"over the '{plan.network}' network, and saved again there: Start "
-                     "resumes it where it was.")]
-    elif plan.data_path is DataPath.DIRECT:
-        out = [_warn("OFFLINE_MOVE", vm,
-                     f"'{vm.name}' is halted: it is started paused on '{vm.server}' (no guest "
-                     "code runs), libvirt sends its disks straight to "
-                     f"'{plan.destination}' over the '{plan.network}' network, and it is "
-                     "turned off there: it stays halted."
-                     + ("" if plan.path_chosen else " Should it not start paused, its disks "
-                        "go through this console instead."))]
+    data = format_bytes(stream_bytes(plan))
     if plan.data_path is DataPath.DIRECT:
-        secs = estimate_seconds(snapshot, plan)
-        if secs is not None:
-            out.append(_warn("ESTIMATE", vm,
-                             f"About {format_duration(secs)} to copy "
-                             f"{format_bytes(stream_bytes(plan))} of disk data"
-                             + (" and its saved memory" if vm.managed_save else "")
-                             + f" over the '{plan.network}' network."))
-        return out
-    out = [_warn("OFFLINE_MOVE", vm,
-                 f"'{vm.name}' is halted: its disks are copied through this console (libvirt "
-                 f"volume streams, holes not sent), read back from '{plan.destination}' to "
-                 "verify them, and only then is it defined there and removed from "
-                 f"'{vm.server}'. It stays halted.")]
+        if vm.managed_save:
+            how = (f"'{vm.name}' is halted with a saved state: it is restored paused on "
+                   f"'{vm.server}' (no guest code runs), migrated to '{plan.destination}' "
+                   f"over the '{plan.network}' network, and saved again there: Start "
+                   "resumes it where it was.")
+        else:
+            how = (f"'{vm.name}' is halted: it is started paused on '{vm.server}' (no guest "
+                   "code runs), libvirt sends its disks straight to "
+                   f"'{plan.destination}' over the '{plan.network}' network, and it is "
+                   "turned off there: it stays halted."
+                   + ("" if plan.path_chosen else " Should it not start paused, its disks "
+                      "go through this console instead."))
+        what = (f"to copy {data} of disk data"
+                + (" and its saved memory" if vm.managed_save else ""))
+        network = plan.network
+    else:
+        how = (f"'{vm.name}' is halted: its disks are copied through this console (libvirt "
+               f"volume streams, holes not sent), read back from '{plan.destination}' to "
+               "verify them, and only then is it defined there and removed from "
+               f"'{vm.server}'. It stays halted.")
+        what = f"to copy and verify {data} of disk data"
+        network = snapshot.management_network()
+    out = [_warn("OFFLINE_MOVE", vm, how)]
     secs = estimate_seconds(snapshot, plan)
     if secs is not None:
-        out.append(_warn("ESTIMATE", vm,
-                         f"About {format_duration(secs)} to copy and verify "
-                         f"{format_bytes(stream_bytes(plan))} of disk data over the "
-                         f"'{snapshot.management_network()}' network."))
+        out.append(_warn("ESTIMATE", vm, f"About {format_duration(secs)} {what} over the "
+                         f"'{network}' network."))
     return out
 
 

@@ -364,16 +364,23 @@ class MigrateWizard(QWizard):
     def home_servers(self) -> list[str]:
         return sorted({h for k in self.vm_keys if (h := self.home(k))})
 
-    def needs_storage(self) -> bool:
-        """False when every VM moves memory only (its disks are on storage the home sees)."""
+    def _home_plans(self) -> list[MigrationPlan] | None:
+        """Each VM's plan to its home server over the chosen network, with its disks'
+        default SRs (None while a VM or its home server is not known)."""
         snap = self.engine.snapshot()
+        plans = []
         for key in self.vm_keys:
             vm, home = snap.vm(key), self.home(key)
             if vm is None or home is None:
-                return True
-            if build_plan(snap, vm, MigrationRequest(key, home)).kind is MigrationKind.STORAGE:
-                return True
-        return False
+                return None
+            plans.append(build_plan(snap, vm, MigrationRequest(key, home,
+                                                               network=self.network)))
+        return plans
+
+    def needs_storage(self) -> bool:
+        """False when every VM moves memory only (its disks are on storage the home sees)."""
+        plans = self._home_plans()
+        return plans is None or any(p.kind is MigrationKind.STORAGE for p in plans)
 
     def path(self) -> list[int]:
         ids = [DESTINATION]
@@ -388,15 +395,8 @@ class MigrateWizard(QWizard):
     def needs_network(self) -> bool:
         """False when every VM is halted and moves through the console or moves its
         definition only: no data goes between the servers."""
-        snap = self.engine.snapshot()
-        for key in self.vm_keys:
-            vm, home = snap.vm(key), self.home(key)
-            if vm is None or home is None:
-                return True
-            if build_plan(snap, vm, MigrationRequest(key, home, network=self.network)
-                          ).uses_network:
-                return True
-        return False
+        plans = self._home_plans()
+        return plans is None or any(p.uses_network for p in plans)
 
     def any_paused(self) -> bool:
         snap = self.engine.snapshot()
