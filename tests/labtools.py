@@ -206,3 +206,25 @@ def where_defined(uris: dict[str, str], name: str) -> list[tuple[str, str]]:
         if name in domains(uri):
             out.append((server, virsh(uri, "domstate", name).strip()))
     return out
+
+
+def job_on(run: Any, engine: Engine, start: Any, cancel_once_sending: bool = False,
+           timeout: float = 120) -> Any:
+    """One job on an engine of the test's own (over faulty or slowed links): start it,
+    `start(engine)` the job, cancel it once data moves if asked, wait for its end, close
+    the engine. Returns the job."""
+    from tests.conftest import until
+
+    async def scenario() -> Any:
+        await engine.start(watch=False)
+        try:
+            job = start(engine)
+            if cancel_once_sending:
+                await until(lambda: job.bytes_done > 0 or job.state.finished, timeout=60)
+                await engine.cancel(job)
+            await engine.wait([job])
+            return job
+        finally:
+            await engine.close()
+
+    return run(scenario(), timeout)

@@ -16,6 +16,7 @@ from tests.labtools import (
     cli,
     fill_pattern,
     host_path,
+    job_on,
     pattern_intact,
     remove_vm,
     sr_path,
@@ -147,18 +148,9 @@ def test_a_copy_cancelled_mid_way_leaves_nothing(engine: Engine, run: Any, lab_i
     slow = _slow_engine(lab_inventory, tmp_path)
     before = virsh(_uris(engine)["lab-b1"], "vol-list", "Local storage")
 
-    async def scenario() -> Any:
-        await slow.start(watch=False)
-        try:
-            job = slow.copy(CopyRequest(source_vm.key, "lab-b1", "cp-1"))
-            await until(lambda: job.bytes_done > 0 or job.state.finished, timeout=60)
-            await slow.cancel(job)
-            await slow.wait([job])
-            return job
-        finally:
-            await slow.close()
-
-    job = run(scenario(), 120)
+    job = job_on(run, slow, lambda eng: eng.copy(CopyRequest(source_vm.key, "lab-b1",
+                                                               "cp-1")),
+                 cancel_once_sending=True)
     assert job.state is JobState.CANCELLED, (job.state, job.error)
     assert "no copy was made" in (job.error or "") and "Nothing this job made" in job.error
     assert where_defined(_uris(engine), "cp-1") == []

@@ -21,6 +21,7 @@ from tests.labtools import (
     fill_pattern,
     host_path,
     iface_bytes,
+    job_on,
     pattern_intact,
     remove_vm,
     sr_path,
@@ -182,27 +183,18 @@ def _dest_volumes(engine: Engine, sr: str = "Local storage") -> list[str]:
 def test_a_halted_move_cancelled_or_failing_mid_copy_leaves_nothing_behind(
         engine: Engine, run: Any, lab_inventory: Path, tmp_path: Path,
         small_vm: tuple[str, str], how: str) -> None:
-    from tests.conftest import until
 
     name, path = small_vm
     slow = _slow_engine(lab_inventory, tmp_path, fail=how != "cancel")
     before = _dest_volumes(engine)
 
-    async def scenario() -> Any:
-        await slow.start(watch=False)
-        try:
-            vm = next(v for v in slow.snapshot().vms_named(name))
-            (job,) = slow.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
-                                                    data_path=DataPath.STREAM)])
-            if how == "cancel":
-                await until(lambda: job.bytes_done > 0 or job.state.finished, timeout=60)
-                await slow.cancel(job)
-            await slow.wait([job])
-            return job
-        finally:
-            await slow.close()
+    def start(eng: Engine) -> Any:
+        vm = next(v for v in eng.snapshot().vms_named(name))
+        (job,) = eng.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
+                                               data_path=DataPath.STREAM)])
+        return job
 
-    job = run(scenario(), 120)
+    job = job_on(run, slow, start, cancel_once_sending=how == "cancel")
     if how == "cancel":
         assert job.state is JobState.CANCELLED, (job.state, job.error)
     else:
@@ -281,18 +273,13 @@ def test_a_failed_migration_of_a_paused_vm_leaves_it_paused(
     faulty = Engine(load_inventory(lab_inventory), link_factory=fault_links(plan),
                     state_dir=tmp_path)
 
-    async def scenario() -> Any:
-        await faulty.start(watch=False)
-        try:
-            plan.arm(Call("source", "migrate", 1))
-            (job,) = faulty.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
-                                                      resume=True)])
-            await faulty.wait([job])
-            return job
-        finally:
-            await faulty.close()
+    def start(eng: Engine) -> Any:
+        plan.arm(Call("source", "migrate", 1))
+        (job,) = eng.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
+                                               resume=True)])
+        return job
 
-    job = run(scenario(), 120)
+    job = job_on(run, faulty, start)
     assert plan.fired and job.state is JobState.FAILED
     assert "stays on 'lab-b1', paused" in (job.error or ""), job.error
     # Not resumed by the roll-back: the operator paused it.
@@ -335,20 +322,15 @@ def test_a_direct_move_that_cannot_start_falls_back_and_one_that_fails_stays_hal
                     state_dir=tmp_path)
     before = _dest_volumes(engine)
 
-    async def scenario() -> Any:
-        await faulty.start(watch=False)
-        try:
-            vm = next(v for v in faulty.snapshot().vms_named(name))
-            request = MigrationRequest(vm.key, "lab-a1", sr="Local storage")
-            assert faulty.plan(request).data_path is DataPath.DIRECT
-            plan.arm(Call("source", "power" if fault == "start" else "migrate", 1))
-            (job,) = faulty.migrate([request])
-            await faulty.wait([job])
-            return job
-        finally:
-            await faulty.close()
+    def start(eng: Engine) -> Any:
+        vm = next(v for v in eng.snapshot().vms_named(name))
+        request = MigrationRequest(vm.key, "lab-a1", sr="Local storage")
+        assert eng.plan(request).data_path is DataPath.DIRECT
+        plan.arm(Call("source", "power" if fault == "start" else "migrate", 1))
+        (job,) = eng.migrate([request])
+        return job
 
-    job = run(scenario(), 120)
+    job = job_on(run, faulty, start)
     assert plan.fired
     if fault == "start":
         assert job.state is JobState.DONE, (job.error, job.messages)
@@ -441,18 +423,13 @@ def test_a_copy_that_does_not_read_back_the_same_is_not_used(
     checked = Engine(load_inventory(lab_inventory), link_factory=make, state_dir=tmp_path)
     before = _dest_volumes(engine)
 
-    async def scenario() -> Any:
-        await checked.start(watch=False)
-        try:
-            vm = next(v for v in checked.snapshot().vms_named(name))
-            (job,) = checked.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
-                                                       data_path=DataPath.STREAM)])
-            await checked.wait([job])
-            return job
-        finally:
-            await checked.close()
+    def start(eng: Engine) -> Any:
+        vm = next(v for v in eng.snapshot().vms_named(name))
+        (job,) = eng.migrate([MigrationRequest(vm.key, "lab-a1", sr="Local storage",
+                                               data_path=DataPath.STREAM)])
+        return job
 
-    job = run(scenario(), 120)
+    job = job_on(run, checked, start)
     assert job.state is JobState.FAILED
     assert "does not match what was sent" in (job.error or ""), job.error
     assert where_defined(_uris(engine), name) == [("lab-b1", "shut off")]
@@ -481,26 +458,21 @@ def test_a_vm_with_a_saved_state_moves_with_it_or_keeps_it_where_it_was(
         info = virsh(uris[server], "dominfo", name)
         return info.split("Managed save:", 1)[1].split()[0] == "yes"
 
-    async def scenario() -> Any:
-        await mover.start(watch=False)
-        try:
-            vm = next(v for v in mover.snapshot().vms_named(name))
-            assert vm.managed_save and vm.state is VmState.HALTED
-            request = MigrationRequest(vm.key, "lab-b1")
-            assert mover.plan(request).data_path is DataPath.DIRECT
-            if fault:
-                plan.arm(Call("source", fault, 1))
-            (job,) = mover.migrate([request])
-            await mover.wait([job])
-            return job
-        finally:
-            await mover.close()
+    def start(eng: Engine) -> Any:
+        vm = next(v for v in eng.snapshot().vms_named(name))
+        assert vm.managed_save and vm.state is VmState.HALTED
+        request = MigrationRequest(vm.key, "lab-b1")
+        assert eng.plan(request).data_path is DataPath.DIRECT
+        if fault:
+            plan.arm(Call("source", fault, 1))
+        (job,) = eng.migrate([request])
+        return job
 
     try:
         virsh(uris["lab-a2"], "start", name)
         virsh(uris["lab-a2"], "managedsave", name)
         run(engine.refresh())
-        job = run(scenario(), 120)
+        job = job_on(run, mover, start)
         where = "lab-a2" if fault else "lab-b1"
         if fault:
             assert plan.fired and job.state is JobState.FAILED, (job.state, job.messages)
