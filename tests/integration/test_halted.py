@@ -235,6 +235,37 @@ def test_a_halted_vm_on_shared_storage_moves_its_definition_only(
         run(engine.refresh())
 
 
+def test_start_on_server_moves_the_definition_then_starts_it_there(
+        engine: Engine, run: Any) -> None:
+    uris = _uris(engine)
+    name = "hm-start-on"
+    for uri in uris.values():
+        remove_vm(uri, name)
+    virsh(uris["lab-a1"], "vol-create-as", "Shared storage", f"{name}.qcow2", "16M",
+          "--format", "qcow2")
+    try:
+        virt_install(uris["lab-a1"], name, f"vol=Shared storage/{name}.qcow2", memory_mib=32)
+        virsh(uris["lab-a1"], "destroy", name)
+        run(engine.refresh())
+        vm = vm_named(engine, name)
+        move, start = run(engine.start_on(vm.key, "lab-a2"), 120)
+        assert move.state is JobState.DONE and start.state is JobState.DONE, (
+            move.error, start.error)
+        assert where_defined(uris, name) == [("lab-a2", "running")]
+        assert vm_named(engine, name).hard_disks[0].path == vm.hard_disks[0].path
+        # A server that cannot see its disks is refused, by a job that says why.
+        off = engine.power(vm_named(engine, name).key, PowerAction.FORCE_SHUTDOWN)
+        run(engine.wait([off]))
+        (refused,) = run(engine.start_on(vm_named(engine, name).key, "lab-b1"), 60)
+        assert refused.state is JobState.FAILED
+        assert "'lab-b1' cannot see the disks" in (refused.error or ""), refused.error
+        assert where_defined(uris, name) == [("lab-a2", "shut off")]
+    finally:
+        for uri in uris.values():
+            remove_vm(uri, name)
+        run(engine.refresh())
+
+
 # ---- paused VMs ----------------------------------------------------------------------------
 def _paused(engine: Engine, run: Any, name: str) -> Any:
     vm = vm_named(engine, name)
