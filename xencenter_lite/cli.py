@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +28,13 @@ from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState
 from xencenter_lite.core.placement import Evacuation, Rating, place_together
 from xencenter_lite.core.plan import DataPath, MigrationPlan, MigrationRequest
+from xencenter_lite.core.policy import (
+    DEFAULT_MAX_DOWNTIME_MS,
+    POST_COPY_RISK,
+    MigrationSettings,
+    OnTimeout,
+    Policy,
+)
 from xencenter_lite.core.power import PowerAction, check_power, check_start_on
 from xencenter_lite.core.units import format_bytes, format_duration
 
@@ -76,6 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--resume", action="store_true",
                         help="a paused VM: resume it on the destination (default: it stays "
                              "paused)")
+        sp.add_argument("--policy", choices=[p.value for p in Policy],
+                        help="how a busy VM's live migration is made to finish (default: the "
+                             "inventory's [migration] policy, else auto-converge). post-copy: "
+                             + POST_COPY_RISK)
+        sp.add_argument("--max-downtime", type=int, metavar="MS",
+                        help=f"the longest the VM may be stopped at the end (default "
+                             f"{DEFAULT_MAX_DOWNTIME_MS})")
+        sp.add_argument("--timeout", type=int, metavar="S",
+                        help="give the memory copy this long, then --on-timeout")
+        sp.add_argument("--on-timeout", choices=[o.value for o in OnTimeout],
+                        help="what happens at --timeout: abort (the VM keeps running where "
+                             "it was; default), post-copy, or suspend (pause the guest so "
+                             "the copy completes; resumed on the destination)")
+        sp.add_argument("--compress", action="store_true",
+                        help="compress memory pages (xbzrle), for a slow network")
+        sp.add_argument("--parallel", type=int, metavar="N",
+                        help="send memory over N connections")
         sp.add_argument("--json", action="store_true")
 
     pc = sub.add_parser("precheck", help="check a migration without moving anything")
@@ -345,8 +371,35 @@ def _disk_map(values: list[str]) -> dict[str, str]:
 AUTO = "auto"
 
 
+def settings_from_args(args: argparse.Namespace,
+                       defaults: MigrationSettings | None = None) -> MigrationSettings:
+    """The migration settings: the inventory's defaults, changed by the options given."""
+    base = defaults or MigrationSettings()
+    changes: dict[str, Any] = {}
+    if getattr(args, "policy", None):
+        changes["policy"] = Policy(args.policy)
+    if getattr(args, "max_downtime", None) is not None:
+        changes["max_downtime_ms"] = args.max_downtime
+    if getattr(args, "timeout", None) is not None:
+        changes["timeout_s"] = args.timeout
+    if getattr(args, "on_timeout", None):
+        if getattr(args, "timeout", None) is None and base.timeout_s is None:
+            raise UsageError("--on-timeout needs --timeout S (after how long)")
+        changes["on_timeout"] = OnTimeout(args.on_timeout)
+    if getattr(args, "compress", False):
+        changes["compression"] = True
+    if getattr(args, "parallel", None) is not None:
+        changes["parallel"] = args.parallel
+    settings = replace(base, **changes)
+    problems = settings.problems()
+    if problems:
+        raise UsageError(" ".join(problems))
+    return settings
+
+
 def requests_from_args(snap: Snapshot, args: argparse.Namespace,
-                       busy: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+                       busy: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+                       defaults: MigrationSettings | None = None,
                        ) -> tuple[list[MigrationRequest], dict[str, list[Rating]]]:
     """The requests, and with `--to auto` each VM's ranking of the servers (by VM name)."""
     auto = args.to == AUTO and AUTO not in snap.servers
@@ -359,6 +412,7 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace,
     if args.bandwidth is not None and args.bandwidth <= 0:
         raise UsageError("--bandwidth must be a positive number of MiB/s")
     disks = _disk_map(args.disk)
+    settings = settings_from_args(args, defaults)
     vms = [find_vm(snap, name) for name in args.vms]
     if len(vms) > 1 and disks:
         raise UsageError("--disk applies to one VM; migrate VMs with per-disk SRs one at a time")
@@ -367,7 +421,7 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace,
                                 network=args.network, bandwidth_mib_s=args.bandwidth,
                                 tls=args.tls, resume=getattr(args, "resume", False),
                                 data_path=DataPath(args.via) if getattr(args, "via", None)
-                                else None)
+                                else None, settings=settings)
 
     if not auto:
         return [request(vm) for vm in vms], {}
@@ -393,7 +447,14 @@ def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
         "estimate_seconds": round(secs, 1) if secs is not None else None,
         "disks": [{"dev": d.dev, "from_sr": d.source_sr, "to_sr": d.target_sr, "copy": d.copy,
                    "capacity": d.capacity} for d in plan.disks],
+        "policy": None if plan.offline else _settings_json(plan.settings),
     }
+
+
+def _settings_json(s: MigrationSettings) -> dict[str, Any]:
+    return {"policy": s.policy.value, "max_downtime_ms": s.max_downtime_ms,
+            "timeout_s": s.timeout_s, "on_timeout": s.on_timeout.value,
+            "compression": s.compression, "parallel": s.parallel}
 
 
 def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
@@ -417,6 +478,10 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
                       f"({format_bytes(d.capacity)} copied)\n")
         else:
             out.write(f"  {d.dev}: stays on {d.source_sr}\n")
+    if not plan.offline:
+        out.write(f"  settings: {plan.settings.describe()}\n")
+        if plan.settings.post_copy_allowed:
+            out.write(f"  warning: {POST_COPY_RISK}\n")
 
 
 def _refused(problems: list[Problem], as_json: bool, nothing: str) -> int:
@@ -451,7 +516,8 @@ def _print_placement(rankings: dict[str, list[Rating]], out: TextIO) -> None:
 
 async def cmd_migrate(engine: Any, args: argparse.Namespace, execute: bool) -> int:
     snap: Snapshot = engine.snapshot()
-    requests, rankings = requests_from_args(snap, args, engine.busy)
+    requests, rankings = requests_from_args(snap, args, engine.busy,
+                                            engine.inventory.migration)
     plans = [engine.plan(r) for r in requests]
     problems = engine.check(plans)
     refused = blocking(problems)
@@ -523,7 +589,7 @@ async def cmd_copy(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _status_line(job: Job) -> str:
-    parts = [f"{job.vm_name}: {job.state.value}"]
+    parts = [f"{job.vm_name}: {job.status}"]
     if job.bytes_total:
         parts.append(f"{job.percent:5.1f}% {format_bytes(job.bytes_done)}/"
                      f"{format_bytes(job.bytes_total)}")
@@ -557,11 +623,14 @@ async def _run_jobs(engine: Any, jobs: list[Job], as_json: bool,
             interrupted = True
             sys.stderr.write("\nCancelling…\n")
         for job in jobs:
-            cancels.add(asyncio.ensure_future(engine.cancel(job)))
+            cancel = asyncio.ensure_future(engine.cancel(job))
+            cancel.add_done_callback(partial(_say_refusal, job))
+            cancels.add(cancel)
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     tty = sys.stdout.isatty() and not as_json
     last_states: dict[int, JobState] = {}
+    noted: dict[int, int] = {}
     try:
         waiter = asyncio.ensure_future(engine.wait(jobs))
         while not waiter.done():
@@ -577,6 +646,9 @@ async def _run_jobs(engine: Any, jobs: list[Job], as_json: bool,
                     if last_states.get(j.id) is not j.state:
                         last_states[j.id] = j.state
                         sys.stdout.write(_status_line(j) + "\n")
+                    for note in j.policy_log[noted.get(j.id, 0):]:
+                        sys.stdout.write(f"{j.vm_name}: {note}\n")
+                    noted[j.id] = len(j.policy_log)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     if tty:
@@ -589,12 +661,18 @@ async def _run_jobs(engine: Any, jobs: list[Job], as_json: bool,
             "state": j.state.value, "error": j.error, "details": j.error_details,
             "seconds": round(j.elapsed, 2), "downtime_ms": j.downtime_ms,
             "bytes": j.bytes_done or planned_bytes.get(j.id, 0),
+            **({"policy": j.policy, "actions": j.policy_log} if j.policy else {}),
         })
         if not as_json:
             msg = j.messages[-1] if ok and j.messages else (j.error or j.state.value)
             sys.stdout.write(f"{j.vm_name}: {j.state.value} in "
                              f"{format_duration(j.elapsed)} — {msg}\n")
     return results
+
+
+def _say_refusal(job: Job, cancel: asyncio.Future[str | None]) -> None:
+    if not cancel.cancelled() and cancel.exception() is None and cancel.result():
+        sys.stderr.write(f"{job.vm_name}: not cancelled: {cancel.result()}\n")
 
 
 # ---- power operations ---------------------------------------------------------------------

@@ -52,8 +52,8 @@ def recorder(job: Job) -> list[tuple[JobState, int]]:
 def test_state_flags():
     assert {s for s in JobState if s.finished} == set(FINISHED)
     assert {s for s in JobState if s.running} == {
-        JobState.CHECKING, JobState.COPYING_DISKS, JobState.COPYING_MEMORY, JobState.POWERING,
-        JobState.FINISHING}
+        JobState.CHECKING, JobState.COPYING_DISKS, JobState.COPYING_MEMORY, JobState.POST_COPY,
+        JobState.POWERING, JobState.FINISHING}
     assert not JobState.QUEUED.running and not JobState.QUEUED.finished
 
 
@@ -253,3 +253,30 @@ def test_a_storage_migrations_percentage_only_rises() -> None:
         seen.append(job.percent)
     assert seen[2] == 50.0 and seen[-1] == 100.0
     assert all(b >= a - 0.5 for a, b in itertools.pairwise(seen)), seen
+
+
+def test_post_copy_refuses_cancel_and_says_why():
+    job = make_job()
+    job.set_state(JobState.COPYING_MEMORY)
+    assert job.cancel_refusal is None
+    job.set_state(JobState.POST_COPY)
+    refusal = job.cancel_refusal
+    assert refusal is not None and "cannot be undone" in refusal and job.source in refusal
+    job.done()
+    assert job.cancel_refusal is None
+
+
+def test_status_shows_the_live_detail_and_notes_are_kept():
+    job = make_job()
+    seen = recorder(job)
+    job.set_state(JobState.COPYING_MEMORY)
+    job.set_detail("memory pass 3, 4.0 MiB left")
+    job.set_detail("memory pass 3, 4.0 MiB left")  # unchanged: no one is told
+    assert job.status == "copying memory: memory pass 3, 4.0 MiB left"
+    job.note("Allowed downtime raised to 150 ms")
+    assert job.policy_log == ["Allowed downtime raised to 150 ms"]
+    assert job.messages[-1] == "Allowed downtime raised to 150 ms"
+    assert len(seen) == 3
+    job.done()
+    job.note("late")
+    assert job.status == "done" and job.policy_log == ["Allowed downtime raised to 150 ms"]

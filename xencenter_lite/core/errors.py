@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ABORTED = 78
+NOT_VALID_NOW = 55  # VIR_ERR_OPERATION_INVALID
 VOLUME_EXISTS = 90  # VIR_ERR_STORAGE_VOL_EXIST
 # What the engine reports when a server let a call wait longer than it waits for one.
 STOPPED_ANSWERING = "the server stopped answering"

@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from xencenter_lite.core.policy import (
+    DEFAULT_MAX_DOWNTIME_MS,
+    MigrationSettings,
+    OnTimeout,
+    Policy,
+)
 from xencenter_lite.core.units import MIB
 
 ENV_VAR = "XENCENTER_LITE_INVENTORY"
@@ -52,6 +58,7 @@ class InventoryConfig:
     pools: tuple[PoolConfig, ...] = ()
     networks: tuple[NetworkConfig, ...] = ()
     management_network: str | None = None
+    migration: MigrationSettings = field(default_factory=MigrationSettings)  # the defaults
 
     def server(self, name: str) -> ServerConfig | None:
         return next((s for s in self.servers if s.name == name), None)
@@ -199,7 +206,7 @@ def load_inventory(path: str | os.PathLike[str]) -> InventoryConfig:
 
 def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
     r = _Reader(path)
-    r.known(data, "", {"management_network", "networks", "servers", "pools"})
+    r.known(data, "", {"management_network", "networks", "servers", "pools", "migration"})
 
     networks: list[NetworkConfig] = []
     net_table = r.table(data.get("networks", {}), "networks")
@@ -295,4 +302,39 @@ def parse_inventory(data: dict[str, Any], path: Path) -> InventoryConfig:
     for n in net_names - {n.name for n in networks}:
         networks.append(NetworkConfig(n))
     networks.sort(key=lambda n: n.name)
-    return InventoryConfig(path, tuple(servers), tuple(pools), tuple(networks), mgmt)
+    return InventoryConfig(path, tuple(servers), tuple(pools), tuple(networks), mgmt,
+                           _migration_settings(r, data.get("migration", {})))
+
+
+def _migration_settings(r: _Reader, raw: Any) -> MigrationSettings:
+    """The [migration] table: the defaults of every live migration (see core.policy)."""
+    key = "migration"
+    table = r.table(raw, key)
+    r.known(table, key, {"policy", "max_downtime_ms", "timeout_s", "on_timeout", "compression",
+                         "parallel"})
+
+    def choice(name: str, enum: type[Policy] | type[OnTimeout], default: Any) -> Any:
+        value = table.get(name)
+        if value is None:
+            return default
+        names = [e.value for e in enum]
+        if value not in names:
+            raise r.fail(f"{key}.{name}", f"{describe_value(value)} is not one of them",
+                         "write one of: " + ", ".join(f'{name} = "{n}"' for n in names))
+        return enum(value)
+
+    compression = table.get("compression", False)
+    if not isinstance(compression, bool):
+        raise r.fail(f"{key}.compression", f"expected true or false, found "
+                     f"{describe_value(compression)}", "write compression = false")
+    settings = MigrationSettings(
+        policy=choice("policy", Policy, Policy.AUTO_CONVERGE),
+        max_downtime_ms=r.positive_int(table, key, "max_downtime_ms")
+        or DEFAULT_MAX_DOWNTIME_MS,
+        timeout_s=r.positive_int(table, key, "timeout_s"),
+        on_timeout=choice("on_timeout", OnTimeout, OnTimeout.ABORT),
+        compression=compression,
+        parallel=r.positive_int(table, key, "parallel"))
+    for problem in settings.problems():
+        raise r.fail(key, problem.rstrip("."), "fix the [migration] table")
+    return settings

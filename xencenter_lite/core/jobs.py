@@ -20,6 +20,7 @@ class JobState(Enum):
     CHECKING = "checking"
     COPYING_DISKS = "copying disks"
     COPYING_MEMORY = "copying memory"
+    POST_COPY = "post-copy"  # the VM runs on the destination, fetching its memory: no way back
     POWERING = "in progress"  # a power operation: asked of the server, waiting for the VM
     FINISHING = "finishing"
     DONE = "done"
@@ -83,6 +84,9 @@ class Job:
     started: float | None = None
     ended: float | None = None
     cancel_requested: bool = False
+    detail: str | None = None  # the live phase in words ("memory pass 3, 12 MiB left, ...")
+    policy: str | None = None  # the migration settings in words (see core.policy)
+    policy_log: list[str] = field(default_factory=list)  # what the policy made the engine do
     _meter: RateMeter = field(default_factory=RateMeter, repr=False)
     _listeners: list[Callable[[Job], None]] = field(default_factory=list, repr=False)
 
@@ -114,7 +118,37 @@ class Job:
             return 0.0
         return (self.ended or time.monotonic()) - self.started
 
+    @property
+    def status(self) -> str:
+        """The state in words, with the live detail while running."""
+        if self.detail and self.state.running:
+            return f"{self.state.value}: {self.detail}"
+        return self.state.value
+
+    @property
+    def cancel_refusal(self) -> str | None:
+        """Why this job cannot be cancelled now (None: it can)."""
+        if self.state is JobState.POST_COPY:
+            return (f"'{self.vm_name}' already runs on '{self.destination}' and fetches the "
+                    f"rest of its memory from '{self.source}' (post-copy): the migration "
+                    "cannot be undone now; it ends when the memory is all there.")
+        return None
+
     # ---- transitions (called by the engine) ------------------------------------------------
+    def set_detail(self, detail: str | None) -> None:
+        if self.state.finished or detail == self.detail:
+            return
+        self.detail = detail
+        self._changed()
+
+    def note(self, text: str) -> None:
+        """Something the migration policy made the engine do (kept for Events)."""
+        if self.state.finished:
+            return
+        self.policy_log.append(text)
+        self.messages.append(text)
+        self._changed()
+
     def set_state(self, state: JobState, message: str | None = None) -> None:
         if self.state.finished:
             return

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from xencenter_lite.core.model import VM, Snapshot, VmState
+from xencenter_lite.core.policy import MigrationSettings
 
 
 class MigrationKind(Enum):
@@ -56,6 +57,8 @@ class MigrationRequest:
     # memory to hold it paused and the destination an address on the network, else
     # through the console).
     data_path: DataPath | None = None
+    # How a live migration is brought to an end (None: the inventory's [migration] default).
+    settings: MigrationSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class MigrationPlan:
     resume: bool = False  # see MigrationRequest (only ever True for a paused VM)
     path_chosen: bool = False  # the operator chose data_path (else a direct move that
     # cannot start the VM paused falls back to the streams)
+    settings: MigrationSettings = field(default_factory=MigrationSettings)
 
     @property
     def source(self) -> str:
@@ -212,6 +216,7 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
         resume=request.resume and vm.state is VmState.PAUSED,
         path_chosen=data_path is request.data_path or (
             vm.managed_save and data_path is DataPath.DIRECT),
+        settings=request.settings or MigrationSettings(),
     )
 
 

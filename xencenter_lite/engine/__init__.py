@@ -291,7 +291,14 @@ class Engine:
     def busy(self) -> set[tuple[str, str]]:
         return self.queue.busy
 
+    def with_defaults(self, request: MigrationRequest) -> MigrationRequest:
+        """The request with the inventory's migration settings where it names none."""
+        if request.settings is not None:
+            return request
+        return replace(request, settings=self.inventory.migration)
+
     def plan(self, request: MigrationRequest) -> MigrationPlan:
+        request = self.with_defaults(request)
         snap = self.snapshot()
         vm = snap.vm(request.vm)
         if vm is None:
@@ -307,7 +314,7 @@ class Engine:
         """Read the servers involved again, then plan and check `requests` together.
 
         What the console runs in the background for each candidate destination."""
-        requests = list(requests)
+        requests = [self.with_defaults(r) for r in requests]
         names = {r.vm[0] for r in requests} | {r.destination for r in requests}
         await asyncio.gather(*(self.fleet.read(n) for n in names if n in self.fleet.servers))
         snap = self.snapshot()
@@ -373,7 +380,7 @@ class Engine:
         jobs = []
         batch = asyncio.Semaphore(parallel) if parallel else None
         snap = self.snapshot()
-        for req in requests:
+        for req in map(self.with_defaults, requests):
             vm = snap.vm(req.vm)
             name = vm.name if vm else req.vm[1]
             job = self.queue.new(Job(
@@ -522,14 +529,18 @@ class Engine:
                               "host it is; connect to it first")
         return host
 
-    async def cancel(self, job: Job) -> None:
-        """Ask a job to stop. Queued jobs stop at once; running ones roll back."""
+    async def cancel(self, job: Job) -> str | None:
+        """Ask a job to stop. Queued jobs stop at once; running ones roll back. Returns why
+        the job cannot be cancelled now (a migration in post-copy), or None."""
         if job.state.finished:
-            return
+            return None
+        refusal = job.cancel_refusal
+        if refusal is not None:
+            return refusal
         job.cancel_requested = True
         if job.state is JobState.QUEUED:
             job.cancelled()
-            return
+            return None
         cancel_event = self.queue.cancel_events.get(job.id)
         if cancel_event is not None:
             cancel_event.set()
@@ -538,6 +549,7 @@ class Engine:
             with contextlib.suppress(VirtError):
                 await self.fleet.call(job.source, self.link(job.source).abort_job,
                                       job.vm_key[1])
+        return None
 
     async def wait(self, jobs: Iterable[Job]) -> None:
         await self.queue.wait(jobs)

@@ -20,7 +20,7 @@ from typing import Any
 from xencenter_lite.core.checks import Problem, blocking, check_plans
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
 from xencenter_lite.core.domxml import rewrite_domain
-from xencenter_lite.core.errors import ABORTED, STOPPED_ANSWERING, friendly
+from xencenter_lite.core.errors import ABORTED, NOT_VALID_NOW, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import (
@@ -29,6 +29,15 @@ from xencenter_lite.core.plan import (
     MigrationRequest,
     build_plan,
     volume_name_for,
+)
+from xencenter_lite.core.policy import (
+    AUTO_CONVERGE_INCREMENT,
+    AUTO_CONVERGE_INITIAL,
+    Act,
+    Action,
+    Governor,
+    Policy,
+    Sample,
 )
 from xencenter_lite.engine.dmc import Dmc, DmcFailed, metadata_of
 from xencenter_lite.engine.fleet import Fleet
@@ -69,6 +78,9 @@ class Timing:
     # How long a job that lost its migration call waits while both halves of the VM are
     # there (libvirt still migrating it) before it says it cannot tell where the VM runs.
     in_flight_wait: float = 600.0
+    # Seconds without progress in a migration's memory copy that make a stall (see
+    # core.policy): what the migration policy acts on.
+    stall_window: float = 4.0
 
 
 class MigrationRunner:
@@ -79,6 +91,7 @@ class MigrationRunner:
         self.settler = settler
         self.dmc = dmc
         self.timing = timing
+        self.governors: dict[int, Governor] = {}  # by job id: the live migrations' policies
 
     # ---- queue and checks -----------------------------------------------------------------
     async def run(self, job: Job, req: MigrationRequest, previous: Job | None,
@@ -156,6 +169,7 @@ class MigrationRunner:
             release_slot()  # the VM runs on the destination: the next job may begin
             await self._finish(job, plan, undo)
         finally:
+            self.governors.pop(job.id, None)
             # Anything still written down (a server that could not be reached, the console
             # closing mid-job) is the store's now: finished by this engine or the next.
             self.settler.release(undo)
@@ -213,14 +227,18 @@ class MigrationRunner:
             keep_shared_disks=any(not d.copy for d in plan.disks),
             bandwidth_mib_s=plan.bandwidth_mib_s,
             tls=plan.tls,
+            **_policy_spec(plan),
         )
+        governor = Governor(plan.settings, window=self.timing.stall_window)
+        self.governors[job.id] = governor
+        job.policy = plan.settings.describe()
         self._record_old_disks(job, plan, undo)
         self._record_incoming(job, plan, undo)
         job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
                       f"Sending {'disks and memory' if new_paths else 'memory'} to "
-                      f"{plan.address} over the '{plan.network}' network")
+                      f"{plan.address} over the '{plan.network}' network ({job.policy})")
         call = run_long(f"migrate-{plan.vm.name}", lambda: src_link.migrate(spec))
-        await self._follow(job, uuid, call)
+        await self._follow(job, uuid, call, governor)
         call.result()
         try:
             job.downtime_ms = await fleet.call(dest, dest_link.completed_downtime, uuid)
@@ -347,7 +365,8 @@ class MigrationRunner:
 
         return await make_volumes(fleet, job, undo, dest, wanted, entry)
 
-    async def _follow(self, job: Job, uuid: str, call: asyncio.Future[None]) -> None:
+    async def _follow(self, job: Job, uuid: str, call: asyncio.Future[None],
+                      governor: Governor | None = None) -> None:
         """Report the migration's progress until its call returns.
 
         The call runs on a connection of its own, and how it ends is what says how the
@@ -362,6 +381,8 @@ class MigrationRunner:
         loop = asyncio.get_running_loop()
         abort_sent = False
         lost_at: float | None = None
+        began = loop.time()
+        pending: list[Action] = governor.start() if governor else []
         while not call.done():
             await asyncio.wait([call], timeout=self.timing.progress_interval)
             if call.done():
@@ -374,9 +395,49 @@ class MigrationRunner:
                 raise VirtError(STOPPED_ANSWERING)
             lost_at = None
             try:
-                _stats, abort_sent = await self.tick(job, link, uuid, abort_sent, call=call)
+                stats, abort_sent = await self.tick(job, link, uuid, abort_sent, call=call)
             except VirtError:
                 continue  # one look failed (or the source went): the migration call decides
+            if governor is None or not stats or job.cancel_requested or call.done():
+                continue
+            pending += governor.feed(Sample.from_stats(stats, loop.time() - began))
+            job.set_detail(governor.status())
+            pending = await self._act(job, uuid, pending)
+
+    async def _act(self, job: Job, uuid: str, actions: list[Action]) -> list[Action]:
+        """Carry out what the migration policy decided; returns what must be tried again
+        (a downtime libvirt would not take yet: the migration had not begun)."""
+        fleet, src = self.fleet, job.source
+        link = fleet.link(src)
+        again: list[Action] = []
+        for a in actions:
+            try:
+                if a.act is Act.SET_DOWNTIME:
+                    assert a.downtime_ms is not None
+                    await fleet.call(src, link.set_max_downtime, uuid, a.downtime_ms)
+                    job.note(a.note)
+                elif a.act is Act.POST_COPY:
+                    await fleet.call(src, link.start_post_copy, uuid)
+                    job.note(a.note)
+                    job.set_state(JobState.POST_COPY, "Post-copy: the VM runs on "
+                                  f"'{job.destination}' and fetches the rest of its memory "
+                                  f"from '{src}'; it cannot be cancelled now")
+                elif a.act is Act.SUSPEND:
+                    await fleet.call(src, link.power, uuid, "suspend")
+                    job.note(a.note)
+                elif a.act is Act.ABORT:
+                    job.note(a.note)
+                    await fleet.call(src, link.abort_job, uuid)
+                else:
+                    job.note(a.note)
+            except VirtError as exc:
+                if a.act is Act.SET_DOWNTIME and exc.code == NOT_VALID_NOW:
+                    again.append(a)  # no migration job yet: next look
+                elif a.act is Act.ABORT:
+                    again.append(a)
+                else:
+                    job.note(f"{a.note}: failed ({exc.raw})")
+        return again
 
     async def tick(self, job: Job, link: ServerLink, uuid: str, abort_sent: bool,
                    call: asyncio.Future[Any] | None = None) -> tuple[dict[str, int], bool]:
@@ -412,7 +473,7 @@ class MigrationRunner:
             if total:
                 job.progress(done, total)
             phase = phase_from_stats(stats)
-            if phase is not job.state:
+            if phase is not job.state and job.state is not JobState.POST_COPY:
                 job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
                               else None)
         return stats, abort_sent
@@ -435,6 +496,8 @@ class MigrationRunner:
                 " with its saved state" if plan.vm.managed_save else "")
         elif plan.vm.state is VmState.PAUSED:
             message = await self._paused_arrival(job, plan)
+        elif (g := self.governors.get(job.id)) is not None and g.suspended:
+            message = await self._resume_after_suspend(job, plan)
         else:
             message = f"'{plan.vm.name}' now runs on '{dest}'"
         if left:
@@ -455,12 +518,63 @@ class MigrationRunner:
         await self.fleet.read(dest)
         return f"'{name}' is now on '{dest}' and runs again (resumed after the migration)"
 
+    async def _resume_after_suspend(self, job: Job, plan: MigrationPlan) -> str:
+        """The policy paused the guest so that its copy completes: it runs again there."""
+        name, dest = plan.vm.name, plan.destination
+        try:
+            await self.fleet.call(dest, self.fleet.link(dest).resume_if_paused, plan.vm.uuid)
+        except VirtError as exc:
+            job.messages.append(f"Could not resume '{name}' on '{dest}': {exc.raw}")
+            return (f"'{name}' is now on '{dest}', still paused: it was paused to finish the "
+                    f"copy and resuming it failed ({exc.raw}); resume it there")
+        await self.fleet.read(dest)
+        return f"'{name}' now runs on '{dest}' (paused to finish the copy, then resumed)"
+
+    async def _post_copy_failed(self, job: Job, plan: MigrationPlan, undo: UndoLog,
+                                exc: Exception) -> bool:
+        """The migration ended badly after the switch to post-copy. The VM's memory is
+        split between the servers: nothing is resumed and nothing is removed on either
+        (unwinding would destroy the half that holds the newest memory), and the job says
+        where the VM is. True if it turns out to run on the destination after all."""
+        fleet, uuid = self.fleet, plan.vm.uuid
+        name, src, dest = plan.vm.name, plan.source, plan.destination
+        where_src = await fleet.locate(src, uuid, wait=min(10.0, self.timing.reconcile_wait))
+        where_dest = await fleet.locate(dest, uuid, wait=min(10.0, self.timing.reconcile_wait))
+        if where_src in (None, False) and where_dest is VmState.RUNNING:
+            job.set_state(JobState.FINISHING, "Post-copy ended: the VM runs on the destination")
+            return True
+        undo.keep(undo.entries)  # not to be undone, now or by a later engine
+        raw = exc.raw if isinstance(exc, VirtError) else str(exc)
+
+        def said(where: VmState | bool | None, server: str) -> str:
+            if where is None:
+                return f"gone from '{server}'"
+            if not isinstance(where, VmState):
+                return f"unknown on '{server}' (it does not answer)"
+            return f"{where.value} on '{server}'"
+
+        lost = where_dest is None or where_src is None
+        job.fail(
+            f"The migration of '{name}' failed during post-copy: it is "
+            f"{said(where_src, src)} and {said(where_dest, dest)}. Its memory is split "
+            "between the two servers, so neither can run it alone"
+            + (" and the VM is lost." if lost else
+               ". Nothing was removed from either server. Restore the network between them "
+               "and resume the migration there (virsh migrate --postcopy-resume); if that "
+               "cannot be done, the VM is lost."), raw)
+        await asyncio.gather(fleet.read(src), fleet.read(dest), return_exceptions=True)
+        return False
+
     async def _recover(self, job: Job, plan: MigrationPlan, undo: UndoLog,
                        exc: Exception) -> bool:
         """Find out where the VM really runs, then undo what this job made. True when the
         VM turns out to run on the destination (the move is to be finished)."""
         fleet = self.fleet
         uuid, src, dest = plan.vm.uuid, plan.source, plan.destination
+        governor = self.governors.get(job.id)
+        if job.state is JobState.POST_COPY:
+            return await self._post_copy_failed(job, plan, undo, exc)
+        suspended = governor is not None and governor.suspended
         if not fleet.is_connected(src):
             job.set_state(job.state, f"Lost the connection to '{src}'; waiting for it to "
                           f"come back to find out where '{plan.vm.name}' runs")
@@ -468,9 +582,10 @@ class MigrationRunner:
         # nor resume a paused one; a paused one may be resumed there, later, by the job).
         # (A halted VM sent directly arrives paused, and is turned off by the job's end.)
         direct = plan.data_path is DataPath.DIRECT
-        arrived = {VmState.RUNNING, plan.vm.state} | ({VmState.PAUSED} if direct else set())
+        paused = direct or suspended  # (paused by the job: arrives paused)
+        arrived = {VmState.RUNNING, plan.vm.state} | ({VmState.PAUSED} if paused else set())
         where_src, where_dest = await self._whereabouts(
-            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or direct)
+            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or paused)
         if where_src in (None, False) and where_dest in arrived:
             # The VM moved even though the call reported an error (or we lost the source
             # while it finished): the migration is done.
@@ -510,6 +625,9 @@ class MigrationRunner:
         keeps = (f"'{plan.vm.name}' keeps running on '{src}'." if plan.vm.is_running else
                  f"'{plan.vm.name}' stays on '{src}', {plan.vm.state.value}.")
         later = (" " + _left_note(left, plan.vm.name, src)) if left else ""
+        if governor is not None and governor.gave_up and not job.cancel_requested:
+            job.fail(f"{governor.gave_up} {keeps}{later}", raw)
+            return False
         if isinstance(exc, Cancelled) or job.cancel_requested or (
             isinstance(exc, VirtError) and exc.code == ABORTED
         ):
@@ -602,3 +720,15 @@ def _left_note(left: Iterable[Cleanup], vm_name: str, src: str) -> str:
 def _refuse(job: Job, problems: list[Problem]) -> None:
     job.fail(" ".join(p.message for p in problems),
              "\n".join(f"{p.code}: {p.message}" for p in problems))
+
+
+def _policy_spec(plan: MigrationPlan) -> dict[str, Any]:
+    """The MigrationSpec fields the plan's migration settings call for."""
+    settings = plan.settings
+    return {
+        "auto_converge": ((AUTO_CONVERGE_INITIAL, AUTO_CONVERGE_INCREMENT)
+                          if settings.policy is Policy.AUTO_CONVERGE else None),
+        "post_copy": settings.post_copy_allowed,
+        "compression": settings.compression,
+        "parallel": settings.parallel,
+    }

@@ -678,7 +678,15 @@ class _Parser:
                     _key(where, "os"),
                     f"{os_name!r} is not known; use one of: {', '.join(GUEST_OSES)}.",
                 )
-            dirty = self.integer(table, where, "dirty_mib", "8", 0, memory // 4, default=8)
+            dirty = self.integer(table, where, "dirty_mib", "8", 0, 1 << 20, default=8)
+            if os_name == "linux" and dirty > memory // 4:
+                # Its tmpfs holds what it rewrites (dirty_mib + 1 MiB); past a quarter of the
+                # memory the guest runs short and its dirtier cannot keep the rate.
+                self.fail(
+                    _key(where, "dirty_mib"),
+                    f"a linux guest of {memory} MiB can keep at most {memory // 4} MiB/s of its "
+                    f"memory dirty; use 0 to {memory // 4}, or give it more memory_mib.",
+                )
             if os_name == "linux" and (not disks or disks[-1].size_mib < LINUX_MIN_DISK_MIB):
                 self.fail(
                     _key(where, "disks"),

@@ -74,14 +74,28 @@ for try in $(seq 100); do
     usleep 100000
 done
 
-# Memory kept dirty: dirty_mib MiB of random data rewritten every second.
+# Memory kept dirty: dirty_mib MiB of a tmpfs file rewritten in place every second, from one
+# 1 MiB random block (so the tmpfs holds dirty_mib + 1 MiB), paced to dirty_mib MiB/s; the
+# rate achieved is printed every 5 s ("XCL dirty mib_s=R").
+cs() { read u _ </proc/uptime; echo $((${u%.*} * 100 + 1${u#*.} - 100)); }
 if [ "$dirty" -gt 0 ]; then
-    mount -t tmpfs -o size=$((dirty * 2 + 1))m tmpfs /tmp
-    dd if=/dev/urandom of=/tmp/src bs=1M count="$dirty" 2>/dev/null
+    mount -t tmpfs -o size=$((dirty + 2))m tmpfs /tmp
+    dd if=/dev/urandom of=/tmp/block bs=1M count=1 2>/dev/null
+    blocks=$(for i in $(seq "$dirty"); do printf '/tmp/block '; done)
     (
+        t0=$(cs) n=0
         while :; do
-            dd if=/tmp/src of=/tmp/dirty bs=1M count="$dirty" conv=notrunc 2>/dev/null
-            sleep 1
+            a=$(cs)
+            cat $blocks 1<>/tmp/dirty
+            n=$((n + dirty))
+            b=$(cs)
+            [ $((b - a)) -lt 100 ] && usleep $(((100 - (b - a)) * 10000))
+            b=$(cs)
+            if [ $((b - t0)) -ge 500 ]; then
+                r=$((n * 1000 / (b - t0)))
+                echo "XCL dirty mib_s=$((r / 10)).$((r % 10))"
+                t0=$b n=0
+            fi
         done
     ) &
 fi
@@ -115,7 +129,7 @@ while :; do
     fi
     now=$((${up%.*} * 100 + 1${up#*.} - 100))
     if [ $((now - reported)) -ge 50 ] && [ "$last" -ge 0 ]; then
-        echo "XCL seq=$last"
+        echo "XCL seq=$last t=$up"
         reported=$now
     fi
     usleep 200000  # leave the CPU to the other guests: TCG guests share two cores

@@ -3,7 +3,8 @@
 The guest (see guestimage.INIT_SCRIPT) writes 512-byte records "XCLREC <seq> <crc32> <payload>"
 (space-padded, newline-terminated; crc32 in hex over the payload) into a ring of slots that
 starts 8 MiB into its last disk, record `seq` in slot `seq % slots`, and fsyncs each one. Every
-~0.5 s it prints "XCL seq=<last fsynced seq>" on its serial console. Pure Python apart from
+~0.5 s it prints "XCL seq=<last fsynced seq> t=<its uptime>" on its serial console, and every
+5 s "XCL dirty mib_s=<MiB of memory it rewrote per second>". Pure Python apart from
 qemu-img, which reads qcow2 images (-U: safe while the VM runs); no libvirt.
 """
 
@@ -25,6 +26,12 @@ START = 8 * 1024 * 1024  # the first 4 MiB of every disk hold the lab's 0x5a pat
 REGION_MAX = 16 * 1024 * 1024  # at most 32768 slots: a ring the guest scans quickly at boot
 MAGIC = b"XCLREC "
 _REPORT = re.compile(rb"XCL seq=(\d+)")
+_DIRTY = re.compile(r"XCL dirty mib_s=(\d+(?:\.\d+)?)")
+
+
+def dirty_rates(console: str) -> list[float]:
+    """The dirty rates (MiB/s) the guest reported on its console, oldest first."""
+    return [float(m) for m in _DIRTY.findall(console)]
 
 
 def slots_for(disk_bytes: int) -> int:

@@ -589,6 +589,17 @@ class LibvirtLink:
         with virt_errors():
             self._c().lookupByUUIDString(uuid).abortJob()
 
+    def set_max_downtime(self, uuid: str, ms: int) -> None:
+        """The downtime the running migration may take to finish (QEMU stops the guest for
+        its last pass once what is left can be sent in this time)."""
+        with virt_errors():
+            self._c().lookupByUUIDString(uuid).migrateSetMaxDowntime(ms, 0)
+
+    def start_post_copy(self, uuid: str) -> None:
+        """Switch the running migration (started with post-copy enabled) to post-copy."""
+        with virt_errors():
+            self._c().lookupByUUIDString(uuid).migrateStartPostCopy(0)
+
     @_one_at_a_time
     def power(self, uuid: str, action: str) -> None:
         calls: dict[str, Callable[[Any], Any]] = {

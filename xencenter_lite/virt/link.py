@@ -76,6 +76,12 @@ class MigrationSpec:
     keep_shared_disks: bool = False  # some disks stay on storage proven shared
     bandwidth_mib_s: int | None = None
     tls: bool = False
+    # Migration policy (see core.policy): vCPU throttling (initial %, increment %), post-copy
+    # enabled (switched to later by start_post_copy), xbzrle compression, connections.
+    auto_converge: tuple[int, int] | None = None
+    post_copy: bool = False
+    compression: bool = False
+    parallel: int | None = None
     # A halted VM: libvirt moves only its definition (persist_xml, its disks already in
     # place on the destination), defining it there and undefining it here in one call.
     offline: bool = False
@@ -137,6 +143,8 @@ class ServerLink(Protocol):
     def set_balloon(self, uuid: str, size: int) -> None: ...
     def balloon_actual(self, uuid: str) -> int: ...
     def abort_job(self, uuid: str) -> None: ...
+    def set_max_downtime(self, uuid: str, ms: int) -> None: ...
+    def start_post_copy(self, uuid: str) -> None: ...
     def resume_if_paused(self, uuid: str) -> None: ...
     def halt_if_paused(self, uuid: str) -> bool:
         """Turn the VM off if it is paused (its definition stays). True if it was."""

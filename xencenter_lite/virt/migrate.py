@@ -65,6 +65,22 @@ def migrate(source_uri: str, spec: MigrationSpec) -> None:
         flags |= libvirt.VIR_MIGRATE_UNSAFE
     if spec.bandwidth_mib_s:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(spec.bandwidth_mib_s)
+    if spec.auto_converge:
+        flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+        initial, increment = spec.auto_converge
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = initial
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = increment
+    if spec.post_copy:
+        flags |= libvirt.VIR_MIGRATE_POSTCOPY
+        if spec.bandwidth_mib_s:  # (post-copy has a cap of its own, in bytes/s)
+            params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = (
+                int(spec.bandwidth_mib_s) * 1024 * 1024)
+    if spec.compression:
+        flags |= libvirt.VIR_MIGRATE_COMPRESSED
+        params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = ["xbzrle"]
+    if spec.parallel:
+        flags |= libvirt.VIR_MIGRATE_PARALLEL
+        params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(spec.parallel)
     if spec.tls:
         flags |= libvirt.VIR_MIGRATE_TLS
     with virt_errors():
