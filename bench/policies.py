@@ -170,7 +170,8 @@ def virsh_migrate(lab: Lab, vm: str, limit: float, extra: tuple[str, ...] = ()
     t0 = time.monotonic()
     proc = subprocess.Popen(
         ["virsh", "-c", lab.uri[src], "migrate", "--live", "--p2p", "--persistent",
-         "--undefinesource", "--unsafe", *extra, "--migrateuri", f"tcp://{addr}", "--listen-address", addr,
+         "--undefinesource", "--unsafe", *extra, "--migrateuri", f"tcp://{addr}",
+         "--listen-address", addr,
          vm, lab.uri[dest]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         proc.wait(limit)

@@ -27,6 +27,12 @@ dst=$([ "$src" = lab-a1 ] && echo lab-a2 || echo lab-a1)
 echo; echo "== Memory-only live migration of web-1: $src -> $dst"
 xencenter-lite migrate web-1 --to "$dst"
 
+# A busy VM converges: web-1 rewrites 8 MiB of memory a second; capped at 3 MiB/s its copy
+# would never end. Auto-converge (the default policy) raises the allowed downtime and throttles
+# its vCPUs until it moves; each step is printed.
+echo; echo "== A busy VM converges: web-1 $dst -> $src capped at 3 MiB/s (policy auto-converge)"
+xencenter-lite migrate web-1 --to "$src" --bandwidth 3
+
 # Servers are known by what libvirt says they are: an inventory entry that reaches lab-a1
 # again under another name (here the same socket, written another way) is refused.
 echo; echo "== The same server under two names is refused (its host UUID gives it away)"

@@ -140,6 +140,10 @@ def test_refuses_a_vm_with_a_pci_device(lab_inventory: Path, engine: Engine,
     (["maintenance", "enter", "lab-b1", "--leave", "web-9"], "runs no VM named 'web-9'"),
     (["maintenance", "enter", "lab-b1", "--parallel", "0"], "--parallel must be a positive"),
     (["maintenance", "exit", "nowhere"], "no server named 'nowhere'"),
+    (["migrate", "web-1", "--to", "lab-b1", "--max-downtime", "5"], "give 10 to 60000 ms"),
+    (["migrate", "web-1", "--to", "lab-b1", "--on-timeout", "suspend"], "needs --timeout S"),
+    (["migrate", "web-1", "--to", "lab-b1", "--compress", "--parallel", "4"], "choose one"),
+    (["migrate", "web-1", "--to", "lab-b1", "--policy", "fast"], "invalid choice: 'fast'"),
 ])
 def test_bad_input_exits_2_with_a_message(lab_inventory: Path, args: list[str],
                                            expected: str) -> None:
@@ -178,3 +182,20 @@ def test_move_disk_refuses_the_small_sr(lab_inventory: Path, engine: Engine) -> 
     result = cli("move-disk", "app-1", "vda", "--sr", "Small storage", inventory=lab_inventory)
     assert result.returncode == 2
     assert re.search(r"Not enough space: .* required", result.stdout)
+
+
+def test_precheck_shows_the_migration_settings_and_the_post_copy_risk(
+        lab_inventory: Path, engine: Engine) -> None:
+    web = vm_named(engine, "web-1")
+    other = "lab-a2" if web.server == "lab-a1" else "lab-a1"
+    result = cli("precheck", "web-1", "--to", other, inventory=lab_inventory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "settings: policy auto-converge, max downtime 300 ms" in result.stdout
+    assert "lost on both servers" not in result.stdout
+    result = cli("precheck", "web-1", "--to", other, "--policy", "post-copy",
+                 "--max-downtime", "200", "--json", inventory=lab_inventory)
+    (plan,) = json.loads(result.stdout)["plans"]
+    assert plan["policy"]["policy"] == "post-copy" and plan["policy"]["max_downtime_ms"] == 200
+    result = cli("precheck", "web-1", "--to", other, "--policy", "post-copy",
+                 inventory=lab_inventory)
+    assert "warning: Post-copy runs the VM on the destination" in result.stdout

@@ -6,6 +6,7 @@ console; 256 MiB, dirty_mib = 24) and removed at the end, so no other test sees 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import until
+from tests.conftest import _complete, until
 from tests.labtools import guest_logs, virsh, vm_named, wait_working, where_defined
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VmState
@@ -32,7 +33,11 @@ SR = "Shared storage"
 
 
 @pytest.fixture(scope="module")
-def busy(engine: Engine, run: Any, state_dir: Path) -> Iterator[dict[str, str]]:
+def busy(engine: Engine, loop: asyncio.AbstractEventLoop, state_dir: Path
+         ) -> Iterator[dict[str, str]]:
+    def run(coro: Any, timeout: float = 120) -> Any:
+        return _complete(loop, asyncio.wait_for(coro, timeout))
+
     snap = run(engine.refresh())
     uris = {name: s.uri for name, s in snap.servers.items()}
     web = vm_named(engine, "web-1")
@@ -71,10 +76,13 @@ def _healthy(state_dir: Path) -> None:
 
 def _start(engine: Engine, run: Any, state_dir: Path, settings: MigrationSettings
            ) -> tuple[Job, str, str, int]:
-    """The busy guest, really dirtying at least 20 MiB/s (its own report), sent to the
-    pool's other member; returns the job, source, destination and the last record before."""
-    run(until(lambda: len(dirty_rates(_console(state_dir))) >= 1, timeout=30))
-    assert dirty_rates(_console(state_dir))[-1] >= 20, dirty_rates(_console(state_dir))
+    """The busy guest, really dirtying at least twice what the migration may send (its own
+    report after its first), sent to the pool's other member; returns the job, source,
+    destination and the last record before."""
+    seen = len(dirty_rates(_console(state_dir)))
+    run(until(lambda: len(dirty_rates(_console(state_dir))) >= max(2, seen + 1), timeout=30))
+    rates = dirty_rates(_console(state_dir))
+    assert rates[-1] >= 2 * CAP_MIB_S, rates
     before = wait_working(engine, run, state_dir, BUSY)
     vm = vm_named(engine, BUSY)
     dest = POOL[1] if vm.server == POOL[0] else POOL[0]

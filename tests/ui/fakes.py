@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from tests.unit.builders import Fleet, disk, local_disk, shared_disk, standard_fleet
 from xencenter_lite.core.checks import check_plans
+from xencenter_lite.core.inventory import InventoryConfig
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import VmState
 from xencenter_lite.core.plan import MigrationRequest, build_plan
@@ -30,6 +32,7 @@ class FakeEngine:
         self.jobs: list[Job] = []
         self.migrated: list[list[MigrationRequest]] = []
         self.started_on: list[tuple[tuple[str, str], str]] = []
+        self.inventory = InventoryConfig(Path("inventory.toml"), ())  # [migration] defaults
 
     def snapshot(self) -> Any:
         return self._snap

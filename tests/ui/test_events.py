@@ -102,6 +102,31 @@ def test_model_updates_in_place_and_coalesces_bursts(qtbot, qtmodeltester, run):
     assert model.rowCount() == 1 and resets == []
 
 
+def test_post_copy_shows_its_detail_and_policy_and_cannot_be_cancelled(qtbot, run):
+    engine = FakeEngine()
+    view = EventsView(engine)
+    qtbot.addWidget(view)
+    model = view.model
+    job = engine.add("Migrating 'busy-1' to 'lab-b1'")
+    job.policy = "policy post-copy, max downtime 300 ms"
+    job.set_state(JobState.COPYING_MEMORY, "Sending memory")
+    job.set_detail("memory pass 3, 24.0 MiB left, dirtied 9.6 MiB/s vs sent 10.0 MiB/s")
+    run(asyncio.sleep(0.2))
+    assert cell(model, job, STATUS) == ("copying memory: memory pass 3, 24.0 MiB left, "
+                                        "dirtied 9.6 MiB/s vs sent 10.0 MiB/s")
+    button = view.buttons[job.id]
+    assert button.isEnabled()
+    job.note("Not converging: switched to post-copy")
+    job.set_state(JobState.POST_COPY)
+    run(asyncio.sleep(0.2))
+    assert lines(model, job) == ["Migration settings: policy post-copy, max downtime 300 ms",
+                                 "Sending memory", "Not converging: switched to post-copy"]
+    assert not button.isEnabled() and "cannot be undone" in button.toolTip()
+    job.done("moved")
+    run(asyncio.sleep(0.2))
+    assert button.isEnabled() and button.text() == "Dismiss"
+
+
 def test_cancel_a_real_migration_from_its_row(qtbot, qtmodeltester, run, engine):
     app = place(engine, run, "app-1", "lab-b1", sr="Local storage")
     view = EventsView(engine)

@@ -15,6 +15,7 @@ from tests.conftest import until
 from tests.labtools import bare_domain_xml, virsh, vm_named
 from tests.ui.vm_placement import place
 from xencenter_lite.core.jobs import JobState
+from xencenter_lite.core.policy import POST_COPY_RISK, MigrationSettings, OnTimeout, Policy
 from xencenter_lite.ui.wizard import (
     DESTINATION,
     HOME_SERVER,
@@ -193,6 +194,49 @@ def test_management_network_warning(qtbot, run, engine):
     page.combo.setCurrentIndex(entry(page.combo, "management"))
     assert page.warning.isVisible() and page.warning.text() == MANAGEMENT_WARNING
     assert wizard.requests()[0].network == "management"
+
+
+def test_migration_settings_choose_the_policy_and_show_the_post_copy_risk(qtbot, run, engine):
+    web = vm_named(engine, "web-1")
+    if web.server not in ("lab-a1", "lab-a2"):
+        web = place(engine, run, "web-1", "lab-a1", sr="Shared storage")
+    other = "lab-a2" if web.server == "lab-a1" else "lab-a1"
+    wizard = open_wizard(qtbot, run, engine, "web-1", destination=other)
+    go_next(wizard, HOME_SERVER)
+    go_next(wizard, STORAGE_NETWORK)
+    page = wizard.page(STORAGE_NETWORK)
+    # The inventory's defaults (none there: auto-converge, 300 ms), no risk shown.
+    assert page.policy.currentData() is Policy.AUTO_CONVERGE
+    assert page.downtime.value() == 300 and not page.risk.isVisible()
+    assert "throttle the guest's vCPUs" in page.policy_summary.text()
+    page.policy.setCurrentIndex(page.policy.findData(Policy.POST_COPY))
+    assert page.risk.isVisible() and page.risk.text() == POST_COPY_RISK
+    page.policy.setCurrentIndex(page.policy.findData(Policy.MINIMAL_DOWNTIME))
+    assert not page.risk.isVisible()
+    page.downtime.setValue(500)
+    page.timeout_check.setChecked(True)
+    page.timeout.setValue(90)
+    page.on_timeout.setCurrentIndex(page.on_timeout.findData(OnTimeout.POST_COPY))
+    assert page.risk.isVisible()  # post-copy may happen at the timeout
+    page.on_timeout.setCurrentIndex(page.on_timeout.findData(OnTimeout.SUSPEND))
+    (request,) = wizard.requests()
+    assert request.settings == MigrationSettings(Policy.MINIMAL_DOWNTIME, 500, 90,
+                                                 OnTimeout.SUSPEND)
+    # Compression and several connections at once: said why, and Next is refused.
+    page.compress.setChecked(True)
+    page.parallel.setValue(4)
+    assert page.settings_problem.isVisible() and "choose one" in page.settings_problem.text()
+    assert not page.isComplete()
+    page.parallel.setValue(1)
+    assert page.isComplete()
+    go_next(wizard, REVIEW)
+    review = wizard.page(REVIEW)
+    rows = {review.summary.topLevelItem(0).child(i).text(0):
+            review.summary.topLevelItem(0).child(i).text(1)
+            for i in range(review.summary.topLevelItem(0).childCount())}
+    assert rows["Migration settings"] == ("policy minimal-downtime, max downtime 500 ms, "
+                                          "timeout 90 s, then suspend, compression xbzrle")
+    assert "Risk" not in rows
 
 
 def test_a_server_that_disconnects_is_reported_on_the_next_page_change(

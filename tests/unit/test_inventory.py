@@ -22,6 +22,7 @@ from xencenter_lite.core.inventory import (
     redact_uri,
     resolve_inventory_path,
 )
+from xencenter_lite.core.policy import MigrationSettings, OnTimeout, Policy
 
 VALID = """\
 management_network = "management"
@@ -227,6 +228,12 @@ BAD_FILES: list[tuple[str, str, str, list[str]]] = [
                                                  'management_network = "mgmt"'),
      "management_network", ["no network named 'mgmt'", "use one of: backup, management, "
                                                        "storage"]),
+    ("unknown migration policy", VALID + '[migration]\npolicy = "fast"\n',
+     "migration.policy", ["a string ('fast')", 'policy = "auto-converge"']),
+    ("migration downtime out of range", VALID + "[migration]\nmax_downtime_ms = 5\n",
+     "migration", ["out of range", "10 to 60000"]),
+    ("unknown migration key", VALID + "[migration]\nspeed = 3\n",
+     "migration.speed", ["unknown key", "max_downtime_ms"]),
     ("management network with no networks at all",
      'management_network = "mgmt"\n[[servers]]\nname = "x"\nuri = "qemu:///system"\n',
      "management_network", ["no network named 'mgmt'", "[networks.mgmt]"]),
@@ -450,3 +457,12 @@ def test_redact_secret_blanks_the_uri_password_wherever_it_appears() -> None:
     assert redact_secret(text, uri) == ("cannot connect to qemu+tcp://admin:***@host/system "
                                         "(*** rejected)")
     assert redact_secret(text, "qemu:///system") == text
+
+
+def test_migration_defaults_come_from_the_migration_table(tmp_path):
+    assert load_inventory(write(tmp_path, VALID)).migration == MigrationSettings()
+    inv = load_inventory(write(tmp_path, VALID + '[migration]\npolicy = "post-copy"\n'
+                               'max_downtime_ms = 500\ntimeout_s = 120\n'
+                               'on_timeout = "suspend"\ncompression = true\n'))
+    assert inv.migration == MigrationSettings(Policy.POST_COPY, 500, 120, OnTimeout.SUSPEND,
+                                              compression=True)

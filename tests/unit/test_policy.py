@@ -3,6 +3,7 @@ migrations in the lab (tests/unit/data, bench/policies.py record) and made up.""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def test_a_sample_reads_libvirts_fields():
     assert disks.disks_pending
 
 
-# ---- recorded: a busy guest (24 MiB/s) over 10 MiB/s, plain virsh ---------------------------------
+# ---- recorded: a busy guest (24 MiB/s) over 10 MiB/s, plain virsh -----------------------------
 def test_recorded_busy_migration_never_converges_on_its_own():
     stats = recorded("busy-plain")
     assert max(st.get("memory_iteration", 0) for st in stats) >= 4
@@ -108,7 +109,7 @@ def test_minimal_downtime_steps_up_then_gives_up_after_the_first_pass():
     steps = [(t, a) for t, a in acts if a.act is Act.SET_DOWNTIME]
     assert [a.downtime_ms for _t, a in steps] == [150, 225, 300]
     assert all(t > first_pass_end(stats) for t, _a in acts)  # never during the first pass
-    gaps = [b - a for (a, _), (b, _) in zip(steps, steps[1:], strict=False)]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(steps)]
     assert all(g >= gov.window / 2 for g in gaps)  # each step given time to work
     (t_abort, abort), = [(t, a) for t, a in acts if a.act is Act.ABORT]
     assert t_abort > steps[-1][0]

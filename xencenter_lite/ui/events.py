@@ -69,7 +69,7 @@ def weak_listener(method: Callable[..., None]) -> Callable[..., None]:
 
 
 def detail_lines(job: Job) -> list[str]:
-    lines = list(job.messages)
+    lines = ([f"Migration settings: {job.policy}"] if job.policy else []) + list(job.messages)
     if job.error_details:
         lines += ["Error details:", *("    " + line for line in job.error_details.splitlines())]
     return lines
@@ -77,7 +77,7 @@ def detail_lines(job: Job) -> list[str]:
 
 def details_text(job: Job) -> str:
     """What "Copy" puts on the clipboard: enough for a bug report."""
-    head = [job.title, f"Status: {job.state.value}"]
+    head = [job.title, f"Status: {job.status}"]
     if job.error:
         head.append(f"Error: {job.error}")
     return "\n".join([*head, *detail_lines(job)])
@@ -271,10 +271,12 @@ class JobsModel(QAbstractItemModel):
             return state_icon(job.state)
         if role == Qt.ItemDataRole.ToolTipRole and column == TITLE:
             return job.error or job.title
+        if role == Qt.ItemDataRole.ToolTipRole and column == STATUS:
+            return job.status
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         return {TITLE: job.title, PROGRESS: f"{job.percent:.0f} %",
-                TRANSFERRED: transferred_text(job), STATUS: job.state.value,
+                TRANSFERRED: transferred_text(job), STATUS: job.status,
                 TIME: time_text(job)}.get(column)
 
 
@@ -374,6 +376,10 @@ class EventsView(QWidget):
             button.setText("Dismiss")
             button.setToolTip("Remove this event from the list")
             button.setEnabled(True)
+        elif (refusal := job.cancel_refusal) is not None:
+            button.setText("Cancel")
+            button.setToolTip(refusal)
+            button.setEnabled(False)
         else:
             button.setText("Cancelling…" if job.cancel_requested else "Cancel")
             button.setToolTip("Stop this job; the VM stays where it was, as it was")

@@ -7,7 +7,7 @@ pages show "waiting…" or "Checking…" meanwhile, so the Qt loop never blocks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import shiboken6
@@ -19,10 +19,13 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QRadioButton,
+    QSpinBox,
     QStyle,
     QTableWidget,
     QTableWidgetItem,
@@ -46,6 +49,14 @@ from xencenter_lite.core.plan import (
     build_plan,
     default_network,
     default_sr,
+)
+from xencenter_lite.core.policy import (
+    MAX_DOWNTIME_RANGE,
+    MAX_PARALLEL,
+    POST_COPY_RISK,
+    MigrationSettings,
+    OnTimeout,
+    Policy,
 )
 from xencenter_lite.core.units import format_duration
 from xencenter_lite.ui.common import format_size, problem_label, show_non_modal, spawn, star_text
@@ -175,7 +186,7 @@ def grid_table(table: QTableWidget) -> None:
 
 def request_key(requests: list[MigrationRequest]) -> tuple[Any, ...]:
     return tuple((r.vm, r.destination, r.sr, tuple(sorted(r.disk_srs.items())), r.network,
-                  r.tls) for r in requests)
+                  r.tls, r.settings) for r in requests)
 
 
 
@@ -203,6 +214,8 @@ class MigrateWizard(QWizard):
         self.disk_srs: dict[VmKey, dict[str, str]] = {}
         self.network: str | None = None
         self.tls = False
+        # How a live migration is made to finish: the inventory's defaults until changed.
+        self.settings: MigrationSettings = engine.inventory.migration
         self.resume = False  # paused VMs: resume them on the destination
         self.jobs: list[Job] = []
         self._checks: dict[str, list[Problem]] = {}
@@ -419,7 +432,7 @@ class MigrateWizard(QWizard):
         for key in self.vm_keys:
             home = self.home(key) or ""
             common: dict[str, Any] = {"network": self.network, "tls": self.tls,
-                                      "resume": self.resume}
+                                      "resume": self.resume, "settings": self.settings}
             if not storage:
                 out.append(MigrationRequest(key, home, **common))
             elif self.same_sr:
@@ -868,10 +881,113 @@ class StorageNetworkPage(WizardPage):
         self.tls.setObjectName("tlsCheck")
         self.tls.setAccessibleName("tlsCheck")
         self.layout_.addWidget(self.tls)
+        self.layout_.addWidget(self._settings_box())
         self.layout_.addStretch(1)
         self.finish_layout()
         self.combo.currentIndexChanged.connect(self._picked)
         self.tls.toggled.connect(self._tls_toggled)
+
+    def _settings_box(self) -> QGroupBox:
+        """Migration settings: the policy that makes a busy VM's migration finish."""
+        box = QGroupBox("Migration settings")
+        box.setObjectName("migrationSettings")
+        form = QFormLayout(box)
+        self.policy = QComboBox()
+        self.policy.setObjectName("policyCombo")
+        for p in Policy:
+            self.policy.addItem(p.label, p)
+        form.addRow("&Policy:", self.policy)
+        self.policy_summary = QLabel()
+        self.policy_summary.setObjectName("policySummary")
+        self.policy_summary.setWordWrap(True)
+        form.addRow("", self.policy_summary)
+        self.downtime = QSpinBox()
+        self.downtime.setObjectName("maxDowntimeSpin")
+        self.downtime.setRange(*MAX_DOWNTIME_RANGE)
+        self.downtime.setSingleStep(50)
+        self.downtime.setSuffix(" ms")
+        form.addRow("Maximum &downtime:", self.downtime)
+        timeout_row = QHBoxLayout()
+        self.timeout_check = QCheckBox("After")
+        self.timeout_check.setObjectName("timeoutCheck")
+        self.timeout = QSpinBox()
+        self.timeout.setObjectName("timeoutSpin")
+        self.timeout.setRange(1, 24 * 3600)
+        self.timeout.setSuffix(" s")
+        self.on_timeout = QComboBox()
+        self.on_timeout.setObjectName("onTimeoutCombo")
+        for o, text in ((OnTimeout.ABORT, "give up (the VM stays where it is)"),
+                        (OnTimeout.POST_COPY, "switch to post-copy"),
+                        (OnTimeout.SUSPEND, "pause the VM until the copy completes")):
+            self.on_timeout.addItem(text, o)
+        for wdg in (self.timeout_check, self.timeout, self.on_timeout):
+            timeout_row.addWidget(wdg)
+        timeout_row.addStretch(1)
+        form.addRow("&Timeout:", timeout_row)
+        self.compress = QCheckBox("&Compress memory pages (xbzrle), for a slow network")
+        self.compress.setObjectName("compressCheck")
+        form.addRow("", self.compress)
+        self.parallel = QSpinBox()
+        self.parallel.setObjectName("parallelSpin")
+        self.parallel.setRange(1, MAX_PARALLEL)
+        form.addRow("C&onnections:", self.parallel)
+        self.risk = QLabel(POST_COPY_RISK)
+        self.risk.setObjectName("postCopyRisk")
+        self.risk.setWordWrap(True)
+        self.risk_icon = QLabel()
+        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        self.risk_icon.setPixmap(icon.pixmap(16, 16))
+        form.addRow(self.risk_icon, self.risk)
+        self.settings_problem = QLabel()
+        self.settings_problem.setObjectName("settingsProblem")
+        self.settings_problem.setWordWrap(True)
+        form.addRow("", self.settings_problem)
+        self._show_settings(self.w.settings)
+        self.policy.currentIndexChanged.connect(self._settings_changed)
+        self.on_timeout.currentIndexChanged.connect(self._settings_changed)
+        for spin in (self.downtime, self.timeout, self.parallel):
+            spin.valueChanged.connect(self._settings_changed)
+        for check in (self.timeout_check, self.compress):
+            check.toggled.connect(self._settings_changed)
+        return box
+
+    def _show_settings(self, st: MigrationSettings) -> None:
+        widgets = (self.policy, self.downtime, self.timeout_check, self.timeout,
+                   self.on_timeout, self.compress, self.parallel)
+        blockers = [QSignalBlocker(wdg) for wdg in widgets]
+        self.policy.setCurrentIndex(self.policy.findData(st.policy))
+        self.downtime.setValue(st.max_downtime_ms)
+        self.timeout_check.setChecked(st.timeout_s is not None)
+        self.timeout.setValue(st.timeout_s or 300)
+        self.on_timeout.setCurrentIndex(self.on_timeout.findData(st.on_timeout))
+        self.compress.setChecked(st.compression)
+        self.parallel.setValue(st.parallel or 1)
+        del blockers
+        self._show_risk(st)
+
+    def _show_risk(self, st: MigrationSettings) -> None:
+        self.policy_summary.setText(st.policy.summary[:1].upper() + st.policy.summary[1:] + ".")
+        self.timeout.setEnabled(self.timeout_check.isChecked())
+        self.on_timeout.setEnabled(self.timeout_check.isChecked())
+        self.risk.setVisible(st.post_copy_allowed)
+        self.risk_icon.setVisible(st.post_copy_allowed)
+        problems = st.problems()
+        self.settings_problem.setText(" ".join(p[:1].upper() + p[1:] for p in problems))
+        self.settings_problem.setVisible(bool(problems))
+
+    def settings_from_widgets(self) -> MigrationSettings:
+        parallel = self.parallel.value()
+        return replace(
+            self.w.settings, policy=self.policy.currentData(),
+            max_downtime_ms=self.downtime.value(),
+            timeout_s=self.timeout.value() if self.timeout_check.isChecked() else None,
+            on_timeout=self.on_timeout.currentData(), compression=self.compress.isChecked(),
+            parallel=parallel if parallel > 1 else None)
+
+    def _settings_changed(self) -> None:
+        self.w.settings = self.settings_from_widgets()
+        self._show_risk(self.w.settings)
+        self.changed()
 
     def _tls_toggled(self, on: bool) -> None:
         self.w.tls = on
@@ -906,7 +1022,7 @@ class StorageNetworkPage(WizardPage):
         self.warning_icon.setVisible(management)
 
     def isComplete(self) -> bool:
-        return current_enabled(self.combo)
+        return current_enabled(self.combo) and not self.w.settings.problems()
 
 
 class ReviewPage(WizardPage):
@@ -998,6 +1114,10 @@ class ReviewPage(WizardPage):
             if plan is None or plan.uses_network:
                 rows.append(("Storage network", network or "(none)"))
                 rows.append(("Encryption", "TLS" if req.tls else "none"))
+            if plan is not None and not plan.offline:
+                rows.append(("Migration settings", plan.settings.describe()))
+                if plan.settings.post_copy_allowed:
+                    rows.append(("Risk", POST_COPY_RISK))
             for name, value in rows:
                 QTreeWidgetItem(top, [name, value])
             top.setExpanded(True)
