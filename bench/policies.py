@@ -99,6 +99,7 @@ class Watch:
                         threading.Thread(target=self._console, daemon=True)]
         for t in self.threads:
             t.start()
+        time.sleep(4)  # reports from before the move, for the downtime
 
     def _stats(self) -> None:
         link = LibvirtLink(self.src, self.lab.uri[self.src])

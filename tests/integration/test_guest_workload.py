@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import until
-from tests.labtools import reported, virsh, vm_named, wait_working
+from tests.labtools import guest_logs, reported, virsh, vm_named, wait_working
 from xencenter_lite.core.checks import blocking
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VM, VmState
@@ -96,8 +96,12 @@ def _check_moved_alive(engine: Engine, run: Any, state_dir: Path, job: Job, befo
     assert moved.server == server and moved.state is VmState.RUNNING
     # It goes on working where it is now, after the last number it reported before.
     last = max(samples)
-    run(until(lambda: (_reported(engine, state_dir) or 0) >= last + 10, timeout=60,
-              interval=0.25))
+    try:
+        run(until(lambda: (_reported(engine, state_dir) or 0) >= last + 10, timeout=60,
+                  interval=0.25))
+    except AssertionError as exc:
+        raise AssertionError(f"web-1 stopped reporting after {last}:\n"
+                             + guest_logs(engine, state_dir, "web-1")) from exc
     # And its disk holds every record, contiguous, up to what it reported (read live: each
     # record is fsynced, so the image on disk has it).
     reported = _reported(engine, state_dir)

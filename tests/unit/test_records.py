@@ -9,6 +9,7 @@ from xencenter_lite.lab import records
 from xencenter_lite.lab.records import (
     RECORD_SIZE,
     START,
+    dirty_rates,
     last_reported,
     parse_record,
     parse_region,
@@ -131,3 +132,9 @@ def test_reported_seq_takes_the_highest_over_every_servers_log(tmp_path: Path) -
     big = b"XCL seq=1\n" + b"." * 200_000 + b"\nXCL seq=2\n"
     old.write_bytes(big)
     assert reported_seq([old]) == 2  # only the tail is read
+
+
+def test_dirty_rates_are_read_from_the_console_in_order():
+    text = "XCL seq=3 t=1.20\nXCL dirty mib_s=23.5\nnoise XCL dirty mib_s=7\nXCL seq=4 t=1.7\n"
+    assert dirty_rates(text) == [23.5, 7.0]
+    assert dirty_rates("XCL seq=1 t=0.5\n") == []

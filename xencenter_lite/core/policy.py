@@ -184,19 +184,21 @@ class Governor:
     _timed_out: bool = False
     log: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Minimal downtime climbs from the lowest step. Auto-converge and post-copy allow the
+        # maximum from the start: QEMU throttles (or post-copy takes over) meanwhile, and a
+        # lower start would only make a guest that converges at the maximum take longer.
+        if self.settings.policy is not Policy.MINIMAL_DOWNTIME:
+            self.step = len(self.settings.downtime_steps) - 1
+
     def start(self) -> list[Action]:
         """What to set before the first sample: the first allowed downtime."""
-        if self.settings.policy is Policy.POST_COPY:
-            ms = self.settings.max_downtime_ms
-        else:
-            ms = self.settings.downtime_steps[0]
+        ms = self.downtime_ms
         return [self._record(Action(Act.SET_DOWNTIME, f"Allowed downtime set to {ms} ms",
                                     ms))]
 
     @property
     def downtime_ms(self) -> int:
-        if self.settings.policy is Policy.POST_COPY:
-            return self.settings.max_downtime_ms
         return self.settings.downtime_steps[self.step]
 
     def _record(self, action: Action) -> Action:
