@@ -109,17 +109,27 @@ def _records_intact(engine: Engine, run: Any, state_dir: Path, before: int) -> N
     assert found.last is not None and found.last >= before, found.summary()
 
 
-def test_auto_converge_throttles_the_busy_guest_until_it_moves(
+def test_auto_converge_moves_the_busy_guest(
         busy: dict[str, str], engine: Engine, run: Any, state_dir: Path) -> None:
     job, _src, dest, before = _start(engine, run, state_dir, MigrationSettings())
     details: list[str] = []
     job.subscribe(lambda j: j.detail and details.append(j.detail))
+    emulated = vm_named(engine, BUSY).emulated
     run(engine.wait([job]), 300)
     assert job.state is JobState.DONE, (job.error, job.policy_log)
     assert job.policy and "auto-converge" in job.policy
-    assert any("Throttling the guest's vCPUs" in n for n in job.policy_log), job.policy_log
-    assert any("converging: throttle" in d for d in details), details[-5:]
-    assert job.downtime_ms is not None and job.downtime_ms <= 300 + 100
+    if emulated:
+        # A TCG guest is not throttled (QEMU 7.2 lost its pages when it was): the downtime
+        # climbs to the maximum, then the guest is paused until the copy completes.
+        assert "no vCPU throttling" in job.policy
+        raised = [n for n in job.policy_log if "allowed downtime raised to" in n]
+        assert len(raised) == 3, job.policy_log
+        assert "paused so that the copy completes" in job.policy_log[-1], job.policy_log
+        assert "to finish the copy, then resumed" in job.messages[-1], job.messages
+    else:
+        assert any("Throttling the guest's vCPUs" in n for n in job.policy_log), job.policy_log
+        assert any("converging: throttle" in d for d in details), details[-5:]
+        assert job.downtime_ms is not None and job.downtime_ms <= 300 + 100
     _runs_once_on(engine, run, busy, dest)
     _healthy(state_dir)
     _records_intact(engine, run, state_dir, before)

@@ -202,3 +202,13 @@ def test_status_shows_phase_rates_and_expected_downtime():
     gov.feed(Sample(1, 3, 5 * MIB, 12 * MIB, 10 * MIB, throttle=75))
     assert gov.status() == ("converging: throttle 75 %, 5.0 MiB left, dirtied 12.0 MiB/s vs "
                             "sent 10.0 MiB/s, downtime ≈ 500 ms (allowed 300)")
+
+
+def test_auto_converge_without_throttling_climbs_then_pauses_the_guest():
+    stats = recorded("busy-plain")
+    gov = Governor(MigrationSettings(Policy.AUTO_CONVERGE), throttles=False)
+    assert [a.downtime_ms for a in gov.start()] == [75]
+    acts = replay(gov, stats)
+    assert [a.act for _t, a in acts] == [Act.SET_DOWNTIME] * 3 + [Act.SUSPEND]
+    assert "TCG-emulated guest is not throttled" in acts[-1][1].note
+    assert gov.suspended and gov.gave_up is None

@@ -40,6 +40,7 @@ class DomainXml:
     disks: tuple[DiskXml, ...]
     has_hostdev: bool
     metadata: VmMetadata
+    virt_type: str = "kvm"  # <domain type=...>: "kvm", or "qemu" (TCG, software emulation)
 
 
 _UNIT = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
@@ -86,6 +87,7 @@ def parse_domain(xml: str) -> DomainXml:
         disks=tuple(disks),
         has_hostdev=root.find("./devices/hostdev") is not None,
         metadata=meta,
+        virt_type=root.get("type", "kvm"),
     )
 
 

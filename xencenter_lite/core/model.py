@@ -90,6 +90,12 @@ class VM:
     snapshots: int = 0  # libvirt's snapshots of the VM (internal or external)
     evacuated_from: str | None = None  # host UUID of the server it left for maintenance
     managed_save: bool = False  # halted with a saved state (virsh managedsave) to resume
+    virt_type: str = "kvm"  # libvirt's domain type: "kvm", or "qemu" (TCG emulation)
+
+    @property
+    def emulated(self) -> bool:
+        """Run by TCG (software emulation), not by KVM."""
+        return self.virt_type == "qemu"
 
     @property
     def key(self) -> tuple[str, str]:

@@ -92,6 +92,7 @@ class MigrationRunner:
         self.dmc = dmc
         self.timing = timing
         self.governors: dict[int, Governor] = {}  # by job id: the live migrations' policies
+        self.paused_at: dict[int, float] = {}  # by job id: when the policy paused the guest
 
     # ---- queue and checks -----------------------------------------------------------------
     async def run(self, job: Job, req: MigrationRequest, previous: Job | None,
@@ -170,6 +171,7 @@ class MigrationRunner:
             await self._finish(job, plan, undo)
         finally:
             self.governors.pop(job.id, None)
+            self.paused_at.pop(job.id, None)
             # Anything still written down (a server that could not be reached, the console
             # closing mid-job) is the store's now: finished by this engine or the next.
             self.settler.release(undo)
@@ -229,9 +231,12 @@ class MigrationRunner:
             tls=plan.tls,
             **_policy_spec(plan),
         )
-        governor = Governor(plan.settings, window=self.timing.stall_window)
+        governor = Governor(plan.settings, window=self.timing.stall_window,
+                            throttles=not plan.vm.emulated)
         self.governors[job.id] = governor
-        job.policy = plan.settings.describe()
+        job.policy = plan.settings.describe() + (
+            " (a TCG-emulated guest: no vCPU throttling; paused at the end if it must be)"
+            if plan.vm.emulated and plan.settings.policy is Policy.AUTO_CONVERGE else "")
         self._record_old_disks(job, plan, undo)
         self._record_incoming(job, plan, undo)
         job.set_state(JobState.COPYING_DISKS if new_paths else JobState.COPYING_MEMORY,
@@ -423,6 +428,7 @@ class MigrationRunner:
                                   f"'{job.destination}' and fetches the rest of its memory "
                                   f"from '{src}'; it cannot be cancelled now")
                 elif a.act is Act.SUSPEND:
+                    self.paused_at[job.id] = asyncio.get_running_loop().time()
                     await fleet.call(src, link.power, uuid, "suspend")
                     job.note(a.note)
                 elif a.act is Act.ABORT:
@@ -528,7 +534,10 @@ class MigrationRunner:
             return (f"'{name}' is now on '{dest}', still paused: it was paused to finish the "
                     f"copy and resuming it failed ({exc.raw}); resume it there")
         await self.fleet.read(dest)
-        return f"'{name}' now runs on '{dest}' (paused to finish the copy, then resumed)"
+        since = self.paused_at.get(job.id)
+        took = (f" {asyncio.get_running_loop().time() - since:.1f} s" if since is not None
+                else "")
+        return f"'{name}' now runs on '{dest}' (paused{took} to finish the copy, then resumed)"
 
     async def _post_copy_failed(self, job: Job, plan: MigrationPlan, undo: UndoLog,
                                 exc: Exception) -> bool:
@@ -726,8 +735,10 @@ def _policy_spec(plan: MigrationPlan) -> dict[str, Any]:
     """The MigrationSpec fields the plan's migration settings call for."""
     settings = plan.settings
     return {
+        # (Not for a TCG-emulated guest: see Governor.throttles.)
         "auto_converge": ((AUTO_CONVERGE_INITIAL, AUTO_CONVERGE_INCREMENT)
-                          if settings.policy is Policy.AUTO_CONVERGE else None),
+                          if settings.policy is Policy.AUTO_CONVERGE and not plan.vm.emulated
+                          else None),
         "post_copy": settings.post_copy_allowed,
         "compression": settings.compression,
         "parallel": settings.parallel,

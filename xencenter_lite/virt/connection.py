@@ -380,6 +380,7 @@ class LibvirtLink:
                   memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
                   has_hostdev=dx.has_hostdev, persistent=dom.isPersistent() == 1,
+                  virt_type=dx.virt_type,
                   job_running=job,
                   current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max,
