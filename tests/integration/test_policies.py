@@ -151,12 +151,18 @@ def test_minimal_downtime_gives_up_and_the_guest_stays_where_it_was(
     _records_intact(engine, run, state_dir, before)
 
 
-def test_post_copy_finishes_and_cannot_be_cancelled_once_begun(
-        busy: dict[str, str], engine: Engine, run: Any, state_dir: Path) -> None:
-    job, _src, dest, before = _start(engine, run, state_dir,
-                                     MigrationSettings(Policy.POST_COPY))
+def _in_post_copy(engine: Engine, run: Any, state_dir: Path) -> tuple[Job, str, str, int]:
+    """The busy guest's migration under the post-copy policy, once it has switched."""
+    job, src, dest, before = _start(engine, run, state_dir,
+                                    MigrationSettings(Policy.POST_COPY))
     run(until(lambda: job.state is JobState.POST_COPY or job.state.finished, timeout=240), 250)
     assert job.state is JobState.POST_COPY, (job.state, job.error, job.policy_log)
+    return job, src, dest, before
+
+
+def test_post_copy_finishes_and_cannot_be_cancelled_once_begun(
+        busy: dict[str, str], engine: Engine, run: Any, state_dir: Path) -> None:
+    job, _src, dest, before = _in_post_copy(engine, run, state_dir)
     refusal = run(engine.cancel(job))
     assert refusal and "cannot be undone" in refusal
     assert not job.cancel_requested
@@ -176,10 +182,7 @@ def _qemu_pid(engine: Engine, server: str) -> int:
 
 def test_a_fault_during_post_copy_is_reported_as_it_is(
         busy: dict[str, str], engine: Engine, run: Any, state_dir: Path) -> None:
-    job, src, dest, _before = _start(engine, run, state_dir,
-                                     MigrationSettings(Policy.POST_COPY))
-    run(until(lambda: job.state is JobState.POST_COPY or job.state.finished, timeout=240), 250)
-    assert job.state is JobState.POST_COPY, (job.state, job.error, job.policy_log)
+    job, src, dest, _before = _in_post_copy(engine, run, state_dir)
     os.kill(_qemu_pid(engine, src), signal.SIGKILL)  # the source dies mid post-copy
     run(engine.wait([job]), 300)
     assert job.state is JobState.FAILED, (job.state, job.messages)

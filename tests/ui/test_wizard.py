@@ -172,7 +172,9 @@ def test_standalone_destination_skips_the_home_server_page(qtbot, run, engine):
     assert enabled(vda, entry(vda, "Fast storage, "))
 
 
-def test_memory_only_move_inside_the_pool_skips_storage(qtbot, run, engine):
+def _web_1_inside_the_pool(qtbot: Any, run: Any, engine: Any) -> tuple[MigrateWizard, str]:
+    """The wizard moving web-1 (disk on the shared SR) to its pool's other member, on the
+    Storage network page (the Storage page skipped); and that member."""
     web = vm_named(engine, "web-1")
     if web.server not in ("lab-a1", "lab-a2"):
         web = place(engine, run, "web-1", "lab-a1", sr="Shared storage")
@@ -180,6 +182,11 @@ def test_memory_only_move_inside_the_pool_skips_storage(qtbot, run, engine):
     wizard = open_wizard(qtbot, run, engine, "web-1", destination=other)
     go_next(wizard, HOME_SERVER)
     go_next(wizard, STORAGE_NETWORK)
+    return wizard, other
+
+
+def test_memory_only_move_inside_the_pool_skips_storage(qtbot, run, engine):
+    wizard, other = _web_1_inside_the_pool(qtbot, run, engine)
     (request,) = wizard.requests()
     assert request.destination == other and request.sr is None and not request.disk_srs
 
@@ -197,13 +204,7 @@ def test_management_network_warning(qtbot, run, engine):
 
 
 def test_migration_settings_choose_the_policy_and_show_the_post_copy_risk(qtbot, run, engine):
-    web = vm_named(engine, "web-1")
-    if web.server not in ("lab-a1", "lab-a2"):
-        web = place(engine, run, "web-1", "lab-a1", sr="Shared storage")
-    other = "lab-a2" if web.server == "lab-a1" else "lab-a1"
-    wizard = open_wizard(qtbot, run, engine, "web-1", destination=other)
-    go_next(wizard, HOME_SERVER)
-    go_next(wizard, STORAGE_NETWORK)
+    wizard, _other = _web_1_inside_the_pool(qtbot, run, engine)
     page = wizard.page(STORAGE_NETWORK)
     # The inventory's defaults (none there: auto-converge, 300 ms), no risk shown.
     assert page.policy.currentData() is Policy.AUTO_CONVERGE
