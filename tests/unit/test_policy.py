@@ -173,13 +173,30 @@ def test_a_shrinking_copy_is_no_stall():
 def test_dirtying_as_fast_as_the_link_sends_is_a_stall_in_half_a_window():
     gov = Governor(MigrationSettings(Policy.POST_COPY), window=4)
     gov.feed(sample(0, 1, 200))
+    assert gov.feed(sample(8, 2, 100, dirty=12, sent=10)) == []
+    assert gov.feed(sample(9.9, 2, 90, dirty=12, sent=10)) == []  # pass 2: not yet
     acts = []
     t = 10.0
     while not acts and t < 20:
-        acts = gov.feed(sample(t, 2, 30 - (t - 10), dirty=12, sent=10))
+        acts = gov.feed(sample(t, 3, 30 - (t - 10), dirty=12, sent=10))
         t += 0.4
     assert [a.act for a in acts] == [Act.POST_COPY]
     assert 10 + 2 <= t <= 10 + 2.8
+
+
+def test_an_unthrottled_guest_is_paused_only_once_its_pass_is_down_to_the_working_set():
+    gov = Governor(MigrationSettings(Policy.AUTO_CONVERGE, max_downtime_ms=100), window=4,
+                   throttles=False)
+    gov.feed(sample(0, 1, 200))
+    acts = [a for i in range(40) for a in gov.feed(sample(10 + i * 0.5, 2 + i // 4, 20))]
+    assert [a.act for a in acts] == [Act.SET_DOWNTIME] * 3 + [Act.SUSPEND]
+    late = Governor(MigrationSettings(Policy.AUTO_CONVERGE, max_downtime_ms=100), window=4,
+                    throttles=False)
+    late.step = 3
+    late.feed(sample(0, 1, 200))
+    late.feed(sample(10, 2, 20))
+    assert late.feed(sample(14.5, 3, 60)) == []  # a pass far above the working set: later
+    assert not late.suspended
 
 
 def test_timeout_counts_from_the_memory_copy_and_does_what_was_chosen():

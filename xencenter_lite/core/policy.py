@@ -248,7 +248,9 @@ class Governor:
                     self._best = s.remaining
         else:
             self._pass_peak = max(self._pass_peak, s.remaining)
-        if s.iteration >= 2 and s.transfer_bps > 0 and s.dirty_bps >= s.transfer_bps:
+        # (From pass 3: pass 2 may still carry much of the first pass's backlog on a slow
+        # link, and is not yet a sign that the copy cannot converge.)
+        if s.iteration >= 3 and s.transfer_bps > 0 and s.dirty_bps >= s.transfer_bps:
             if self._dirty_since is None:
                 self._dirty_since = s.elapsed
         else:
@@ -256,8 +258,8 @@ class Governor:
 
     def stalled(self, s: Sample | None = None) -> bool:
         """No pass since pass 2 began has started under 90 % of the best before it for a
-        window, or the guest has dirtied at least as fast as the link sends for half a
-        window."""
+        window, or (from pass 3) the guest has dirtied at least as fast as the link sends
+        for half a window."""
         s = s or self.last
         if s is None or s.iteration < 2 or self._since is None:
             return False
@@ -290,6 +292,8 @@ class Governor:
             self.gave_up = self.give_up_message(s)
             return self._record(Action(Act.ABORT, self.gave_up))
         if not self.throttles:
+            if self._best is not None and s.remaining > self._best:
+                return None  # paused once this pass is down to the working set, not before
             self.suspended = True
             return self._record(Action(Act.SUSPEND, "Not converging at the maximum downtime ("
                                        + self._why(s) + "), and a TCG-emulated guest is not "
