@@ -11,7 +11,7 @@ Pure: no libvirt, no Qt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 DEFAULT_MAX_DOWNTIME_MS = 300
@@ -179,13 +179,11 @@ class Governor:
     memory_from: float | None = None  # elapsed at the first memory sample
     last: Sample | None = None
     _pass: int = 0
-    _pass_peak: int = 0
     _best: int | None = None  # lowest pass-start remaining since pass 2
     _since: float | None = None  # elapsed when the copy last progressed (or an action ran)
     _dirty_since: float | None = None
     _throttle: int = 0
     _timed_out: bool = False
-    log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Minimal downtime climbs from the lowest step. Auto-converge and post-copy allow the
@@ -198,16 +196,12 @@ class Governor:
     def start(self) -> list[Action]:
         """What to set before the first sample: the first allowed downtime."""
         ms = self.downtime_ms
-        return [self._record(Action(Act.SET_DOWNTIME, f"Allowed downtime set to {ms} ms",
-                                    ms))]
+        return [Action(Act.SET_DOWNTIME, f"Allowed downtime set to {ms} ms",
+                       ms)]
 
     @property
     def downtime_ms(self) -> int:
         return self.settings.downtime_steps[self.step]
-
-    def _record(self, action: Action) -> Action:
-        self.log.append(action.note)
-        return action
 
     def feed(self, s: Sample) -> list[Action]:
         """Take one sample; returns what to do now (usually nothing)."""
@@ -221,9 +215,9 @@ class Governor:
             self.memory_from = s.elapsed
         out: list[Action] = []
         if s.throttle != self._throttle and s.throttle > 0:
-            out.append(self._record(Action(
+            out.append(Action(
                 Act.NOTE, f"Throttling the guest's vCPUs to {s.throttle} % (pass "
-                          f"{s.iteration}) so that its memory can be copied")))
+                          f"{s.iteration}) so that its memory can be copied"))
         self._throttle = s.throttle
         self._watch(s)
         self.last = s
@@ -240,14 +234,12 @@ class Governor:
 
     def _watch(self, s: Sample) -> None:
         if s.iteration != self._pass:  # a new pass: its first reading is (about) its start
-            self._pass, self._pass_peak = s.iteration, s.remaining
+            self._pass = s.iteration
             if s.iteration >= 2:
                 if self._best is None or s.remaining < PROGRESS * self._best:
                     self._since = s.elapsed
                 if self._best is None or s.remaining < self._best:
                     self._best = s.remaining
-        else:
-            self._pass_peak = max(self._pass_peak, s.remaining)
         # (From pass 3: pass 2 may still carry much of the first pass's backlog on a slow
         # link, and is not yet a sign that the copy cannot converge.)
         if s.iteration >= 3 and s.transfer_bps > 0 and s.dirty_bps >= s.transfer_bps:
@@ -280,25 +272,25 @@ class Governor:
         self._restart_clock(s)
         if policy is Policy.POST_COPY:
             self.switched = True
-            return self._record(Action(Act.POST_COPY, "Not converging (" + self._why(s)
-                                       + "): switched to post-copy"))
+            return Action(Act.POST_COPY, "Not converging (" + self._why(s)
+                          + "): switched to post-copy")
         steps = self.settings.downtime_steps
         if self.step + 1 < len(steps):
             self.step += 1
             ms = steps[self.step]
-            return self._record(Action(Act.SET_DOWNTIME, "Not converging (" + self._why(s)
-                                       + f"): allowed downtime raised to {ms} ms", ms))
+            return Action(Act.SET_DOWNTIME, "Not converging (" + self._why(s)
+                          + f"): allowed downtime raised to {ms} ms", ms)
         if policy is Policy.MINIMAL_DOWNTIME:
             self.gave_up = self.give_up_message(s)
-            return self._record(Action(Act.ABORT, self.gave_up))
+            return Action(Act.ABORT, self.gave_up)
         if not self.throttles:
             if self._best is not None and s.remaining > self._best:
                 return None  # paused once this pass is down to the working set, not before
             self.suspended = True
-            return self._record(Action(Act.SUSPEND, "Not converging at the maximum downtime ("
-                                       + self._why(s) + "), and a TCG-emulated guest is not "
-                                       "throttled: paused so that the copy completes; it is "
-                                       "resumed on the destination"))
+            return Action(Act.SUSPEND, "Not converging at the maximum downtime ("
+                          + self._why(s) + "), and a TCG-emulated guest is not "
+                          "throttled: paused so that the copy completes; it is "
+                          "resumed on the destination")
         return None  # auto-converge: QEMU raises the throttle itself, pass by pass
 
     def give_up_message(self, s: Sample) -> str:
@@ -311,15 +303,15 @@ class Governor:
         what = (f"Timed out after {self.settings.timeout_s} s of memory copy ({self._why(s)})")
         if then is OnTimeout.POST_COPY:
             self.switched = True
-            return self._record(Action(Act.POST_COPY, what + ": switched to post-copy"))
+            return Action(Act.POST_COPY, what + ": switched to post-copy")
         if then is OnTimeout.SUSPEND:
             self.suspended = True
-            return self._record(Action(Act.SUSPEND, what + ": guest paused so that the copy "
-                                       "completes; it is resumed on the destination"))
+            return Action(Act.SUSPEND, what + ": guest paused so that the copy "
+                          "completes; it is resumed on the destination")
         self.gave_up = (what + ". Nothing was changed: the VM keeps running where it was. "
                         "Allow a longer --timeout, or choose --on-timeout post-copy or "
                         "suspend.")
-        return self._record(Action(Act.ABORT, self.gave_up))
+        return Action(Act.ABORT, self.gave_up)
 
     def phase(self) -> str:
         """The phase in words: disks, memory pass N, converging: throttle X %, post-copy."""
