@@ -867,12 +867,7 @@ class StorageNetworkPage(WizardPage):
         self.combo.setMinimumWidth(320)
         form.addRow("Storage &network:", self.combo)
         self.layout_.addLayout(form)
-        self.warning = QLabel(MANAGEMENT_WARNING)
-        self.warning.setObjectName("managementWarning")
-        self.warning.setWordWrap(True)
-        self.warning_icon = QLabel()
-        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
-        self.warning_icon.setPixmap(icon.pixmap(16, 16))
+        self.warning_icon, self.warning = self._warning(MANAGEMENT_WARNING, "managementWarning")
         row = QFormLayout()
         row.addRow(self.warning_icon, self.warning)
         self.layout_.addLayout(row)
@@ -886,6 +881,16 @@ class StorageNetworkPage(WizardPage):
         self.finish_layout()
         self.combo.currentIndexChanged.connect(self._picked)
         self.tls.toggled.connect(self._tls_toggled)
+
+    def _warning(self, text: str, name: str) -> tuple[QLabel, QLabel]:
+        """A warning icon and its wrapped text, for one form row."""
+        label = QLabel(text)
+        label.setObjectName(name)
+        label.setWordWrap(True)
+        icon = QLabel()
+        pixmap = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        icon.setPixmap(pixmap.pixmap(16, 16))
+        return icon, label
 
     def _settings_box(self) -> QGroupBox:
         """Migration settings: the policy that makes a busy VM's migration finish."""
@@ -931,12 +936,7 @@ class StorageNetworkPage(WizardPage):
         self.parallel.setObjectName("parallelSpin")
         self.parallel.setRange(1, MAX_PARALLEL)
         form.addRow("C&onnections:", self.parallel)
-        self.risk = QLabel(POST_COPY_RISK)
-        self.risk.setObjectName("postCopyRisk")
-        self.risk.setWordWrap(True)
-        self.risk_icon = QLabel()
-        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
-        self.risk_icon.setPixmap(icon.pixmap(16, 16))
+        self.risk_icon, self.risk = self._warning(POST_COPY_RISK, "postCopyRisk")
         form.addRow(self.risk_icon, self.risk)
         self.settings_problem = QLabel()
         self.settings_problem.setObjectName("settingsProblem")
