@@ -9,17 +9,21 @@ memory only, over a 10 MiB/s management network) and moves its guests back and f
   aborted then), total time, libvirt's downtime and the downtime measured from the guest's own
   records (the jump in host time minus guest uptime of its console reports: a guest's clock
   stands still while it is stopped), the highest vCPU throttle, the policy's actions.
-- quiet-1 (1 MiB/s): virsh against ours (auto-converge), alternating: the ratio of times.
+- quiet-1 (1 MiB/s): virsh against ours (auto-converge), alternating: the ratio of wall
+  times (ours includes the command's own start and checks) and of the migration job's time
+  as libvirt records it (what the policy itself costs).
 - compression: busy-1 with auto-converge with and without --compress, bytes sent on the
   source's management interface and time.
 
 (--unsafe is there for the lab's shared SR, a directory both servers see: libvirt cannot
 tell it from a local one. It changes nothing else.)
 
+`quiet` runs only the quiet guest (2 x --runs each) and updates those keys of --out.
 `record` instead saves libvirt's job statistics of plain virsh migrations (busy and quiet)
 as the sequences the Governor's unit tests replay (tests/unit/data/).
 
     python bench/policies.py [--runs N] [--out docs/bench-policies.json]
+    python bench/policies.py quiet [--runs N]
     python bench/policies.py record
 """
 
@@ -162,6 +166,17 @@ class Watch:
         return max((s.get("auto_converge_throttle", 0) for s in self.stats), default=0)
 
 
+def completed(lab: Lab, server: str, vm: str, field: str) -> int | None:
+    """A figure (ms) of the last completed migration job, as libvirt on server records it."""
+    info = sh("virsh", "-c", lab.uri[server], "domjobinfo", "--completed", vm, check=False)
+    m = re.search(rf"{field}:\s+(\d+)", info)
+    return int(m.group(1)) if m else None
+
+
+def seconds(ms: int | None) -> float | None:
+    return None if ms is None else round(ms / 1000, 2)
+
+
 def virsh_migrate(lab: Lab, vm: str, limit: float, extra: tuple[str, ...] = ()
                   ) -> tuple[dict[str, Any], Watch]:
     src = lab.where(vm)
@@ -187,9 +202,8 @@ def virsh_migrate(lab: Lab, vm: str, limit: float, extra: tuple[str, ...] = ()
                                                              else ""),
                            "finished": finished, "seconds": round(wall, 2)}
     if finished:
-        info = sh("virsh", "-c", lab.uri[dest], "domjobinfo", "--completed", vm, check=False)
-        m = re.search(r"Total downtime:\s+(\d+)", info)
-        row["libvirt_downtime_ms"] = int(m.group(1)) if m else None
+        row["libvirt_downtime_ms"] = completed(lab, dest, vm, "Total downtime")
+        row["libvirt_seconds"] = seconds(completed(lab, dest, vm, "Time elapsed"))
         row["measured_downtime_ms"] = w.measured_downtime_ms(t0, t0 + wall)
     else:
         row["error"] = (proc.stderr.read() if proc.stderr else "").strip()[-200:]
@@ -215,6 +229,7 @@ def ours(lab: Lab, vm: str, *options: str) -> tuple[dict[str, Any], Watch]:
                            "libvirt_downtime_ms": res.get("downtime_ms"),
                            "actions": res.get("actions"), "max_throttle": w.max_throttle()}
     if res.get("ok"):
+        row["libvirt_seconds"] = seconds(completed(lab, dest, vm, "Time elapsed"))
         row["measured_downtime_ms"] = w.measured_downtime_ms(t0, t0 + wall)
     else:
         row["error"] = res.get("error")
@@ -245,9 +260,46 @@ def record(lab: Lab) -> None:
              "stats": w.stats}, indent=0) + "\n")
 
 
+def summary(rs: list[dict[str, Any]], how: str, one_pass: float | None = None
+            ) -> dict[str, Any]:
+    mine = [r for r in rs if r["how"] == how]
+    done = [r for r in mine if r["finished"]]
+    secs = median([r["seconds"] for r in done])
+    return {
+        "how": how, "finished": f"{len(done)}/{len(mine)}",
+        "seconds": secs,
+        "libvirt_seconds": median([r["libvirt_seconds"] for r in done
+                                   if r.get("libvirt_seconds") is not None]),
+        "x_one_pass": round(secs / one_pass, 2) if secs is not None and one_pass else None,
+        "measured_downtime_ms": median([r["measured_downtime_ms"] for r in done
+                                        if r.get("measured_downtime_ms") is not None]),
+        "libvirt_downtime_ms": median([r["libvirt_downtime_ms"] for r in done
+                                       if r.get("libvirt_downtime_ms") is not None]),
+        "max_throttle": max((r["max_throttle"] for r in mine), default=0),
+    }
+
+
+def quiet_runs(lab: Lab, runs: int) -> dict[str, Any]:
+    """quiet-1, virsh and ours alternating: the ratio of wall times (ours includes the
+    command's start and checks) and of libvirt's own job times (the policy's cost alone)."""
+    quiet: list[dict[str, Any]] = []
+    for i in range(runs):
+        for how in ("virsh", "ours"):
+            row, _ = (virsh_migrate(lab, "quiet-1", 300) if how == "virsh"
+                      else ours(lab, "quiet-1"))
+            quiet.append({"run": i, "vm": "quiet-1", **row})
+            print(quiet[-1], flush=True)
+    sums = [summary(quiet, h) for h in dict.fromkeys(r["how"] for r in quiet)]
+    ratio: dict[str, float | None] = {}
+    for key in ("seconds", "libvirt_seconds"):
+        a, b = sums[0][key], sums[-1][key]
+        ratio[key] = round(b / a, 3) if a and b else None
+    return {"quiet": sums, "quiet_ratio": ratio, "quiet_runs": quiet}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", choices=["run", "record"], default="run")
+    ap.add_argument("mode", nargs="?", choices=["run", "quiet", "record"], default="run")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-policies.json"))
     args = ap.parse_args()
@@ -255,6 +307,14 @@ def main() -> int:
     time.sleep(10)  # the guests' first dirty-rate reports
     if args.mode == "record":
         record(lab)
+        return 0
+    out = Path(args.out)
+    if args.mode == "quiet":
+        result = json.loads(out.read_text()) if out.exists() else {}
+        result.update(quiet_runs(lab, args.runs * 2),
+                      quiet_when=datetime.now(UTC).isoformat(timespec="seconds"))
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps({k: result[k] for k in ("quiet", "quiet_ratio")}, indent=1))
         return 0
     rates = dirty_rates(lab.console("busy-1"))[-3:]
     print(f"busy-1 reports dirtying {rates} MiB/s", flush=True)
@@ -274,13 +334,7 @@ def main() -> int:
             row["guest_alive"] = guest_alive(lab, "busy-1")
             rows.append({"run": i, "vm": "busy-1", **row})
             print(rows[-1], flush=True)
-    quiet: list[dict[str, Any]] = []
-    for i in range(args.runs * 2):
-        for how in ("virsh", "ours"):
-            row, _ = (virsh_migrate(lab, "quiet-1", 300) if how == "virsh"
-                      else ours(lab, "quiet-1"))
-            quiet.append({"run": i, "vm": "quiet-1", **row})
-            print(quiet[-1], flush=True)
+    quiet = quiet_runs(lab, args.runs * 2)
     compression: list[dict[str, Any]] = []
     for i in range(args.runs):
         for opts in ((), ("--compress",)):
@@ -291,35 +345,21 @@ def main() -> int:
             compression.append({"run": i, "vm": "busy-1", **row})
             print(compression[-1], flush=True)
 
-    def summary(rs: list[dict[str, Any]], how: str) -> dict[str, Any]:
-        mine = [r for r in rs if r["how"] == how]
-        done = [r for r in mine if r["finished"]]
-        return {
-            "how": how, "finished": f"{len(done)}/{len(mine)}",
-            "seconds": median([r["seconds"] for r in done]),
-            "x_one_pass": round(median([r["seconds"] for r in done]) / one_pass, 2)
-            if done else None,
-            "measured_downtime_ms": median([r["measured_downtime_ms"] for r in done
-                                            if r.get("measured_downtime_ms") is not None]),
-            "libvirt_downtime_ms": median([r["libvirt_downtime_ms"] for r in done
-                                           if r.get("libvirt_downtime_ms") is not None]),
-            "max_throttle": max((r["max_throttle"] for r in mine), default=0),
-        }
-
     hows = list(dict.fromkeys(r["how"] for r in rows))
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": os.uname().nodename, "dirty_mib_s_reported": rates,
         "one_pass_s": one_pass, "limit_s": limit, "first_virsh": first,
-        "busy": [summary(rows, h) for h in hows],
-        "quiet": [summary(quiet, h) for h in dict.fromkeys(r["how"] for r in quiet)],
-        "compression": [summary(compression, h) | {
+        "busy": [summary(rows, h, one_pass) for h in hows],
+        **quiet,
+        "compression": [summary(compression, h, one_pass) | {
             "wire_mib": median([r["wire_mib"] for r in compression if r["how"] == h])}
             for h in dict.fromkeys(r["how"] for r in compression)],
-        "runs": rows, "quiet_runs": quiet, "compression_runs": compression,
+        "runs": rows, "compression_runs": compression,
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("busy", "quiet", "compression")}, indent=1))
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("busy", "quiet", "quiet_ratio", "compression")},
+                     indent=1))
     return 0
 
 
