@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,6 +62,15 @@ def pattern_intact(path: str, fmt: str, pattern: int = 0x5A, length: str = "4M")
         capture_output=True, text=True)
     return out.returncode == 0 and "Pattern verification failed" not in out.stdout + out.stderr \
         and bool(re.search(r"read \d+/\d+ bytes", out.stdout))
+
+
+def image_layout(path: str) -> tuple[str | None, int | None]:
+    """A qcow2 image's compat level and cluster size, as qemu-img reads them."""
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", path],
+                         capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    return (info.get("format-specific", {}).get("data", {}).get("compat"),
+            info.get("cluster-size"))
 
 
 def cli_argv(*args: str, inventory: Path) -> list[str]:
@@ -169,13 +179,17 @@ def default_pool(uri: str) -> None:
     virsh(uri, "pool-autostart", "default")
 
 
-def virt_install(uri: str, name: str, *disks: str, memory_mib: int = 64) -> str:
+def virt_install(uri: str, name: str, *disks: str, memory_mib: int = 64,
+                 transient: bool = False, extra: tuple[str, ...] = ()) -> str:
     """A VM made the way sysadmins make them: virt-install --import of existing volumes
     (`--disk vol=POOL/VOLUME`), no network (the lab's servers have none), no graphics,
-    running TCG. Returns its UUID."""
+    running TCG (`transient`: running, defined nowhere). Returns its UUID."""
     argv = ["virt-install", "--connect", uri, "--name", name, "--memory", str(memory_mib),
             "--vcpus", "1", "--import", "--osinfo", "detect=on,require=off",
             "--network", "none", "--graphics", "none", "--noautoconsole", "--virt-type", "qemu"]
+    if transient:
+        argv.append("--transient")
+    argv += extra
     for d in disks:
         argv += ["--disk", d]
     done = subprocess.run(argv, capture_output=True, text=True)

@@ -325,22 +325,35 @@ def cmd_list(snap: Snapshot, as_json: bool, out: TextIO,
         out.write(f"{srv.name} ({where}): {format_bytes(snap.memory_available(srv.name))} "
                   f"free for VMs; " + ", ".join(f"{n} {a}" for n, a in
                                                  sorted(srv.addresses.items())) + "\n")
-        for sr in snap.srs_on(srv.name):
+        for sr in sorted(snap.srs_on(srv.name), key=lambda s: s.name):
+            if not sr.active:
+                out.write(f"  SR {sr.name} ({sr.type}): inactive\n")
+                continue
             kind = {Sharing.VERIFIED: "shared, verified", Sharing.NOT_SHARED:
                     "same name on each pool member, but not shared", Sharing.UNVERIFIED:
                     "not verified as shared"}.get(sr.sharing, "local")
             out.write(f"  SR {sr.name} ({kind}, {sr.type}): {format_bytes(sr.available)} free "
                       f"of {format_bytes(sr.capacity)}\n")
-        for vm in snap.vms_on(srv.name):
-            disks = ", ".join(f"{d.dev} on {d.sr or d.path or 'empty'}" for d in vm.disks)
-            out.write(f"  VM {vm.name} [{vm.state.value}] {format_bytes(vm.memory)}, "
-                      f"{vm.vcpus} vCPU; {disks}\n")
+        for vm in sorted(snap.vms_on(srv.name), key=lambda v: (v.name, v.uuid)):
+            state = vm.state.value + ("" if vm.persistent else ", transient")
+            out.write(f"  VM {vm.name} [{state}] {format_bytes(vm.memory)}, "
+                      f"{vm.vcpus} vCPU; {_disks_text(vm)}\n")
     if pending:
         out.write("Pending clean-ups (done by the next command or console that can prove "
                   "them safe):\n")
         for c in pending:
             out.write(f"  {c.describe()} (after: {c.job})\n")
     return EXIT_OK
+
+
+def _disks_text(vm: VM) -> str:
+    parts = []
+    for d in vm.disks:
+        if d.is_cdrom:
+            parts.append(f"{d.dev} CD " + (d.path or "(empty)"))
+        else:
+            parts.append(f"{d.dev} on {d.sr or d.path or '(no file)'}")
+    return ", ".join(parts) or "no disks"
 
 
 # ---- precheck / migrate -------------------------------------------------------------------

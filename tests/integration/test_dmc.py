@@ -8,6 +8,7 @@ Both tests make lab-a2 tight with an inventory of their own (its VM memory limit
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import until
-from tests.labtools import virsh, vm_named
+from tests.labtools import remove_vm, virsh, virt_install, vm_named
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.metadata import VmMetadata
@@ -143,3 +144,35 @@ def test_a_guest_that_keeps_its_memory_stops_the_move_before_any_copy(
         virsh(uri, "destroy", "stubborn-1")
         virsh(uri, "undefine", "stubborn-1")
         run(engine.refresh())
+
+
+def test_a_vm_without_a_balloon_is_not_counted_and_its_range_is_refused(
+        engine: Engine, run: Any) -> None:
+    """virt-install --memballoon none: a range written into its metadata (as by hand) does
+    not count as memory Dynamic Memory Control could free, and setting one is refused."""
+    uri = engine.snapshot().servers[DEST].uri
+    name, volume = "nb-1", "nb-1.qcow2"
+    remove_vm(uri, name)
+    subprocess.run(["virsh", "-c", uri, "vol-delete", "--pool", "Local storage", volume],
+                   capture_output=True)
+    virsh(uri, "vol-create-as", "Local storage", volume, "16M", "--format", "qcow2")
+    try:
+        virt_install(uri, name, f"vol=Local storage/{volume}", memory_mib=64,
+                     extra=("--memballoon", "none"))
+        run(engine.refresh(DEST))
+        vm = vm_named(engine, name)
+        assert vm.is_running and not vm.has_balloon
+        before = engine.snapshot().memory_reclaimable(DEST)
+        meta = VmMetadata(dynamic_min=32 * MIB, dynamic_max=64 * MIB)
+        run(engine.fleet.call(DEST, engine.link(DEST).set_metadata, vm.uuid, meta))
+        run(engine.refresh(DEST))
+        vm = vm_named(engine, name)
+        assert vm.dynamic_min == 32 * MIB and vm.reclaimable == 0
+        assert engine.snapshot().memory_reclaimable(DEST) == before
+        with pytest.raises(ValueError, match="no balloon device"):
+            run(engine.set_dynamic_memory(vm.key, 48 * MIB, 64 * MIB))
+        run(engine.refresh(DEST))
+        assert vm_named(engine, name).dynamic_min == 32 * MIB  # nothing was changed
+    finally:
+        remove_vm(uri, name)
+        run(engine.refresh(DEST))

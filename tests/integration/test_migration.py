@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.labtools import iface_bytes, pattern_intact, virsh, vm_named
+from tests.labtools import (
+    iface_bytes,
+    image_layout,
+    pattern_intact,
+    virsh,
+    virt_install,
+    vm_named,
+)
 from xencenter_lite.core.checks import blocking
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.model import VmState
@@ -63,6 +72,39 @@ def test_memory_only_migration_inside_the_pool(engine: Engine, run: Any) -> None
     assert "yes" in virsh(dest_uri, "dominfo", vm.uuid).split("Persistent:")[1].split("\n")[0]
 
 
+def test_a_transient_vm_stays_transient(engine: Engine, run: Any) -> None:
+    """A VM started with `virsh create` (here virt-install --transient) is defined nowhere:
+    after its migration it runs on the destination, still defined nowhere."""
+    uris = {name: s.uri for name, s in engine.snapshot().servers.items()}
+    name, volume = "tr-1", "tr-1.qcow2"
+    for uri in uris.values():
+        subprocess.run(["virsh", "-c", uri, "destroy", name], capture_output=True)
+    subprocess.run(["virsh", "-c", uris["lab-a1"], "vol-delete", "--pool", "Shared storage",
+                    volume], capture_output=True)
+    virsh(uris["lab-a1"], "vol-create-as", "Shared storage", volume, "16M", "--format", "qcow2")
+    try:
+        virt_install(uris["lab-a1"], name, f"vol=Shared storage/{volume}", memory_mib=32,
+                     transient=True)
+        run(engine.refresh())
+        vm = vm_named(engine, name)
+        assert not vm.persistent and vm.server == "lab-a1"
+        _plan, job = _migrate(engine, run, MigrationRequest(vm.key, "lab-a2"))
+
+        assert job.state is JobState.DONE, (job.error, job.error_details)
+        moved = vm_named(engine, name)
+        assert moved.server == "lab-a2" and moved.state is VmState.RUNNING
+        assert not moved.persistent
+        info = virsh(uris["lab-a2"], "dominfo", name)
+        assert re.search(r"Persistent:\s+no", info), info
+        assert name not in virsh(uris["lab-a1"], "list", "--all", "--name").split()
+    finally:
+        for uri in uris.values():
+            subprocess.run(["virsh", "-c", uri, "destroy", name], capture_output=True)
+        subprocess.run(["virsh", "-c", uris["lab-a1"], "vol-delete", "--pool",
+                        "Shared storage", volume], capture_output=True)
+        run(engine.refresh())
+
+
 def test_storage_migration_puts_every_disk_on_one_sr_over_the_storage_network(
     engine: Engine, run: Any
 ) -> None:
@@ -71,6 +113,8 @@ def test_storage_migration_puts_every_disk_on_one_sr_over_the_storage_network(
                                                                           "Local storage")
     old_paths = {d.dev: d.path for d in vm.hard_disks}
     formats = {d.dev: d.format for d in vm.hard_disks}
+    layouts = {d.dev: image_layout(d.path or "") for d in vm.hard_disks if d.format == "qcow2"}
+    assert layouts and all(compat == "1.1" for compat, _size in layouts.values()), layouts
     tx = {n: iface_bytes(vm.server, n) for n in ("storage", "management")}
     plan, job = _migrate(engine, run, MigrationRequest(vm.key, dest, sr=sr))
     sent = {n: iface_bytes(vm.server, n) - tx[n] for n in tx}
@@ -84,6 +128,8 @@ def test_storage_migration_puts_every_disk_on_one_sr_over_the_storage_network(
     for d in moved.hard_disks:
         assert d.sr == sr and d.path is not None and dest_sr.contains(d.path)
         assert pattern_intact(d.path, formats[d.dev]), f"data of {d.dev} changed"
+        if d.dev in layouts:  # a qcow2 copy keeps its compat level and cluster size
+            assert image_layout(d.path) == layouts[d.dev], d.path
     for path in old_paths.values():
         assert path is not None and not os.path.exists(path), f"{path} left on the source"
     # Both disks' written data (4 MiB each) crossed the storage network, not management.
@@ -147,6 +193,7 @@ def test_live_disk_move_to_another_sr(engine: Engine, run: Any) -> None:
     vm = vm_named(engine, "app-1")
     disk = vm.disk("vda")
     assert disk is not None and disk.path is not None
+    layout = image_layout(disk.path) if disk.format == "qcow2" else None
     target = "Fast storage" if disk.sr != "Fast storage" else "Local storage"
     if vm.server != "lab-b1":
         target = "Shared storage" if disk.sr != "Shared storage" else "Local storage"
@@ -162,6 +209,8 @@ def test_live_disk_move_to_another_sr(engine: Engine, run: Any) -> None:
     assert new is not None and new.sr == target and new.path != disk.path
     assert not os.path.exists(disk.path)
     assert pattern_intact(new.path or "", new.format)
+    if layout is not None:
+        assert image_layout(new.path or "") == layout
     inactive = virsh(engine.snapshot().servers[vm.server].uri, "dumpxml", "--inactive",
                      vm.uuid)
     assert new.path is not None and new.path in inactive and disk.path not in inactive

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from builders import GIB, MIB, Fleet, codes
 
 from xencenter_lite.core.checks import check_plans, squeeze_targets
@@ -25,6 +27,25 @@ def test_reclaimable_memory_counts_only_running_vms_with_a_dynamic_minimum(fleet
     assert snap.memory_available("lab-a2") == 512 * MIB
     assert snap.memory_reclaimable("lab-a2") == 1 * GIB
     assert snap.memory_available_with_dmc("lab-a2") == 1536 * MIB
+
+
+def test_a_vm_without_a_balloon_device_is_never_counted_nor_squeezed(fleet: Fleet) -> None:
+    """A dynamic range in its metadata is not enough: without a balloon the squeeze would
+    fail after the checks passed (as it did)."""
+    _tight_destination(fleet)
+    fleet.vms = [replace(v, has_balloon=False) if v.name == "squeezable" else v
+                 for v in fleet.vms]
+    snap = fleet.snapshot()
+    assert snap.memory_reclaimable("lab-a2") == 0
+    assert squeeze_targets(snap, "lab-a2", 1 * GIB) == []
+    vm = fleet.vm("incoming", "lab-a1", memory=1 * GIB)
+    problems = check_plans(fleet.snapshot(), [fleet.plan(vm, "lab-a2")])
+    assert "NOT_ENOUGH_MEMORY" in codes(problems) and "DMC_SQUEEZE" not in codes(problems)
+    xml = ("<domain type='kvm'><name>a</name><uuid>u</uuid><memory>1024</memory><devices>"
+           "{}</devices></domain>")
+    assert parse_domain(xml.format("<memballoon model='virtio'/>")).has_balloon
+    assert not parse_domain(xml.format("<memballoon model='none'/>")).has_balloon
+    assert not parse_domain(xml.format("")).has_balloon
 
 
 def test_a_vm_that_fits_only_after_squeezing_gets_a_warning_not_a_refusal(fleet: Fleet) -> None:

@@ -7,12 +7,14 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from xencenter_lite.core.domxml import (
+    VolumeLayout,
     block_copy_dest_xml,
     copy_domain,
     parse_domain,
     parse_pool,
     rewrite_domain,
     volume_backing,
+    volume_layout,
     volume_xml,
 )
 from xencenter_lite.core.metadata import NAMESPACE, VmMetadata, parse_metadata, render_metadata
@@ -230,6 +232,30 @@ def test_volume_xml():
     alloc = root.find("allocation")
     assert (alloc.get("unit"), alloc.text) == ("bytes", "0")
     assert root.find("./target/format").get("type") == "qcow2"
+
+
+# libvirt 9.0's vol-dumpxml of a qcow2 image, as it reports the image's layout
+QCOW2_VOLUME = """<volume type='file'><name>db-1-vda.qcow2</name>
+  <capacity unit='bytes'>268435456</capacity>
+  <target><path>/srv/a1/local/db-1-vda.qcow2</path><format type='qcow2'/>
+    <compat>1.1</compat><clusterSize unit='B'>131072</clusterSize><features/></target>
+</volume>"""
+
+
+def test_a_copied_qcow2_volume_keeps_its_compat_level_and_cluster_size():
+    layout = volume_layout(QCOW2_VOLUME)
+    assert layout == VolumeLayout("1.1", 131072)
+    target = ET.fromstring(volume_xml("db-1-vda.qcow2", 1, "qcow2", layout)).find("target")
+    assert target.findtext("compat") == "1.1"
+    size = target.find("clusterSize")
+    assert (size.get("unit"), size.text) == ("B", "131072")
+    assert volume_layout("<volume><target><format type='raw'/></target></volume>") == \
+        VolumeLayout()
+    assert volume_layout("<volume><target><clusterSize unit='KiB'>64</clusterSize>"
+                         "</target></volume>").cluster_size == 65536
+    # A raw copy stays raw: no qcow2 layout in its definition.
+    raw = ET.fromstring(volume_xml("a.raw", 1, "raw", layout)).find("target")
+    assert raw.find("compat") is None and raw.find("clusterSize") is None
 
 
 def test_volume_xml_escapes_name():

@@ -41,6 +41,7 @@ class DomainXml:
     has_hostdev: bool
     metadata: VmMetadata
     virt_type: str = "kvm"  # <domain type=...>: "kvm", or "qemu" (TCG, software emulation)
+    has_balloon: bool = True  # a <memballoon> device (not model 'none'): DMC can use it
 
 
 _UNIT = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
@@ -88,6 +89,8 @@ def parse_domain(xml: str) -> DomainXml:
         has_hostdev=root.find("./devices/hostdev") is not None,
         metadata=meta,
         virt_type=root.get("type", "kvm"),
+        has_balloon=any(b.get("model", "none") != "none"
+                        for b in root.findall("./devices/memballoon")),
     )
 
 
@@ -143,14 +146,43 @@ def copy_domain(xml: str, name: str, new_paths: dict[str, str], metadata: VmMeta
     return ET.tostring(root, encoding="unicode")
 
 
-def volume_xml(name: str, capacity: int, fmt: str) -> str:
-    """A storage volume definition for libvirt's createXML."""
+@dataclass(frozen=True)
+class VolumeLayout:
+    """What a copy keeps of its source image's layout: a qcow2 image's compat level and
+    cluster size (None: not known, libvirt's default)."""
+
+    compat: str | None = None
+    cluster_size: int | None = None
+
+
+def volume_layout(volume_xml: str) -> VolumeLayout:
+    """The layout a storage volume's XML reports (libvirt reads it from the image)."""
+    target = ET.fromstring(volume_xml).find("target")
+    if target is None:
+        return VolumeLayout()
+    compat = (target.findtext("compat") or "").strip() or None
+    size_el = target.find("clusterSize")
+    size = None
+    if size_el is not None and (size_el.text or "").strip():
+        size = int((size_el.text or "0").strip()) * _UNIT.get(size_el.get("unit", "b").lower(), 1)
+    return VolumeLayout(compat, size)
+
+
+def volume_xml(name: str, capacity: int, fmt: str,
+               layout: VolumeLayout | None = None) -> str:
+    """A storage volume definition for libvirt's createXML. A qcow2 volume keeps `layout`
+    (without it libvirt makes compat 0.10 images, which newer features cannot use)."""
     vol = ET.Element("volume")
     ET.SubElement(vol, "name").text = name
     ET.SubElement(vol, "capacity", {"unit": "bytes"}).text = str(capacity)
     ET.SubElement(vol, "allocation", {"unit": "bytes"}).text = "0"
     target = ET.SubElement(vol, "target")
     ET.SubElement(target, "format", {"type": fmt})
+    if fmt == "qcow2" and layout is not None:
+        if layout.compat:
+            ET.SubElement(target, "compat").text = layout.compat
+        if layout.cluster_size:
+            ET.SubElement(target, "clusterSize", {"unit": "B"}).text = str(layout.cluster_size)
     return ET.tostring(vol, encoding="unicode")
 
 

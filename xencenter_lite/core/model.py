@@ -91,6 +91,7 @@ class VM:
     evacuated_from: str | None = None  # host UUID of the server it left for maintenance
     managed_save: bool = False  # halted with a saved state (virsh managedsave) to resume
     virt_type: str = "kvm"  # libvirt's domain type: "kvm", or "qemu" (TCG emulation)
+    has_balloon: bool = True  # a balloon device: Dynamic Memory Control can squeeze it
 
     @property
     def emulated(self) -> bool:
@@ -113,7 +114,8 @@ class VM:
     @property
     def reclaimable(self) -> int:
         """What Dynamic Memory Control could take back by squeezing it to its dynamic minimum."""
-        if self.state is not VmState.RUNNING or self.dynamic_min is None:
+        if (self.state is not VmState.RUNNING or self.dynamic_min is None
+                or not self.has_balloon):
             return 0
         return max(0, self.memory_in_use - self.dynamic_min)
 

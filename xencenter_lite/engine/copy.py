@@ -27,6 +27,7 @@ from xencenter_lite.engine.streams import (
     backing_files,
     backing_refusal,
     copy_and_verify,
+    layouts,
     make_volumes,
     still_halted,
 )
@@ -85,11 +86,13 @@ class CopyRunner:
                 plan.vm.name, backed, "Copy VM copies each disk as one file; make a "
                 "standalone image first (qemu-img convert), or migrate the VM directly, "
                 "which copies the whole chain into one image."))
+        kept = await layouts(fleet, src, {d.dev: d.source_path for d in plan.disks
+                                          if d.source_path})
         wanted = []
         for d in plan.disks:
             assert d.target_sr is not None
             wanted.append(NewVolume(d.dev, d.target_sr, d.volume_name(plan.name), d.capacity,
-                                    d.format))
+                                    d.format, kept.get(d.dev)))
 
         def entry(sr: str, name: str) -> Cleanup:
             # No VM owns it until the copy is defined: removed unless a domain uses it.

@@ -92,8 +92,10 @@ class DiskMoveRunner:
                 CleanupKind.DISK_MOVE, server, fleet.host_uuid(server), job.title,
                 vm_uuid=vm.uuid, vm_name=vm.name, sr=sr, volume=name, dev=dev,
                 old_path=disk.path, fmt=disk.format))
+            layout = (await fleet.call(server, link.volume_layout, disk.path) if disk.path
+                      else None)
             new_path = await fleet.call(server, link.create_volume, sr, name, disk.capacity,
-                                        disk.format)
+                                        disk.format, layout)
             entry = undo.amend(entry, new_path=new_path)
             job.messages.append(f"Created {new_path}")
             if job.cancel_requested:

@@ -87,6 +87,11 @@ class Dmc:
         vm = fleet.snapshot().vm(vm_key)
         if vm is None:
             raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
+        if not vm.has_balloon:
+            raise ValueError(
+                f"'{vm.name}' has no balloon device (<memballoon model='none'/>), so Dynamic "
+                "Memory Control cannot change its memory. Add one (virsh edit: <memballoon "
+                "model='virtio'/>; it takes effect at the next start) to give it a range.")
         if not 0 < dynamic_min <= dynamic_max <= vm.memory:
             raise ValueError(
                 f"The dynamic range of '{vm.name}' must satisfy 0 < minimum <= maximum <= "
@@ -108,6 +113,9 @@ class Dmc:
             raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
         if not vm.is_running:
             raise ValueError(f"'{vm.name}' is not running; its balloon can't be set.")
+        if not vm.has_balloon:
+            raise ValueError(f"'{vm.name}' has no balloon device; its memory can't be "
+                             "changed while it runs.")
         low = vm.dynamic_min if vm.dynamic_min is not None else 1
         high = vm.dynamic_max if vm.dynamic_max is not None else vm.memory
         if not low <= size <= high:

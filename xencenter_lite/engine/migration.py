@@ -51,6 +51,7 @@ from xencenter_lite.engine.streams import (
     backing_files,
     backing_refusal,
     copy_and_verify,
+    layouts,
     make_volumes,
     still_halted,
 )
@@ -229,6 +230,7 @@ class MigrationRunner:
             keep_shared_disks=any(not d.copy for d in plan.disks),
             bandwidth_mib_s=plan.bandwidth_mib_s,
             tls=plan.tls,
+            persistent=plan.vm.persistent,
             **_policy_spec(plan),
         )
         governor = Governor(plan.settings, window=self.timing.stall_window,
@@ -357,11 +359,14 @@ class MigrationRunner:
                             undo: UndoLog) -> dict[str, str]:
         """Create each copied disk's volume on the destination, each written down first."""
         fleet, dest = self.fleet, plan.destination
+        kept = await layouts(fleet, plan.source, {d.dev: d.source_path for d in
+                                                  plan.copied_disks if d.source_path})
         wanted = []
         for d in plan.copied_disks:
             assert d.target_sr is not None
             wanted.append(NewVolume(d.dev, d.target_sr, volume_name_for(
-                d.source_path, d.dev, plan.vm.name, d.format), d.capacity, d.format))
+                d.source_path, d.dev, plan.vm.name, d.format), d.capacity, d.format,
+                kept.get(d.dev)))
 
         def entry(sr: str, name: str) -> Cleanup:
             return Cleanup(CleanupKind.VOLUME, dest, fleet.host_uuid(dest), job.title,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from xencenter_lite.core.cleanup import Cleanup
+from xencenter_lite.core.domxml import VolumeLayout
 from xencenter_lite.core.errors import is_volume_exists
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import VmState
@@ -41,6 +42,7 @@ class NewVolume:
     name: str  # wanted; the first free `name-N` is taken when it is in use
     capacity: int
     format: str
+    layout: VolumeLayout | None = None  # the source image's, kept by the copy
 
 
 async def make_volumes(fleet: Fleet, job: Job, undo: UndoLog, server: str,
@@ -60,7 +62,7 @@ async def make_volumes(fleet: Fleet, job: Job, undo: UndoLog, server: str,
             written = undo.record(entry(v.sr, name))
             try:
                 path = await fleet.call(server, link.create_volume, v.sr, name, v.capacity,
-                                        v.format)
+                                        v.format, v.layout)
             except VirtError as exc:
                 if not is_volume_exists(exc.code, exc.raw):
                     raise
@@ -163,6 +165,13 @@ async def backing_files(fleet: Fleet, server: str, paths: dict[str, str]) -> dic
         if backing:
             out[dev] = backing
     return out
+
+
+async def layouts(fleet: Fleet, server: str, paths: dict[str, str]) -> dict[str, VolumeLayout]:
+    """The image layout of each of these disks (dev -> file) on `server`, for its copy."""
+    link = fleet.link(server)
+    return {dev: await fleet.call(server, link.volume_layout, path)
+            for dev, path in paths.items()}
 
 
 def backing_refusal(name: str, backed: dict[str, str], remedy: str) -> str:

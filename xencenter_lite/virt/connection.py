@@ -17,12 +17,14 @@ import libvirtaio
 
 from xencenter_lite.core.domxml import (
     DomainXml,
+    VolumeLayout,
     disk_path_of,
     parse_domain,
     parse_pool,
     referenced_paths,
     rewrite_domain,
     volume_backing,
+    volume_layout,
     volume_xml,
 )
 from xencenter_lite.core.inventory import redact_secret
@@ -380,7 +382,7 @@ class LibvirtLink:
                   memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
                   has_hostdev=dx.has_hostdev, persistent=dom.isPersistent() == 1,
-                  virt_type=dx.virt_type,
+                  virt_type=dx.virt_type, has_balloon=dx.has_balloon,
                   job_running=job,
                   current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max,
@@ -483,12 +485,13 @@ class LibvirtLink:
             return frozenset(pool.listVolumes())
 
     @_one_at_a_time
-    def create_volume(self, sr: str, name: str, capacity: int, fmt: str) -> str:
-        """Create volume `name` (exactly: libvirt refuses one that exists) in SR `sr`;
-        returns its path."""
+    def create_volume(self, sr: str, name: str, capacity: int, fmt: str,
+                      layout: VolumeLayout | None = None) -> str:
+        """Create volume `name` (exactly: libvirt refuses one that exists) in SR `sr`, a
+        qcow2 one with `layout`; returns its path."""
         pool = self._pool(sr)
         with virt_errors():
-            vol = pool.createXML(volume_xml(name, capacity, fmt), 0)
+            vol = pool.createXML(volume_xml(name, capacity, fmt, layout), 0)
             return str(vol.path())
 
     @_one_at_a_time
@@ -529,6 +532,11 @@ class LibvirtLink:
     def volume_backing(self, path: str) -> str | None:
         with virt_errors():
             return volume_backing(self._c().storageVolLookupByPath(path).XMLDesc(0))
+
+    @_one_at_a_time
+    def volume_layout(self, path: str) -> VolumeLayout:
+        with virt_errors():
+            return volume_layout(self._c().storageVolLookupByPath(path).XMLDesc(0))
 
     @_one_at_a_time
     def volume_in_use(self, path: str) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from xencenter_lite.core.domxml import VolumeLayout
 from xencenter_lite.core.metadata import VmMetadata
 from xencenter_lite.core.model import SR, VM, VmState
 
@@ -85,6 +86,8 @@ class MigrationSpec:
     # A halted VM: libvirt moves only its definition (persist_xml, its disks already in
     # place on the destination), defining it there and undefining it here in one call.
     offline: bool = False
+    # A transient VM stays transient: defined nowhere, running on the destination only.
+    persistent: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,11 @@ class ServerLink(Protocol):
 
     # ---- storage ------------------------------------------------------------------------
     def volume_names(self, sr: str) -> frozenset[str]: ...
-    def create_volume(self, sr: str, name: str, capacity: int, fmt: str) -> str: ...
+    def create_volume(self, sr: str, name: str, capacity: int, fmt: str,
+                      layout: VolumeLayout | None = None) -> str: ...
+    def volume_layout(self, path: str) -> VolumeLayout:
+        """The image layout (qcow2 compat level, cluster size) of the volume at `path`."""
+        ...
     def volume_capacity(self, sr: str, name: str) -> int | None: ...
     def volume_path(self, sr: str, name: str) -> str | None: ...
     def volume_in_use(self, path: str) -> bool: ...

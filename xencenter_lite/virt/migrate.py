@@ -41,19 +41,20 @@ def _offline_migrate(source_uri: str, spec: MigrationSpec) -> None:
 
 
 def migrate(source_uri: str, spec: MigrationSpec) -> None:
-    """Live-migrate (peer to peer) and make the VM persistent on the destination only; a
-    halted VM (spec.offline): move its definition."""
+    """Live-migrate (peer to peer) and make the VM persistent on the destination only (a
+    transient VM stays transient); a halted VM (spec.offline): move its definition."""
     if spec.offline:
         _offline_migrate(source_uri, spec)
         return
-    flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
-             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+    flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
     params: dict[str, object] = {
         libvirt.VIR_MIGRATE_PARAM_URI: _tcp(spec.address),
         libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: spec.address,
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: spec.dest_xml,
-        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: spec.persist_xml,
     }
+    if spec.persistent:
+        flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = spec.persist_xml
     if spec.migrate_disks:
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
         params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(spec.migrate_disks)
