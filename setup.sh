@@ -21,6 +21,7 @@ packages=(
     iproute2 procps util-linux                                  # namespaces, tc, unshare
     tini                                                        # reaps the lab's QEMUs
     virtinst                                                    # VMs made as sysadmins make them (tests)
+    openssh-server openssh-client                               # the lab's servers over qemu+ssh
     xvfb xauth xdotool imagemagick                              # a real screen, screenshots
     libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3     # what Qt needs at run time
     libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1

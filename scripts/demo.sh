@@ -108,6 +108,17 @@ xencenter-lite shutdown build-1 --force
 xencenter-lite migrate build-1 --to "$src"
 xencenter-lite move-disk build-1 vda --sr "Local storage"
 
+# The same servers as an admin workstation reaches them: over qemu+ssh, on their management
+# addresses (the lab runs an sshd in each; its key and known_hosts are the lab's own). The
+# source's libvirtd opens the migration to the destination over ssh too (peer to peer).
+ssh_inventory="$(dirname "$inventory")/inventory-ssh.toml"
+src=$(where web-1)
+dst=$([ "$src" = lab-a1 ] && echo lab-a2 || echo lab-a1)
+echo; echo "== Over qemu+ssh ($ssh_inventory): the servers, and web-1 $src -> $dst"
+xencenter-lite --inventory "$ssh_inventory" list | grep -E '^lab-'
+grep -m 3 'uri = ' "$ssh_inventory"
+xencenter-lite --inventory "$ssh_inventory" migrate web-1 --to "$dst"
+
 echo; echo "== The lab afterwards"
 xencenter-lite list
 # The console on the same lab. With a screen, it opens there; without one, it runs on a

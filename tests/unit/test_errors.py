@@ -11,7 +11,8 @@ from xencenter_lite.core.errors import ABORTED, FriendlyError, friendly
     (38, "cannot write to '/srv/x.qcow2': No space left on device", "ran out of space"),
     (1, "qemu-img: error while writing: ENOSPC", "ran out of space"),
     (9, "operation aborted: migration out job: canceled by client", "cancelled"),
-    (38, "unable to connect to server at 'h:16509': Connection refused", "libvirtd running"),
+    (38, "unable to connect to server at 'h:16509': Connection refused",
+     "h:16509 refused the connection: libvirt does not listen"),
     (38, "unable to connect: No route to host", "chosen network"),
     (38, "Network is unreachable", "chosen network"),
     (38, "Cannot write data: Broken pipe", "connection to the destination was lost"),
@@ -80,3 +81,41 @@ def test_context_prefixes_the_message():
     err = friendly(78, "x", context="Migrating 'web-1'")
     assert err.message == "Migrating 'web-1': The operation was cancelled."
     assert err.raw == "x"
+
+
+# What libvirt 9.0 said, on this machine, when a server could not be reached (the lab's
+# servers over qemu+ssh, each case made for real: tests/integration/test_transports.py).
+REACHING = [
+    ("Cannot recv data: No ED25519 host key is known for 10.243.1.11 and you have requested "
+     "strict checking.\r\nHost key verification failed.: Connection reset by peer",
+     "ssh does not know the host key of 10.243.1.11: connect once with ssh"),
+    ("Cannot recv data: @@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+     "Host key for 10.243.1.11 has changed and you have requested strict checking.\r\nHost "
+     "key verification failed.: Connection reset by peer",
+     "The ssh host key of 10.243.1.11 has changed"),
+    ("Cannot recv data: nobody@10.243.1.11: Permission denied (publickey).: Connection reset "
+     "by peer",
+     "10.243.1.11 refused the ssh login as nobody (it accepts: publickey): add your public "
+     "key"),
+    ("Cannot recv data: ssh: connect to host 10.243.1.99 port 22: No route to host: "
+     "Connection reset by peer", "10.243.1.99 cannot be reached (no route to host)"),
+    ("Cannot recv data: ssh: Could not resolve hostname no-such-host.invalid: Name or service "
+     "not known: Connection reset by peer", "The name no-such-host.invalid does not resolve"),
+    ("Cannot recv data: ssh: connect to host 10.243.1.254 port 22: Connection refused: "
+     "Connection reset by peer", "10.243.1.254 refused ssh on port 22: is sshd running"),
+    ("Failed to connect socket to '/nonexistent': No such file or directory",
+     "libvirt is not running there: there is no socket at /nonexistent"),
+    ("End of file while reading data: sh: 1: nc: not found: Input/output error",
+     "neither virt-ssh-helper nor nc"),
+    ("Cannot read CA certificate '/etc/pki/CA/cacert.pem': No such file or directory",
+     "no TLS certificates for libvirt (/etc/pki/CA/cacert.pem is missing)"),
+    ("authentication failed: All provided authentication methods with credentials were "
+     "rejected by the server", "refused the ssh login"),
+]
+
+
+@pytest.mark.parametrize(("raw", "words"), REACHING)
+def test_why_a_server_cannot_be_reached_is_said_with_what_to_do(raw, words):
+    message = friendly(38, raw).message
+    assert words in message, message
+    assert "connection to the destination was lost" not in message

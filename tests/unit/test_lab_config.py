@@ -395,6 +395,28 @@ def test_inventory_parses_back(config: LabConfig) -> None:
     assert data["pools"][0]["members"] == ["lab-a1", "lab-a2"]
 
 
+def test_with_ssh_the_lab_also_describes_its_servers_over_qemu_ssh(tmp_path: Path) -> None:
+    from xencenter_lite.lab.ssh import client_config, sshd_config
+
+    config = load_lab_config(None)
+    assert config.ssh  # the built-in lab has it; without the key it is off:
+    assert not load_modified(tmp_path, lambda d: d.pop("ssh")).ssh
+    assert config.console_address == "10.240.1.254" and config.console_interface == "xcl-con"
+    data = tomllib.loads(render_inventory(config, over_ssh=True))
+    assert [s["uri"] for s in data["servers"]] == [
+        "qemu+ssh://root@10.240.1.11/system", "qemu+ssh://root@10.240.1.12/system",
+        "qemu+ssh://root@10.240.1.13/system"]
+    assert tomllib.loads(render_inventory(config))["servers"][0]["uri"].startswith(
+        "qemu+unix:")
+    # ssh to those addresses only uses the lab's key and known_hosts, never the user's.
+    client = client_config(config)
+    assert "Host 10.240.1.11 10.240.1.12 10.240.1.13\n" in client
+    assert f"UserKnownHostsFile {config.state_dir}/ssh/known_hosts" in client
+    assert "StrictHostKeyChecking yes" in client and "BatchMode yes" in client
+    server = sshd_config(config, "lab-a2")
+    assert "ListenAddress 10.240.1.12\n" in server and "PasswordAuthentication no" in server
+
+
 def test_inventory_quotes_strings(tmp_path: Path) -> None:
     name = 'The "big" pool \\ one'
     config = load_modified(tmp_path, lambda d: d["pools"][0].update(name=name))
@@ -588,6 +610,9 @@ ERROR_CASES = [
     (_set("guests.0.dirty_mib", 64), "guests[0].dirty_mib", "use 0 to 32"),
     (_set("guests.0.disks.0.size_mib", 8), "guests[0].disks", "at least 9 MiB"),
     (_set("guests.0.memory_mib", 64), "guests[0].memory_mib", "at least 96"),
+    (lambda d: d.update(ssh=True) or d["servers"][0].update(host_number=254), "ssh",
+     "give that server another host_number"),
+    (_set("ssh", "yes"), "ssh", "true or false"),
     (_set("guests.1.disks.0.data_mib", 300), "guests[1].disks[0].data_mib", "use 4 to 256"),
     (_set("guests.1.disks.1.data_mib", 16), "guests[1].disks", "put the data on another disk"),
 ]

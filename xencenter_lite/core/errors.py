@@ -6,6 +6,7 @@ details pane and show the friendly one. Codes are libvirt's virErrorNumber value
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ABORTED = 78
@@ -34,6 +35,71 @@ _BY_CODE: dict[int, str] = {
 
 _NO_TLS = ("The servers are not set up for TLS migration (no certificates); set up libvirt's "
            "TLS certificates on both, or migrate without TLS.")
+
+# Reaching a server: ssh's, libvirt's and GnuTLS's own words (as libvirt 9.0 passes them
+# on, seen on these machines), with what to do. Checked before the plain phrases below,
+# which would call most of them a lost connection. Named groups go into the message.
+_HOST = r"(?P<host>[^\s:']+)"
+_REACHING: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), message) for pattern, message in (
+        (rf"host key for {_HOST} has changed",
+         "The ssh host key of {host} has changed since it was last accepted (a reinstalled "
+         "server, or someone in between). If the server was reinstalled, remove the old key "
+         "(ssh-keygen -R {host}) and connect once with ssh to accept the new one."),
+        (rf"no \S+ host key is known for {_HOST}",
+         "ssh does not know the host key of {host}: connect once with ssh (ssh root@{host}) "
+         "to check and accept it, or add it to known_hosts."),
+        (r"host key verification failed",
+         "ssh could not verify the server's host key: connect once with ssh to check and "
+         "accept it, or add it to known_hosts."),
+        (rf"(?P<user>[^\s:]+)@{_HOST}: permission denied \((?P<methods>[^)]*)\)",
+         "The server {host} refused the ssh login as {user} (it accepts: {methods}): add "
+         "your public key to that user's authorized_keys there (ssh-copy-id {user}@{host}), "
+         "or connect as a user it accepts."),
+        (r"authentication failed: all provided authentication methods",
+         "The server refused the ssh login: add your public key to the user's "
+         "authorized_keys there (ssh-copy-id), or connect as a user it accepts."),
+        (rf"could not resolve hostname {_HOST}",
+         "The name {host} does not resolve to an address: check the server's URI, or DNS "
+         "(or /etc/hosts) on this machine."),
+        (rf"connect to host {_HOST} port (?P<port>\d+): no route to host",
+         "{host} cannot be reached (no route to host): check its address, and that it is up "
+         "and on a network this machine reaches."),
+        (rf"connect to host {_HOST} port (?P<port>\d+): connection timed out",
+         "{host} did not answer on port {port} (timed out): check its address, and that no "
+         "firewall drops ssh."),
+        (rf"connect to host {_HOST} port (?P<port>\d+): connection refused",
+         "{host} refused ssh on port {port}: is sshd running there?"),
+        (r"nc: not found",
+         "The server has no way to reach libvirt behind ssh (neither virt-ssh-helper nor "
+         "nc): install libvirt's client tools (libvirt-clients) or netcat there."),
+        (r"failed to connect socket to '(?P<path>[^']+)': no such file or directory",
+         "libvirt is not running there: there is no socket at {path}. Start libvirtd on the "
+         "server (systemctl start libvirtd)."),
+        (r"failed to connect socket to '(?P<path>[^']+)': connection refused",
+         "libvirt is not running there: nothing listens on {path}. Start libvirtd on the "
+         "server (systemctl start libvirtd)."),
+        (r"failed to connect socket to '(?P<path>[^']+)': permission denied",
+         "This user may not use libvirt's socket {path}: run as root, or join the libvirt "
+         "group."),
+        (r"cannot (?:read|access) ca certificate '(?P<path>[^']+)'",
+         "This machine has no TLS certificates for libvirt ({path} is missing): install the "
+         "CA certificate and a client certificate and key, or connect over ssh instead "
+         "(qemu+ssh://)."),
+        (r"cannot (?:read|access) (?:client )?(?:certificate|key) '(?P<path>[^']+)'",
+         "This machine's TLS client certificate or key is missing ({path}): make one signed "
+         "by the servers' CA, or connect over ssh instead (qemu+ssh://)."),
+        (r"(?:server certificate failed validation|certificate is not trusted|"
+         r"certificate check failed)",
+         "The server's TLS certificate is not trusted by this machine's CA certificate: "
+         "install the CA that signed it (/etc/pki/CA/cacert.pem), or connect over ssh."),
+        (r"(?:does not match certificate|hostname .* does not match)",
+         "The server's TLS certificate is not for the name in its URI: connect with the name "
+         "its certificate was made for."),
+        (r"unable to connect to server at '(?P<addr>[^']+)': connection refused",
+         "{addr} refused the connection: libvirt does not listen for network connections "
+         "there (start libvirtd's TLS or TCP socket), or connect over ssh (qemu+ssh://)."),
+    ))
 
 _BY_TEXT: tuple[tuple[str, str], ...] = (
     ("certificate", _NO_TLS),
@@ -70,7 +136,10 @@ class FriendlyError:
 def friendly(code: int | None, raw: str, context: str = "") -> FriendlyError:
     """A friendly message for a libvirt error; `context` prefixes it ("Migrating 'x'")."""
     text = raw.lower()
-    message = next((m for key, m in _BY_TEXT if key in text), None)
+    message = next((m.format(**found.groupdict()) for pattern, m in _REACHING
+                    if (found := pattern.search(raw)) is not None), None)
+    if message is None:
+        message = next((m for key, m in _BY_TEXT if key in text), None)
     if message is None and code is not None:
         message = _BY_CODE.get(code)
     if message is None:

@@ -129,6 +129,9 @@ class LabConfig:
     pools: tuple[PoolConfig, ...] = ()
     srs: tuple[SrConfig, ...] = ()
     guests: tuple[GuestConfig, ...] = ()
+    # Servers also reachable over ssh (an sshd in each, a key of the lab's, this machine on
+    # the management network): `lab up` then writes inventory-ssh.toml beside inventory.toml.
+    ssh: bool = False
     path: Path | None = field(default=None, compare=False)
 
     # ---- lookups ---------------------------------------------------------------------------
@@ -192,6 +195,33 @@ class LabConfig:
     def uri(self, server: str) -> str:
         return f"qemu+unix:///system?socket={self.socket_path(server)}"
 
+    def ssh_uri(self, server: str) -> str:
+        """The server as an admin workstation reaches it: over ssh, on its management
+        address (the key and host keys come from the lab's ssh client configuration)."""
+        return f"qemu+ssh://root@{self.address(server, self.management_network)}/system"
+
+    @property
+    def console_address(self) -> str:
+        """This machine's address on the management network (the last host of its subnet),
+        as an admin workstation has one."""
+        net = self.network(self.management_network)
+        return str(net.subnet.broadcast_address - 1)
+
+    @property
+    def console_interface(self) -> str:
+        return f"{self.name}-con"
+
+    @property
+    def ssh_dir(self) -> Path:
+        """The lab's client key, authorized_keys and known_hosts."""
+        return self.state_dir / "ssh"
+
+    @property
+    def ssh_client_config(self) -> Path:
+        """The client configuration that makes ssh to the lab's servers use the lab's key
+        and known_hosts (never the user's)."""
+        return Path("/etc/ssh/ssh_config.d") / f"xencenter-lite-{self.name}.conf"
+
     def sr_path(self, sr: SrConfig, server: str) -> Path:
         if sr.shared:
             return self.state_dir / "sr" / sr.name
@@ -212,6 +242,10 @@ class LabConfig:
     @property
     def inventory_path(self) -> Path:
         return self.state_dir / "inventory.toml"
+
+    @property
+    def ssh_inventory_path(self) -> Path:
+        return self.state_dir / "inventory-ssh.toml"
 
     # ---- deterministic identities ----------------------------------------------------------
     def host_uuid(self, server: str) -> str:
@@ -334,7 +368,8 @@ class _Parser:
         self.check_keys(
             "",
             data,
-            ("name", "state_dir", "accel", "networks", "servers", "pools", "srs", "guests"),
+            ("name", "state_dir", "accel", "ssh", "networks", "servers", "pools", "srs",
+             "guests"),
         )
         name = self.string(data, "", "name", '"xcl"')
         if not _LAB_NAME.fullmatch(name):
@@ -349,6 +384,7 @@ class _Parser:
         accel = self.string(data, "", "accel", '"auto"', default="auto")
         if accel not in ACCEL_CHOICES:
             self.fail("accel", f"{accel!r} is not known; use one of: {', '.join(ACCEL_CHOICES)}.")
+        ssh = self.boolean(data, "", "ssh", default=False)
         networks = self.networks(data)
         servers = self.servers(data, networks)
         srs = self.srs(data, servers)
@@ -364,7 +400,18 @@ class _Parser:
             pools=pools,
             srs=srs,
             guests=guests,
+            ssh=ssh,
         )
+        if ssh:
+            taken = next((s for s in servers if config.address(s.name, config.management_network)
+                          == config.console_address), None)
+            if taken is not None:
+                self.fail(
+                    "ssh",
+                    f"this machine takes {config.console_address} (the last address of the "
+                    f"management network) to reach the servers over ssh, but it is the "
+                    f"address of {taken.name!r}; give that server another host_number.",
+                )
         for server in servers:
             sock = str(config.socket_path(server.name))
             if len(sock) > MAX_UNIX_SOCKET_PATH:

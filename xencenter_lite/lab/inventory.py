@@ -34,15 +34,18 @@ def toml_key(key: str) -> str:
     return key if _BARE_KEY.fullmatch(key) else toml_string(key)
 
 
-def render_inventory(config: LabConfig) -> str:
+def render_inventory(config: LabConfig, over_ssh: bool = False) -> str:
+    """The lab as an inventory: its servers by their sockets, or (`over_ssh`) as an admin
+    workstation reaches them, by qemu+ssh on their management addresses."""
     lines = [f"management_network = {toml_string(config.management_network)}", ""]
     for net in config.networks:
         lines += [f"[networks.{toml_key(net.name)}]", f"rate_mib_s = {net.rate_mib_s}", ""]
     for server in config.servers:
+        uri = config.ssh_uri(server.name) if over_ssh else config.uri(server.name)
         lines += [
             "[[servers]]",
             f"name = {toml_string(server.name)}",
-            f"uri = {toml_string(config.uri(server.name))}",
+            f"uri = {toml_string(uri)}",
         ]
         if server.vm_memory_limit_mib is not None:
             lines.append(f"vm_memory_limit_mib = {server.vm_memory_limit_mib}")
@@ -66,8 +69,12 @@ def render_inventory(config: LabConfig) -> str:
 
 
 def write_inventory(config: LabConfig) -> Path:
-    path = config.inventory_path
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_inventory(config), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """inventory.toml (and with `ssh = true`, inventory-ssh.toml); returns the first."""
+    files = [(config.inventory_path, False)]
+    if config.ssh:
+        files.append((config.ssh_inventory_path, True))
+    for path, over_ssh in files:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(render_inventory(config, over_ssh), encoding="utf-8")
+        os.replace(tmp, path)
+    return config.inventory_path

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from xencenter_lite.lab import daemon, domains, guestimage, network, system
+from xencenter_lite.lab import daemon, domains, guestimage, network, ssh, system
 from xencenter_lite.lab.config import (
     SERVER_NAME,
     DiskConfig,
@@ -190,6 +190,9 @@ class Lab:
             + f" ({self._elapsed()})"
         )
 
+        if cfg.ssh:
+            self._start_ssh(state)
+
         image = image_job.result() if image_job else None
         if image is not None:
             self._say(f"Linux guest image: {image.kernel.parent} ({self._elapsed()})")
@@ -213,6 +216,24 @@ class Lab:
             f"Lab '{cfg.name}' is up ({self._elapsed()}, guests as domain type {domain_type})"
         )
         return path
+
+    def _start_ssh(self, state: dict[str, Any]) -> None:
+        """sshd in every server, this machine on the management network, the lab's client
+        configuration; then each server must answer `ssh root@ADDRESS`."""
+        cfg = self.config
+        ssh.prepare(cfg)
+        network.add_console(cfg)
+        state["ssh_client_config"] = str(cfg.ssh_client_config)
+        self._write_state(state)
+        ssh.install_client_config(cfg)
+        sshd = state.setdefault("sshd", {})
+        for server in cfg.servers:
+            sshd[server.name] = ssh.start(cfg, server.name, state["servers"][server.name]["pid"])
+            self._write_state(state)
+        for server in cfg.servers:
+            ssh.wait_until_ready(cfg, server.name, sshd[server.name])
+        self._say(f"sshd running in every server; this machine is {cfg.console_address} on "
+                  f"the {cfg.management_network} network ({self._elapsed()})")
 
     def restart_server(self, server: str) -> None:
         """Start `server`'s libvirtd again after it died; its running guests stay as they are.
@@ -434,7 +455,10 @@ class Lab:
                 return False
             if not daemon.responds(cfg, server.name):
                 return False
-        return True
+            sshd = (state.get("sshd") or {}).get(server.name)
+            if cfg.ssh and not (isinstance(sshd, int) and system.process_alive(sshd)):
+                return False
+        return not cfg.ssh or cfg.ssh_client_config.exists()
 
     def _has_leftovers(self, state: dict[str, Any] | None) -> bool:
         cfg = self.config
@@ -490,6 +514,9 @@ class Lab:
                     "stop them by hand, then run `lab down` again."
                 )
         system.remove_cpu_group(self.cpu_group_name)
+        recorded_config = (state or {}).get("ssh_client_config")
+        if cfg.ssh or recorded_config == str(cfg.ssh_client_config):
+            ssh.remove_client_config(cfg)
         sd = cfg.state_dir
         recorded = [Path(p) for p in (state or {}).get("mounts", []) if isinstance(p, str)]
         for path in [*system.mounts_under(sd), *recorded]:
@@ -542,6 +569,8 @@ def _kind(exe: str) -> str | None:
         return "libvirtd"
     if base.startswith("qemu-system-"):
         return "qemu"
+    if base in ("sshd", "ssh", "virt-ssh-helper"):  # (`ssh = true`: in the servers)
+        return base
     return None
 
 

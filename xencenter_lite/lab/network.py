@@ -74,3 +74,15 @@ def delete_namespace(name: str) -> None:
 
 def _ip(ns: str, *args: str) -> None:
     run(["ip", "-n", ns, *args])
+
+
+def add_console(config: LabConfig) -> None:
+    """This machine on the management network, at config.console_address (the pair's other
+    end is a port of the management bridge; it goes with the switch namespace)."""
+    sw, net = config.switch_namespace, config.network(config.management_network)
+    dev, port = config.console_interface, f"pc-{net.name}"
+    run(["ip", "link", "add", "name", dev, "type", "veth", "peer", "name", port, "netns", sw])
+    _ip(sw, "link", "set", "dev", port, "master", config.bridge(net.name), "up")
+    run(["ip", "address", "add", f"{config.console_address}/{net.subnet.prefixlen}", "dev",
+         dev])
+    run(["ip", "link", "set", "dev", dev, "up"])

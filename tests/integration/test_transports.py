@@ -1,0 +1,158 @@
+"""The lab's servers over qemu+ssh, as an admin workstation reaches them (lab `ssh = true`):
+an engine of its own on inventory-ssh.toml migrates, cancels and moves a disk; and each way
+a server can be out of reach is said in words with what to do, from libvirt's real errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import _complete
+from tests.labtools import pattern_intact, virsh, vm_named
+from xencenter_lite.core.inventory import load_inventory
+from xencenter_lite.core.jobs import JobState
+from xencenter_lite.core.model import VmState
+from xencenter_lite.core.plan import MigrationKind, MigrationRequest
+from xencenter_lite.engine import Engine
+from xencenter_lite.lab import load_lab_config
+
+POOL = ("lab-a1", "lab-a2")
+
+
+@pytest.fixture(scope="module")
+def ssh_inventory(lab_inventory: Path) -> Path:
+    path = lab_inventory.with_name("inventory-ssh.toml")
+    assert path.exists(), "the test lab has ssh = true: lab up writes inventory-ssh.toml"
+    return path
+
+
+@pytest.fixture(scope="module")
+def over_ssh(ssh_inventory: Path, engine: Engine,
+             loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
+    """An engine that reaches every server over qemu+ssh (the session's engine, over the
+    servers' sockets, is read again afterwards: it did not see these moves)."""
+    eng = Engine(load_inventory(ssh_inventory), poll_interval=2.0)
+    _complete(loop, eng.start(watch=False))
+    yield eng
+    _complete(loop, eng.close())
+    _complete(loop, engine.refresh())
+
+
+def _wait(run: Any, eng: Engine, job: Any) -> None:
+    run(eng.wait([job]), 300)
+    assert job.state is JobState.DONE, (job.state, job.error, job.error_details)
+
+
+def test_the_servers_over_ssh_are_the_same_servers(over_ssh: Engine, engine: Engine) -> None:
+    ssh, unix = over_ssh.snapshot().servers, engine.snapshot().servers
+    assert set(ssh) == set(unix)
+    for name, server in ssh.items():
+        assert server.uri.startswith("qemu+ssh://root@") and server.connected, server
+        assert server.host_uuid == unix[name].host_uuid  # known by what libvirt says
+
+
+def test_migrations_over_ssh_memory_then_storage(over_ssh: Engine, run: Any) -> None:
+    run(over_ssh.refresh())
+    web = vm_named(over_ssh, "web-1")
+    if web.server not in POOL:
+        (job,) = over_ssh.migrate([MigrationRequest(web.key, "lab-a1", sr="Shared storage")])
+        _wait(run, over_ssh, job)
+        web = vm_named(over_ssh, "web-1")
+    dest = POOL[1] if web.server == POOL[0] else POOL[0]
+    plan = over_ssh.plan(MigrationRequest(web.key, dest))
+    (job,) = over_ssh.migrate([MigrationRequest(web.key, dest)])
+    _wait(run, over_ssh, job)
+    assert plan.kind is MigrationKind.MEMORY
+    moved = vm_named(over_ssh, "web-1")
+    assert moved.server == dest and moved.state is VmState.RUNNING
+    # The source's libvirtd opened the connection to the destination itself (peer to peer)
+    # over ssh, with the lab's key and known_hosts.
+    assert "web-1" not in virsh(over_ssh.snapshot().servers[web.server].uri, "list",
+                                "--all", "--name").split()
+
+    db = vm_named(over_ssh, "db-1")
+    target, sr = ("lab-b1", "Fast storage") if db.server != "lab-b1" else ("lab-a1",
+                                                                           "Local storage")
+    (job,) = over_ssh.migrate([MigrationRequest(db.key, target, sr=sr)])
+    _wait(run, over_ssh, job)
+    moved = vm_named(over_ssh, "db-1")
+    assert moved.server == target and moved.state is VmState.RUNNING
+    assert all(d.sr == sr and pattern_intact(d.path or "", d.format)
+               for d in moved.hard_disks)
+
+
+def test_a_cancel_over_ssh_leaves_the_vm_where_it_was(over_ssh: Engine, run: Any) -> None:
+    run(over_ssh.refresh())
+    vm = vm_named(over_ssh, "app-1")
+    dest = "lab-a1" if vm.server != "lab-a1" else "lab-b1"
+    (job,) = over_ssh.migrate([MigrationRequest(vm.key, dest, sr="Local storage",
+                                                bandwidth_mib_s=1)])
+
+    async def cancel_when_copying() -> None:
+        while job.state not in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
+            assert not job.state.finished, (job.state, job.error, job.error_details)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        await over_ssh.cancel(job)
+        await over_ssh.wait([job])
+
+    run(cancel_when_copying(), 120)
+    assert job.state is JobState.CANCELLED, (job.state, job.error, job.error_details)
+    created = [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
+               if m.startswith("Created ")]
+    assert created and not any(os.path.exists(p) for p in created), job.messages
+    snap = run(over_ssh.refresh())
+    still = snap.vm(vm.key)
+    assert still is not None and still.state is VmState.RUNNING
+    assert vm.name not in virsh(snap.servers[dest].uri, "list", "--all", "--name").split()
+
+
+def test_a_live_disk_move_over_ssh(over_ssh: Engine, run: Any) -> None:
+    run(over_ssh.refresh())
+    vm = vm_named(over_ssh, "app-1")
+    disk = vm.disk("vda")
+    assert disk is not None and disk.path is not None
+    choices = [sr.name for sr in over_ssh.snapshot().srs_on(vm.server)
+               if sr.name != disk.sr and sr.name != "Small storage"]
+    target = choices[0]
+    job = over_ssh.move_disk(vm.key, "vda", target)
+    _wait(run, over_ssh, job)
+    new = vm_named(over_ssh, "app-1").disk("vda")
+    assert new is not None and new.sr == target and not os.path.exists(disk.path)
+    assert pattern_intact(new.path or "", new.format)
+
+
+# ---- out of reach, in words ------------------------------------------------------------------
+def _error(run: Any, eng: Engine, uri: str) -> str:
+    vetted = run(eng.vet_new_server(uri), 60)
+    assert not vetted.reachable and vetted.error, vetted
+    return str(vetted.error)
+
+
+def test_each_way_a_server_is_out_of_reach_is_said_with_what_to_do(
+        over_ssh: Engine, run: Any, lab_config_path: Path) -> None:
+    cfg = load_lab_config(lab_config_path)
+    a1 = cfg.address("lab-a1", cfg.management_network)
+    assert "refused the ssh login as nobody" in _error(
+        run, over_ssh, f"qemu+ssh://nobody@{a1}/system")
+    assert f"{cfg.console_address} refused ssh on port 22" in _error(
+        run, over_ssh, f"qemu+ssh://root@{cfg.console_address}/system")
+    assert "does not resolve" in _error(run, over_ssh, "qemu+ssh://root@no-such.invalid/system")
+    assert "there is no socket at /nonexistent" in _error(
+        run, over_ssh, "qemu+unix:///system?socket=/nonexistent")
+    assert "no TLS certificates" in _error(run, over_ssh, f"qemu+tls://{a1}/system")
+    known = cfg.ssh_dir / "known_hosts"
+    aside = known.with_name("known_hosts.aside")
+    shutil.move(known, aside)
+    try:
+        known.write_text("")
+        message = _error(run, over_ssh, f"qemu+ssh://root@{a1}/system")
+        assert f"ssh does not know the host key of {a1}: connect once with ssh" in message
+    finally:
+        shutil.move(aside, known)
