@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.copy import CopyRequest
 from xencenter_lite.core.inventory import InventoryError, load_inventory, resolve_inventory_path
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState
+from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState, describe_nic_target
 from xencenter_lite.core.placement import Evacuation, Rating, place_together
 from xencenter_lite.core.plan import DataPath, MigrationPlan, MigrationRequest
 from xencenter_lite.core.policy import (
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--sr", metavar="SR", help="put every copied disk on this SR")
         sp.add_argument("--disk", action="append", default=[], metavar="DEV=SR",
                         help="put disk DEV on SR (repeatable; wins over --sr)")
+        sp.add_argument("--nic", action="append", default=[], metavar="MAC=NETWORK",
+                        help="plug the VM's NIC MAC into NETWORK (a libvirt network) or "
+                             "bridge:NAME on the destination (repeatable; others keep the "
+                             "network or bridge of the same name)")
         sp.add_argument("--network", metavar="NET",
                         help="network that carries the migration (default: the first "
                              "non-management network)")
@@ -290,6 +295,9 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
             "host_uuid": s.host_uuid or None, "maintenance": s.maintenance,
             "networks": dict(s.addresses), "memory_total": s.host_memory,
             "memory_free": snap.memory_available(s.name) if s.connected else 0,
+            "virtual_networks": [{"name": n.name, "active": n.active, "bridge": n.bridge,
+                                  "forward": n.forward} for n in s.virtual_networks],
+            "bridges": sorted(s.bridges) if s.bridges is not None else None,
         } for s in snap.servers.values()],
         "srs": srs,
         "vms": [{
@@ -299,6 +307,9 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
             "disks": [{"dev": d.dev, "device": d.device, "sr": d.sr, "path": d.path,
                        "format": d.format, "capacity": d.capacity,
                        "allocation": d.allocation} for d in v.disks],
+            "persistent": v.persistent,
+            "nics": [{"mac": n.mac, "type": n.kind, "source": n.source, "model": n.model}
+                     for n in v.nics],
         } for v in snap.vms],
     }
 
@@ -325,6 +336,8 @@ def cmd_list(snap: Snapshot, as_json: bool, out: TextIO,
         out.write(f"{srv.name} ({where}): {format_bytes(snap.memory_available(srv.name))} "
                   f"free for VMs; " + ", ".join(f"{n} {a}" for n, a in
                                                  sorted(srv.addresses.items())) + "\n")
+        if srv.nic_targets:
+            out.write("  NICs can use: " + ", ".join(srv.nic_targets) + "\n")
         for sr in sorted(snap.srs_on(srv.name), key=lambda s: s.name):
             if not sr.active:
                 out.write(f"  SR {sr.name} ({sr.type}): inactive\n")
@@ -336,8 +349,9 @@ def cmd_list(snap: Snapshot, as_json: bool, out: TextIO,
                       f"of {format_bytes(sr.capacity)}\n")
         for vm in sorted(snap.vms_on(srv.name), key=lambda v: (v.name, v.uuid)):
             state = vm.state.value + ("" if vm.persistent else ", transient")
+            nics = "".join(f"; NIC {n.mac} on {n.described}" for n in vm.nics)
             out.write(f"  VM {vm.name} [{state}] {format_bytes(vm.memory)}, "
-                      f"{vm.vcpus} vCPU; {_disks_text(vm)}\n")
+                      f"{vm.vcpus} vCPU; {_disks_text(vm)}{nics}\n")
     if pending:
         out.write("Pending clean-ups (done by the next command or console that can prove "
                   "them safe):\n")
@@ -378,6 +392,24 @@ def _disk_map(values: list[str]) -> dict[str, str]:
         if dev in out:
             raise UsageError(f"--disk names {dev} twice; give each disk one SR")
         out[dev.strip()] = sr.strip()
+    return out
+
+
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
+def _nic_map(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        mac, eq, target = value.partition("=")
+        mac, target = mac.strip().lower(), target.strip()
+        name = target.removeprefix("bridge:")
+        if not eq or not _MAC.fullmatch(mac) or not name:
+            raise UsageError(f"--nic '{value}' is not MAC=NETWORK or MAC=bridge:NAME (for "
+                             "example --nic 52:54:00:12:34:56=default)")
+        if mac in out:
+            raise UsageError(f"--nic names {mac} twice; give each NIC one network")
+        out[mac] = target
     return out
 
 
@@ -429,8 +461,13 @@ def requests_from_args(snap: Snapshot, args: argparse.Namespace,
     vms = [find_vm(snap, name) for name in args.vms]
     if len(vms) > 1 and disks:
         raise UsageError("--disk applies to one VM; migrate VMs with per-disk SRs one at a time")
+    nics = _nic_map(args.nic)
+    if len(vms) > 1 and nics:
+        raise UsageError("--nic applies to one VM; migrate VMs with NIC mappings one at a time")
+
     def request(vm: VM, to: str = args.to) -> MigrationRequest:
         return MigrationRequest(vm=vm.key, destination=to, sr=args.sr, disk_srs=disks,
+                                nics=nics,
                                 network=args.network, bandwidth_mib_s=args.bandwidth,
                                 tls=args.tls, resume=getattr(args, "resume", False),
                                 data_path=DataPath(args.via) if getattr(args, "via", None)
@@ -461,6 +498,8 @@ def plan_json(snap: Snapshot, plan: MigrationPlan) -> dict[str, Any]:
         "disks": [{"dev": d.dev, "from_sr": d.source_sr, "to_sr": d.target_sr, "copy": d.copy,
                    "capacity": d.capacity} for d in plan.disks],
         "policy": None if plan.offline else _settings_json(plan.settings),
+        "nics": [{"mac": n.nic.mac, "model": n.nic.model, "from": n.nic.target or n.nic.kind,
+                  "to": n.target or n.nic.kind, "mapped": n.mapped} for n in plan.nics],
     }
 
 
@@ -491,6 +530,12 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
                       f"({format_bytes(d.capacity)} copied)\n")
         else:
             out.write(f"  {d.dev}: stays on {d.source_sr}\n")
+    for n in plan.nics:
+        if n.changed:
+            out.write(f"  NIC {n.nic.mac}: {n.nic.described} → "
+                      f"{describe_nic_target(n.target)}\n")
+        else:
+            out.write(f"  NIC {n.nic.mac}: {n.nic.described}\n")
     if not plan.offline:
         out.write(f"  settings: {plan.settings.describe()}\n")
         if plan.settings.post_copy_allowed:

@@ -12,7 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from xencenter_lite.core.model import VM, Sharing, Snapshot, VmState
+from xencenter_lite.core.model import (
+    VM,
+    Sharing,
+    Snapshot,
+    VmState,
+    describe_nic_target,
+    parse_nic_target,
+)
 from xencenter_lite.core.plan import DataPath, DiskMovePlan, MigrationKind, MigrationPlan
 from xencenter_lite.core.units import MIB, format_bytes, format_duration
 
@@ -121,6 +128,47 @@ def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Prob
     return name_clash(snapshot, vm.name, destination, vm.uuid)
 
 
+def nic_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
+    """Each NIC must find its network or bridge on the destination (libvirt would refuse the
+    VM there a moment later, in words the operator never sees)."""
+    dest = snapshot.servers.get(plan.destination)
+    vm = plan.vm
+    if dest is None or not dest.connected or plan.destination == vm.server:
+        return []
+    out: list[Problem] = []
+    choices = ", ".join(dest.nic_targets) or "none"
+    for p in plan.nics:
+        if not p.target:
+            continue  # user-mode, direct (macvtap)...: nothing of the server's to look up
+        kind, name = parse_nic_target(p.target)
+        what = ("the chosen " if p.mapped else "") + describe_nic_target(p.target)
+        fix = (f"plug it into one of '{plan.destination}''s networks or bridges ({choices}) "
+               f"with --nic {p.nic.mac}=NETWORK or --nic {p.nic.mac}=bridge:NAME (the "
+               "wizard's Networking page), or create it there first.")
+        lead = f"NIC {p.nic.mac} of '{vm.name}' goes to {what}, "
+        if kind == "network":
+            net = dest.virtual_network(name)
+            if net is None:
+                out.append(_err("NIC_NETWORK_MISSING", vm, lead + f"which '{plan.destination}' "
+                                "does not have; " + fix))
+            elif not net.active:
+                out.append(_err("NIC_NETWORK_INACTIVE", vm, lead + f"which is not active on "
+                                f"'{plan.destination}'; start it there (virsh net-start "
+                                f"{name}), or " + fix))
+            elif (net.forward == "bridge" and net.bridge and dest.bridges is not None
+                  and net.bridge not in dest.bridges):
+                out.append(_err("NIC_NETWORK_MISSING", vm, lead + f"whose bridge "
+                                f"'{net.bridge}' '{plan.destination}' does not have; " + fix))
+        elif dest.bridges is None:
+            out.append(_warn("NIC_BRIDGE_UNKNOWN", vm, lead + f"and libvirt on "
+                             f"'{plan.destination}' cannot list its bridges: make sure it "
+                             "has one of that name."))
+        elif name not in dest.bridges:
+            out.append(_err("NIC_BRIDGE_MISSING", vm, lead + f"which '{plan.destination}' "
+                            "does not have; " + fix))
+    return out
+
+
 def name_clash(snapshot: Snapshot, name: str, server: str, uuid: str = "") -> list[Problem]:
     """libvirt keeps one domain per name on a server: another VM called `name` there refuses
     the arrival (a definition of the same VM, same UUID, is replaced)."""
@@ -165,6 +213,10 @@ def check_plans(
                             "there); through the console it would be lost. Move it directly, "
                             "or start it (it resumes where it was) and migrate it running."))
 
+        for mac in plan.unknown_macs:
+            out.append(_err("UNKNOWN_NIC", vm, f"'{vm.name}' has no NIC {mac}; its NICs are "
+                            f"{', '.join(n.mac for n in vm.nics) or 'none'}."))
+        out += nic_problems(snapshot, plan)
         for dev in plan.unknown_devs:
             out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
                             f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))

@@ -32,6 +32,14 @@ class DiskXml:
 
 
 @dataclass(frozen=True)
+class NicXml:
+    mac: str
+    type: str  # libvirt's interface type: "network", "bridge", "user", "direct", ...
+    source: str  # the network's or bridge's name ("" for other types)
+    model: str
+
+
+@dataclass(frozen=True)
 class DomainXml:
     name: str
     uuid: str
@@ -42,6 +50,7 @@ class DomainXml:
     metadata: VmMetadata
     virt_type: str = "kvm"  # <domain type=...>: "kvm", or "qemu" (TCG, software emulation)
     has_balloon: bool = True  # a <memballoon> device (not model 'none'): DMC can use it
+    nics: tuple[NicXml, ...] = ()
 
 
 _UNIT = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
@@ -91,7 +100,42 @@ def parse_domain(xml: str) -> DomainXml:
         virt_type=root.get("type", "kvm"),
         has_balloon=any(b.get("model", "none") != "none"
                         for b in root.findall("./devices/memballoon")),
+        nics=tuple(_nic(n) for n in root.findall("./devices/interface")),
     )
+
+
+def _nic(el: ET.Element) -> NicXml:
+    kind = el.get("type", "")
+    src = el.find("source")
+    source = ""
+    if src is not None and kind in ("network", "bridge"):
+        source = src.get(kind, "")
+    mac = el.find("mac")
+    model = el.find("model")
+    return NicXml(mac=(mac.get("address", "") if mac is not None else "").lower(), type=kind,
+                  source=source, model=model.get("type", "") if model is not None else "")
+
+
+def rewrite_nics(xml: str, targets: dict[str, tuple[str, str]]) -> str:
+    """Put each NIC in `targets` (MAC -> (type, name): ("network", "lan") or ("bridge",
+    "br0")) on that network or bridge; the rest of each NIC (its MAC, model, address on the
+    bus) stays as it was."""
+    if not targets:
+        return xml
+    root = ET.fromstring(xml)
+    for nic in root.findall("./devices/interface"):
+        mac = nic.find("mac")
+        address = (mac.get("address", "") if mac is not None else "").lower()
+        if address not in targets:
+            continue
+        kind, name = targets[address]
+        nic.set("type", kind)
+        src = nic.find("source")
+        if src is None:
+            src = ET.SubElement(nic, "source")
+        src.attrib.clear()  # (a running NIC's source also names its port and bridge)
+        src.set(kind, name)
+    return ET.tostring(root, encoding="unicode")
 
 
 def rewrite_domain(xml: str, new_paths: dict[str, str], metadata: VmMetadata | None = None,
@@ -221,6 +265,21 @@ def volume_backing(volume_xml: str) -> str | None:
     root = ET.fromstring(volume_xml)
     path = root.findtext("./backingStore/path")
     return path.strip() if path and path.strip() else None
+
+
+def parse_network(xml: str) -> tuple[str, str]:
+    """A libvirt network's (bridge, forward mode) from its XML ("" where it has none)."""
+    root = ET.fromstring(xml)
+    bridge = root.find("bridge")
+    forward = root.find("forward")
+    return ((bridge.get("name", "") if bridge is not None else ""),
+            (forward.get("mode", "nat") if forward is not None else ""))
+
+
+def interface_bridge(xml: str) -> str | None:
+    """The name of a host interface that is a bridge (virsh iface-dumpxml), else None."""
+    root = ET.fromstring(xml)
+    return root.get("name") if root.get("type") == "bridge" else None
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,13 @@ _REACHING: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?:does not match certificate|hostname .* does not match)",
          "The server's TLS certificate is not for the name in its URI: connect with the name "
          "its certificate was made for."),
+        (r"no network with matching name '(?P<name>[^']+)'",
+         "The destination has no libvirt network '{name}' for one of the VM's NICs: plug "
+         "the NIC into one it has (--nic MAC=NETWORK, the wizard's Networking page), or "
+         "define the network there."),
+        (r"cannot get interface mtu on '(?P<name>[^']+)': no such device",
+         "The destination has no bridge '{name}' for one of the VM's NICs: plug the NIC into "
+         "one it has (--nic MAC=bridge:NAME, the wizard's Networking page), or create it."),
         (r"unable to connect to server at '(?P<addr>[^']+)': connection refused",
          "{addr} refused the connection: libvirt does not listen for network connections "
          "there (start libvirtd's TLS or TCP socket), or connect over ssh (qemu+ssh://)."),

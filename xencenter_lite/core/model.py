@@ -71,6 +71,52 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class Nic:
+    """One network interface of a VM (a VIF)."""
+
+    mac: str
+    kind: str  # libvirt's interface type: "network", "bridge", "user", "direct", ...
+    source: str  # the libvirt network's or bridge's name ("" for other kinds)
+    model: str = ""
+
+    @property
+    def target(self) -> str:
+        """Where it is plugged, as --nic writes it: "NETWORK" or "bridge:NAME"."""
+        if self.kind == "network":
+            return self.source
+        if self.kind == "bridge":
+            return f"bridge:{self.source}"
+        return ""
+
+    @property
+    def described(self) -> str:
+        return describe_nic_target(self.target) if self.target else f"a {self.kind} interface"
+
+
+def describe_nic_target(target: str) -> str:
+    """ "lan" -> "network 'lan'", "bridge:br0" -> "bridge 'br0'". """
+    kind, name = parse_nic_target(target)
+    return f"{kind} '{name}'"
+
+
+def parse_nic_target(target: str) -> tuple[str, str]:
+    """ "lan" -> ("network", "lan"); "bridge:br0" -> ("bridge", "br0")."""
+    if target.startswith("bridge:"):
+        return "bridge", target[len("bridge:"):]
+    return "network", target
+
+
+@dataclass(frozen=True)
+class VirtualNetwork:
+    """A libvirt network on a server (virsh net-list --all)."""
+
+    name: str
+    active: bool
+    bridge: str = ""  # the host bridge its NICs are plugged into ("" when it has none)
+    forward: str = ""  # its forward mode: "nat", "route", "bridge"...; "" isolated
+
+
+@dataclass(frozen=True)
 class VM:
     server: str
     uuid: str
@@ -92,6 +138,7 @@ class VM:
     managed_save: bool = False  # halted with a saved state (virsh managedsave) to resume
     virt_type: str = "kvm"  # libvirt's domain type: "kvm", or "qemu" (TCG emulation)
     has_balloon: bool = True  # a balloon device: Dynamic Memory Control can squeeze it
+    nics: tuple[Nic, ...] = ()
 
     @property
     def emulated(self) -> bool:
@@ -172,6 +219,18 @@ class Server:
     default_sr: str | None = None  # standalone server's default SR
     host_uuid: str = ""  # what libvirt says the host is (its capabilities); "" until known
     maintenance: bool = False  # in maintenance mode: nothing is placed or migrated onto it
+    virtual_networks: tuple[VirtualNetwork, ...] = ()
+    bridges: frozenset[str] | None = None  # the host's bridges; None: libvirt cannot list them
+
+    def virtual_network(self, name: str) -> VirtualNetwork | None:
+        return next((n for n in self.virtual_networks if n.name == name), None)
+
+    @property
+    def nic_targets(self) -> list[str]:
+        """Where a NIC can be plugged here, as --nic writes it: its active networks, then
+        its bridges."""
+        return ([n.name for n in sorted(self.virtual_networks, key=lambda n: n.name)
+                 if n.active] + [f"bridge:{b}" for b in sorted(self.bridges or ())])
 
     def vm_memory_available(self, running_vm_memory: int) -> int:
         """Memory a new VM can use: what libvirt reports, capped by the configured limit."""

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from enum import Enum
 
-from xencenter_lite.core.model import VM, Snapshot, VmState
+from xencenter_lite.core.model import VM, Nic, Snapshot, VmState, parse_nic_target
 from xencenter_lite.core.policy import MigrationSettings
 
 
@@ -59,6 +59,20 @@ class MigrationRequest:
     data_path: DataPath | None = None
     # How a live migration is brought to an end (None: the inventory's [migration] default).
     settings: MigrationSettings | None = None
+    # NIC (MAC) -> where to plug it on the destination: "NETWORK" or "bridge:NAME" (the
+    # wizard's Networking page, --nic); unmapped NICs keep the network or bridge they have.
+    nics: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NicPlacement:
+    nic: Nic
+    target: str  # "NETWORK" or "bridge:NAME" on the destination ("" for other NIC kinds)
+    mapped: bool  # chosen (--nic, the Networking page), not just kept
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.target) and self.target != self.nic.target
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class MigrationPlan:
     address: str | None  # the destination's address on `network`
     bandwidth_mib_s: int | None = None
     unknown_devs: tuple[str, ...] = ()  # --disk DEV=SR naming a disk the VM does not have
+    nics: tuple[NicPlacement, ...] = ()
+    unknown_macs: tuple[str, ...] = ()  # --nic MAC=... naming a NIC the VM does not have
     tls: bool = False
     evacuated_from: str | None = None  # see MigrationRequest
     data_path: DataPath = DataPath.LIVE
@@ -122,6 +138,11 @@ class MigrationPlan:
         if self.evacuated_from:
             return self.vm.home_server or self.vm.server
         return self.destination
+
+    @property
+    def nic_rewrites(self) -> dict[str, tuple[str, str]]:
+        """The NICs plugged elsewhere on the destination: MAC -> (type, name)."""
+        return {p.nic.mac: parse_nic_target(p.target) for p in self.nics if p.changed}
 
     @property
     def copied_disks(self) -> tuple[DiskPlacement, ...]:
@@ -195,6 +216,9 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
     srv = snapshot.servers.get(dest)
     address = srv.addresses.get(network) if srv is not None and network else None
     devs = {d.dev for d in vm.hard_disks}
+    wanted_nics = {mac.lower(): target for mac, target in request.nics.items()}
+    nics = tuple(NicPlacement(n, wanted_nics.get(n.mac, n.target), n.mac in wanted_nics)
+                 for n in vm.nics)
     if vm.state is not VmState.HALTED:
         data_path = DataPath.LIVE
     elif vm.managed_save and request.data_path in (None, DataPath.DIRECT):
@@ -212,6 +236,7 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
         vm=vm, destination=dest, kind=kind, disks=tuple(placements), network=network,
         address=address, bandwidth_mib_s=request.bandwidth_mib_s,
         unknown_devs=tuple(sorted(set(request.disk_srs) - devs)), tls=request.tls,
+        nics=nics, unknown_macs=tuple(sorted(set(wanted_nics) - {n.mac for n in vm.nics})),
         evacuated_from=request.evacuated_from, data_path=data_path,
         resume=request.resume and vm.state is VmState.PAUSED,
         path_chosen=data_path is request.data_path or (

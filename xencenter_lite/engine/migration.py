@@ -19,7 +19,7 @@ from typing import Any
 
 from xencenter_lite.core.checks import Problem, blocking, check_plans
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
-from xencenter_lite.core.domxml import rewrite_domain
+from xencenter_lite.core.domxml import rewrite_domain, rewrite_nics
 from xencenter_lite.core.errors import ABORTED, NOT_VALID_NOW, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
 from xencenter_lite.core.model import VM, VmState
@@ -220,12 +220,13 @@ class MigrationRunner:
                        evacuated_from=plan.evacuated_from)
         live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
+        nics = plan.nic_rewrites  # the Networking page's (--nic) choices
         spec = MigrationSpec(
             uuid=uuid,
             dest_uri=dest_link.uri,
             address=plan.address or "",
-            dest_xml=rewrite_domain(live_xml, new_paths, meta),
-            persist_xml=rewrite_domain(conf_xml, new_paths, meta),
+            dest_xml=rewrite_nics(rewrite_domain(live_xml, new_paths, meta), nics),
+            persist_xml=rewrite_nics(rewrite_domain(conf_xml, new_paths, meta), nics),
             migrate_disks=tuple(new_paths),
             keep_shared_disks=any(not d.copy for d in plan.disks),
             bandwidth_mib_s=plan.bandwidth_mib_s,
@@ -282,6 +283,7 @@ class MigrationRunner:
                 raise MoveFailed(backing_refusal(plan.vm.name, backed, remedy))
             plan = replace(plan, data_path=DataPath.STREAM)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
+        nics = plan.nic_rewrites  # the Networking page's (--nic) choices
         self._record_old_disks(job, plan, undo)
         # What is sent (and read back) is each file's allocated data: holes are not.
         allocated = {d.dev: d.allocation for d in plan.vm.hard_disks}
@@ -293,9 +295,9 @@ class MigrationRunner:
         if job.cancel_requested:
             raise Cancelled()
         self._record_incoming(job, plan, undo)
+        persist_xml = rewrite_nics(rewrite_domain(conf_xml, new_paths, meta), nics)
         spec = MigrationSpec(uuid=uuid, dest_uri=dest_link.uri, address="", dest_xml="",
-                             persist_xml=rewrite_domain(conf_xml, new_paths, meta),
-                             offline=True)
+                             persist_xml=persist_xml, offline=True)
         job.set_state(JobState.FINISHING, f"Defining '{plan.vm.name}' on '{dest}' and "
                       f"removing its definition from '{src}'")
         call = run_long(f"define-{plan.vm.name}", lambda: src_link.migrate(spec))
@@ -340,10 +342,11 @@ class MigrationRunner:
         job.bytes_total = plan.vm.memory + sum(d.capacity for d in plan.copied_disks)
         live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
+        nics = plan.nic_rewrites  # the Networking page's (--nic) choices
         spec = MigrationSpec(
             uuid=uuid, dest_uri=dest_link.uri, address=plan.address or "",
-            dest_xml=rewrite_domain(live_xml, new_paths, meta),
-            persist_xml=rewrite_domain(conf_xml, new_paths, meta),
+            dest_xml=rewrite_nics(rewrite_domain(live_xml, new_paths, meta), nics),
+            persist_xml=rewrite_nics(rewrite_domain(conf_xml, new_paths, meta), nics),
             migrate_disks=tuple(new_paths),
             keep_shared_disks=any(not d.copy for d in plan.disks),
             bandwidth_mib_s=plan.bandwidth_mib_s, tls=plan.tls)

@@ -58,6 +58,9 @@ SHORT_REASONS = {
     "DUPLICATE_VM": "VM listed twice",
     "NAME_IN_USE": "Name in use there",
     "DISKS_NOT_VISIBLE": "Cannot see the VM's disks",
+    "NIC_NETWORK_MISSING": "Network missing there",
+    "NIC_NETWORK_INACTIVE": "Network not active there",
+    "NIC_BRIDGE_MISSING": "Bridge missing there",
     "VM_STATE": "Not halted",
 }
 # Problems with the default choice of SRs: the wizard lets the operator choose others.

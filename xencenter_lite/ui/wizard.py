@@ -103,6 +103,9 @@ SHORT_REASONS = {
     "VM_STATE_UNSUPPORTED": "The VM cannot move in its state",
     "VM_HAS_SAVED_STATE": "The VM has a saved state",
     "NAME_IN_USE": "A VM of that name is there",
+    "NIC_NETWORK_MISSING": "A NIC's network is missing",
+    "NIC_NETWORK_INACTIVE": "A NIC's network is not active",
+    "NIC_BRIDGE_MISSING": "A NIC's bridge is missing",
 }
 
 

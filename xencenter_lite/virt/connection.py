@@ -19,7 +19,9 @@ from xencenter_lite.core.domxml import (
     DomainXml,
     VolumeLayout,
     disk_path_of,
+    interface_bridge,
     parse_domain,
+    parse_network,
     parse_pool,
     referenced_paths,
     rewrite_domain,
@@ -29,7 +31,7 @@ from xencenter_lite.core.domxml import (
 )
 from xencenter_lite.core.inventory import redact_secret
 from xencenter_lite.core.metadata import KEY, NAMESPACE, VmMetadata, render_metadata
-from xencenter_lite.core.model import SR, VM, Disk, VmState
+from xencenter_lite.core.model import SR, VM, Disk, Nic, VirtualNetwork, VmState
 from xencenter_lite.virt.link import (
     DiskFiles,
     HostIdentity,
@@ -191,6 +193,11 @@ def _code(exc: libvirt.libvirtError) -> int | None:
     return int(code) if code is not None else None
 
 
+# Host interfaces that are never bridges: libvirt's own tap and macvtap devices (one per
+# running VM's NIC), veth ends (and loopback).
+_NOT_BRIDGES = ("vnet", "macvtap", "tap", "veth")
+
+
 def _refresh(pool: libvirt.virStoragePool) -> None:
     """Refresh a pool (files made outside libvirt appear). libvirt refuses while a volume
     of the pool is being created or removed ("has asynchronous jobs running"): wait a
@@ -322,8 +329,40 @@ class LibvirtLink:
                     # incoming copy removed) is simply not there any more.
                     if _code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
                         raise
+            networks = self._read_networks(conn)
+            bridges = self._read_bridges(conn)
         self._parsed = parsed
-        return ServerReading(hostname, host_memory, free_memory, tuple(vms), srs)
+        return ServerReading(hostname, host_memory, free_memory, tuple(vms), srs, networks,
+                             bridges)
+
+    @staticmethod
+    def _read_networks(conn: libvirt.virConnect) -> tuple[VirtualNetwork, ...]:
+        out = []
+        for net in conn.listAllNetworks():
+            try:
+                bridge, forward = parse_network(net.XMLDesc(0))
+                out.append(VirtualNetwork(net.name(), net.isActive() == 1, bridge, forward))
+            except libvirt.libvirtError:
+                continue  # it vanished while we looked
+        return tuple(out)
+
+    @staticmethod
+    def _read_bridges(conn: libvirt.virConnect) -> frozenset[str] | None:
+        """The host's bridges, from libvirt's interface driver (None: it has none here)."""
+        try:
+            ifaces = conn.listAllInterfaces(0)
+        except libvirt.libvirtError:
+            return None
+        found = set()
+        for iface in ifaces:
+            name = iface.name()  # (a name costs no call; its XML does)
+            if name == "lo" or name.startswith(_NOT_BRIDGES):
+                continue
+            with contextlib.suppress(libvirt.libvirtError):
+                name = interface_bridge(iface.XMLDesc(0))
+                if name:
+                    found.add(name)
+        return frozenset(found)
 
     def _read_srs(self, conn: libvirt.virConnect, refresh: bool) -> tuple[SR, ...]:
         out = []
@@ -383,6 +422,7 @@ class LibvirtLink:
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
                   has_hostdev=dx.has_hostdev, persistent=dom.isPersistent() == 1,
                   virt_type=dx.virt_type, has_balloon=dx.has_balloon,
+                  nics=tuple(Nic(n.mac, n.type, n.source, n.model) for n in dx.nics),
                   job_running=job,
                   current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max,

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from xencenter_lite.core.domxml import VolumeLayout
 from xencenter_lite.core.metadata import VmMetadata
-from xencenter_lite.core.model import SR, VM, VmState
+from xencenter_lite.core.model import SR, VM, VirtualNetwork, VmState
 
 
 class VirtError(Exception):
@@ -49,6 +49,8 @@ class ServerReading:
     free_memory: int
     vms: tuple[VM, ...]
     srs: tuple[SR, ...]
+    networks: tuple[VirtualNetwork, ...] = ()
+    bridges: frozenset[str] | None = None  # None: this libvirt cannot list host interfaces
 
 
 class Removal(Enum):
