@@ -11,7 +11,7 @@ import pytest
 from tests.labtools import vm_named
 from tests.ui.fakes import DB, WEB, FakeEngine, change
 from xencenter_lite.core.jobs import Job, JobKind, JobState
-from xencenter_lite.core.model import Sharing, VmState
+from xencenter_lite.core.model import Nic, Sharing, VirtualNetwork, VmState
 from xencenter_lite.ui.properties import PropertiesView
 
 
@@ -43,7 +43,7 @@ def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView)
     assert g.value("Current memory") == "805.3 MB"
     assert g.value("Dynamic minimum / maximum") == "536.9 MB / 1.1 GB"
     assert g.value("Home server") == "(none)"
-    assert tabs(view) == ["General", "Storage"]
+    assert tabs(view) == ["General", "Storage", "Networking"]
 
     change(fake.fleet, "web-1", state=VmState.PAUSED, home_server="lab-a1")
     fake.push()
@@ -65,12 +65,12 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     assert not g.memory_button.isVisibleTo(view)  # a VM's button
     assert g.value("Memory free for VMs") == "8.6 GB"  # what libvirt reports free
     assert g.value("Address (storage)") == "198.51.100.11"
-    assert tabs(view) == ["General"]  # Storage is a VM's tab
+    assert tabs(view) == ["General", "Networking"]  # Storage is a VM's tab
     assert not view.storage.isVisibleTo(view)  # nor drawn over the tabs
     view.show_object(("vm", WEB))
-    assert tabs(view) == ["General", "Storage"]
+    assert tabs(view) == ["General", "Storage", "Networking"]
     view.show_object(("server", "lab-a1"))
-    assert tabs(view) == ["General"] and not view.storage.isVisibleTo(view)
+    assert tabs(view) == ["General", "Networking"] and not view.storage.isVisibleTo(view)
 
     fake.fleet.server("lab-b1", connected=False, error="connection refused")
     fake.push()
@@ -79,6 +79,7 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     assert g.value("Pool") == "(standalone)"
 
     view.show_object(("pool", "Production"))
+    assert tabs(view) == ["General"]
     assert g.value("Servers") == "lab-a1, lab-a2" and g.value("Default SR") == "Shared storage"
 
     view.show_object(("sr", ("Production", "Shared storage")))
@@ -135,6 +136,29 @@ def test_storage_tab_lists_disks_and_moves_the_selected_one(
     assert storage.selected_dev() == "vdb"
     storage.move_button.click()
     assert opened[0][1:3] == (DB, "vdb") and opened[-1] == ("open",)
+
+
+def test_networking_tab_lists_a_vms_nics_and_what_a_server_offers(
+        fake: FakeEngine, view: PropertiesView) -> None:
+    change(fake.fleet, "web-1", nics=(Nic("52:54:00:00:00:01", "network", "lan", "virtio"),
+                                      Nic("52:54:00:00:00:02", "bridge", "br0", "e1000")))
+    fake.fleet.server("lab-a1", virtual_networks=(VirtualNetwork("lan", True, "virbr1", "nat"),
+                                                  VirtualNetwork("old", False)),
+                      bridges=frozenset({"br0", "virbr1"}))
+    fake.push()
+    view.show_object(("vm", WEB))
+    net = view.networking
+    rows = [[net.cell(r, c) for c in range(3)] for r in range(net.table.rowCount())]
+    assert rows == [["52:54:00:00:00:01", "virtio", "network 'lan'"],
+                    ["52:54:00:00:00:02", "e1000", "bridge 'br0'"]]
+    view.show_object(("server", "lab-a1"))
+    rows = [[net.cell(r, c) for c in range(3)] for r in range(net.table.rowCount())]
+    assert rows == [["lan", "network (bridge virbr1)", "active"],
+                    ["old", "network", "inactive"], ["br0", "bridge", ""],
+                    ["virbr1", "bridge", ""]]
+    fake.fleet.server("lab-a1", bridges=None)
+    fake.push()
+    assert net.cell(net.table.rowCount() - 1, 2) == "libvirt cannot list this server's"
 
 
 @pytest.mark.lab

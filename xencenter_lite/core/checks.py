@@ -128,6 +128,11 @@ def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Prob
     return name_clash(snapshot, vm.name, destination, vm.uuid)
 
 
+# What the wizard's Networking page (or --nic) puts right: not a reason to rule a server out.
+NIC_CODES = frozenset({"NIC_NETWORK_MISSING", "NIC_NETWORK_INACTIVE", "NIC_BRIDGE_MISSING",
+                       "UNKNOWN_NIC"})
+
+
 def nic_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     """Each NIC must find its network or bridge on the destination (libvirt would refuse the
     VM there a moment later, in words the operator never sees)."""

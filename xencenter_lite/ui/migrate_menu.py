@@ -21,10 +21,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
 
 from xencenter_lite.core.checks import (
+    NIC_CODES,
     Problem,
     check_destination,
     check_plans,
     check_vm_movable,
+    nic_problems,
 )
 from xencenter_lite.core.model import Snapshot
 from xencenter_lite.core.placement import Rating, rank
@@ -58,14 +60,12 @@ SHORT_REASONS = {
     "DUPLICATE_VM": "VM listed twice",
     "NAME_IN_USE": "Name in use there",
     "DISKS_NOT_VISIBLE": "Cannot see the VM's disks",
-    "NIC_NETWORK_MISSING": "Network missing there",
-    "NIC_NETWORK_INACTIVE": "Network not active there",
-    "NIC_BRIDGE_MISSING": "Bridge missing there",
     "VM_STATE": "Not halted",
 }
-# Problems with the default choice of SRs: the wizard lets the operator choose others.
+# Problems with the default choice of SRs or networks: the wizard lets the operator choose
+# others (its Storage and Networking pages).
 STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
-                           "NOT_ENOUGH_SPACE", "UNKNOWN_DISK"})
+                           "NOT_ENOUGH_SPACE", "UNKNOWN_DISK"}) | NIC_CODES
 _ORDER = {code: i for i, code in enumerate(SHORT_REASONS)}
 
 
@@ -130,7 +130,9 @@ def migrate_or_open_wizard(engine: Engine, keys: list[VmKey], destination: str,
         plans = [engine.plan(r) for r in requests]
     except LookupError:
         plans = []
-    if not plans or any(p.kind is not MigrationKind.MEMORY for p in plans):
+    snapshot = engine.snapshot()
+    if not plans or any(p.kind is not MigrationKind.MEMORY or nic_problems(snapshot, p)
+                        for p in plans):  # (the wizard chooses SRs and networks)
         return open_wizard(engine, keys, destination, parent)
     box = QMessageBox(QMessageBox.Icon.Question, "Migrate VM",
                       confirm_text([p.vm.name for p in plans], destination),

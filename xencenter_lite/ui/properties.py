@@ -1,4 +1,5 @@
-"""The tabs on the right: General (what the selected object is) and, for a VM, Storage.
+"""The tabs on the right: General (what the selected object is), for a VM Storage, and for
+a VM or a server Networking.
 
 Both follow the engine's snapshots, and only rebuild what changed, so a selected disk row
 stays selected while the VM's numbers update.
@@ -241,6 +242,52 @@ class StorageTab(QWidget):
         return dialog
 
 
+class NetworkingTab(QWidget):
+    """A VM's NICs (where each is plugged), or what a server's NICs can be plugged into
+    (its libvirt networks and its bridges)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("networkingTab")
+        self.table = QTableWidget(0, 3, self)
+        self.table.setObjectName("networkingTable")
+        self.table.setAccessibleName("Networks")
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.
+                                                           ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        self._shown: tuple[tuple[str, ...], list[tuple[str, ...]]] | None = None
+
+    def show_object(self, obj: VM | Server) -> None:
+        if isinstance(obj, VM):
+            headers: tuple[str, ...] = ("MAC address", "Model", "Network")
+            rows = [(n.mac, n.model, n.described) for n in obj.nics]
+        else:
+            headers = ("Name", "Kind", "State")
+            rows = [(n.name, "network" + (f" (bridge {n.bridge})" if n.bridge else ""),
+                     "active" if n.active else "inactive")
+                    for n in sorted(obj.virtual_networks, key=lambda n: n.name)]
+            if obj.bridges is None:
+                rows.append(("(bridges)", "bridge", "libvirt cannot list this server's"))
+            else:
+                rows += [(b, "bridge", "") for b in sorted(obj.bridges)]
+        if (headers, rows) == self._shown:
+            return
+        self._shown = (headers, rows)
+        self.table.setHorizontalHeaderLabels(headers)
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                self.table.setItem(r, c, QTableWidgetItem(value))
+
+    def cell(self, row: int, column: int) -> str:
+        item = self.table.item(row, column)
+        return item.text() if item else ""
+
+
 class PropertiesView(QTabWidget):
     """What XenCenter shows on the right for the selected object."""
 
@@ -253,6 +300,8 @@ class PropertiesView(QTabWidget):
         self.general = GeneralTab(self)
         self.storage = StorageTab(engine, self)
         self.storage.hide()  # a tab only while a VM is selected; until then not drawn at all
+        self.networking = NetworkingTab(self)
+        self.networking.hide()  # a VM's or a server's
         self.addTab(self.general, "General")
         self.general.memory_button.clicked.connect(self.open_memory)
         follow_engine(engine, self._on_snapshot, self._on_job)
@@ -278,10 +327,18 @@ class PropertiesView(QTabWidget):
         self.general.memory_button.setVisible(vm is not None)
         has_storage = self.indexOf(self.storage) >= 0
         if vm is not None and not has_storage:
-            self.addTab(self.storage, "Storage")
+            self.insertTab(1, self.storage, "Storage")  # (before Networking)
         elif vm is None and has_storage:
             self.removeTab(self.indexOf(self.storage))
         self.storage.show_vm(vm)
+        obj = find_object(snap, self.key) if self.key else None
+        has_networking = self.indexOf(self.networking) >= 0
+        if isinstance(obj, VM | Server):
+            if not has_networking:
+                self.addTab(self.networking, "Networking")
+            self.networking.show_object(obj)
+        elif has_networking:
+            self.removeTab(self.indexOf(self.networking))
 
     def open_memory(self) -> Any:
         vm = find_object(self.engine.snapshot(), self.key) if self.key else None

@@ -37,9 +37,9 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from xencenter_lite.core.checks import Problem, estimate_seconds
+from xencenter_lite.core.checks import NIC_CODES, Problem, estimate_seconds, nic_problems
 from xencenter_lite.core.jobs import Job
-from xencenter_lite.core.model import VM, Snapshot, VmState
+from xencenter_lite.core.model import VM, Snapshot, VmState, describe_nic_target
 from xencenter_lite.core.placement import Rating, place_together, rate
 from xencenter_lite.core.plan import (
     DataPath,
@@ -64,9 +64,10 @@ from xencenter_lite.ui.events import weak_listener
 from xencenter_lite.ui.move_disk import sr_reason
 
 VmKey = tuple[str, str]
-DESTINATION, HOME_SERVER, STORAGE, STORAGE_NETWORK, REVIEW = range(5)
+DESTINATION, HOME_SERVER, STORAGE, NETWORKING, STORAGE_NETWORK, REVIEW = range(6)
 STEP_NAMES = {DESTINATION: "Destination", HOME_SERVER: "Home Server", STORAGE: "Storage",
-              STORAGE_NETWORK: "Storage network", REVIEW: "Finish"}
+              NETWORKING: "Networking", STORAGE_NETWORK: "Storage network",
+              REVIEW: "Finish"}
 ADD_SERVER = "Add a pool or standalone server…"
 MANAGEMENT_WARNING = ("Due to performance reasons, it is recommended that you do not use your "
                       "management network for live migration.")
@@ -83,9 +84,9 @@ HOW = {
 SAVED_HOW = ("Halted with a saved state: restored paused, migrated over the storage network, "
              "saved again there")
 
-# The Storage page deals with these; they do not make a destination unusable.
+# The Storage and Networking pages deal with these; they do not make a destination unusable.
 STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
-                           "NOT_ENOUGH_SPACE"})
+                           "NOT_ENOUGH_SPACE"}) | NIC_CODES
 SHORT_REASONS = {
     "SAME_SERVER": "Current server",
     "DESTINATION_DISCONNECTED": "Not connected",
@@ -103,9 +104,6 @@ SHORT_REASONS = {
     "VM_STATE_UNSUPPORTED": "The VM cannot move in its state",
     "VM_HAS_SAVED_STATE": "The VM has a saved state",
     "NAME_IN_USE": "A VM of that name is there",
-    "NIC_NETWORK_MISSING": "A NIC's network is missing",
-    "NIC_NETWORK_INACTIVE": "A NIC's network is not active",
-    "NIC_BRIDGE_MISSING": "A NIC's bridge is missing",
 }
 
 
@@ -189,7 +187,7 @@ def grid_table(table: QTableWidget) -> None:
 
 def request_key(requests: list[MigrationRequest]) -> tuple[Any, ...]:
     return tuple((r.vm, r.destination, r.sr, tuple(sorted(r.disk_srs.items())), r.network,
-                  r.tls, r.settings) for r in requests)
+                  r.tls, r.settings, tuple(sorted(r.nics.items()))) for r in requests)
 
 
 
@@ -216,6 +214,7 @@ class MigrateWizard(QWizard):
         self.sr: str | None = None
         self.disk_srs: dict[VmKey, dict[str, str]] = {}
         self.network: str | None = None
+        self.nic_maps: dict[VmKey, dict[str, str]] = {}  # the Networking page's: MAC -> target
         self.tls = False
         # How a live migration is made to finish: the inventory's defaults until changed.
         self.settings: MigrationSettings = engine.inventory.migration
@@ -243,6 +242,7 @@ class MigrateWizard(QWizard):
         self.setPage(DESTINATION, DestinationPage(self))
         self.setPage(HOME_SERVER, HomeServerPage(self))
         self.setPage(STORAGE, StoragePage(self))
+        self.setPage(NETWORKING, NetworkingPage(self))
         self.setPage(STORAGE_NETWORK, StorageNetworkPage(self))
         self.setPage(REVIEW, ReviewPage(self))
         self.currentIdChanged.connect(self._show_steps)
@@ -404,9 +404,26 @@ class MigrateWizard(QWizard):
             ids.append(HOME_SERVER)
         if self.needs_storage():
             ids.append(STORAGE)
+        if self.needs_networking():
+            ids.append(NETWORKING)
         if self.needs_network():
             ids.append(STORAGE_NETWORK)
         return [*ids, REVIEW]
+
+    def needs_networking(self) -> bool:
+        """The Networking page: a VM with NICs goes out of its pool (XenCenter's cross-pool
+        step), or one of its NICs would find nothing of its name on its home server."""
+        plans = self._home_plans()
+        if plans is None:
+            return False
+        snap = self.engine.snapshot()
+        for plan in plans:
+            if not any(n.target for n in plan.vm.nics):
+                continue
+            pool = snap.pool_of(plan.source)
+            if pool is None or plan.destination not in pool.members or nic_problems(snap, plan):
+                return True
+        return False
 
     def needs_network(self) -> bool:
         """False when every VM is halted and moves through the console or moves its
@@ -436,6 +453,8 @@ class MigrateWizard(QWizard):
             home = self.home(key) or ""
             common: dict[str, Any] = {"network": self.network, "tls": self.tls,
                                       "resume": self.resume, "settings": self.settings}
+            if NETWORKING in self.path():
+                common["nics"] = dict(self.nic_maps.get(key, {}))
             if not storage:
                 out.append(MigrationRequest(key, home, **common))
             elif self.same_sr:
@@ -859,6 +878,71 @@ class StoragePage(WizardPage):
         return all(current_enabled(c) for c in self.disk_combos.values())
 
 
+class NetworkingPage(WizardPage):
+    """XenCenter's Networking step: each NIC of each VM onto one of its home server's
+    networks or bridges, the one of the same name where the server has it (otherwise the
+    operator chooses: Next waits for it)."""
+
+    def __init__(self, wizard: MigrateWizard) -> None:
+        super().__init__(wizard, "networkingPage", "Configure networking",
+                         "Choose the network or bridge on the destination that each virtual "
+                         "network interface is connected to.")
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("nicNetworkTable")
+        self.table.setAccessibleName("Network interfaces and their destination networks")
+        self.table.setHorizontalHeaderLabels(["VM", "Interface", "Now on",
+                                              "On the destination"])
+        grid_table(self.table)
+        self.layout_.addWidget(self.table)
+        self.finish_layout()
+        self.nic_combos: dict[tuple[VmKey, str], QComboBox] = {}
+        self._built_for: dict[VmKey, str | None] | None = None
+
+    def initializePage(self) -> None:
+        w = self.w
+        homes = {k: w.home(k) for k in w.vm_keys}
+        if homes != self._built_for:  # a new destination: the same names where it has them
+            self._built_for = homes
+            snap = w.engine.snapshot()
+            rows = [(vm, n) for vm in w.vms(snap) for n in vm.nics if n.target]
+            self.table.setRowCount(len(rows))
+            self.nic_combos = {}
+            w.nic_maps = {}
+            for i, (vm, nic) in enumerate(rows):
+                home = homes.get(vm.key) or ""
+                srv = snap.servers.get(home)
+                targets = srv.nic_targets if srv is not None else []
+                self.table.setItem(i, 0, QTableWidgetItem(vm.name))
+                self.table.setItem(i, 1, QTableWidgetItem(
+                    f"{nic.mac} ({nic.model})" if nic.model else nic.mac))
+                self.table.setItem(i, 2, QTableWidgetItem(nic.described))
+                combo = QComboBox()
+                combo.setObjectName(f"nic:{vm.name}:{nic.mac}")
+                combo.setAccessibleName(f"Destination network of {vm.name}'s NIC {nic.mac}")
+                entries = [Entry(describe_nic_target(t), t) for t in targets]
+                current = nic.target if nic.target in targets else None
+                if current is None:
+                    why = f"'{home}' has no {nic.described}; choose one it has"
+                    entries.insert(0, Entry(f"(choose: {why})", None, why))
+                fill_combo(combo, entries, current)
+                combo.currentIndexChanged.connect(
+                    lambda _, k=vm.key, mac=nic.mac, c=combo: self._picked(k, mac, c))
+                self.table.setCellWidget(i, 3, combo)
+                self.nic_combos[(vm.key, nic.mac)] = combo
+                if current is not None:
+                    w.nic_maps.setdefault(vm.key, {})[nic.mac] = current
+            self.table.resizeColumnsToContents()
+        self.changed()
+
+    def _picked(self, key: VmKey, mac: str, combo: QComboBox) -> None:
+        if current_enabled(combo):
+            self.w.nic_maps.setdefault(key, {})[mac] = combo.currentData()
+        self.changed()
+
+    def isComplete(self) -> bool:
+        return all(current_enabled(c) for c in self.nic_combos.values())
+
+
 class StorageNetworkPage(WizardPage):
     def __init__(self, wizard: MigrateWizard) -> None:
         super().__init__(wizard, "storageNetworkPage", "Select the storage network",
@@ -1111,6 +1195,9 @@ class ReviewPage(WizardPage):
                 for d in plan.disks:
                     where = d.target_sr if d.copy else f"stays on {d.source_sr}"
                     rows.append((f"Disk {d.dev} ({format_size(d.capacity)})", where or "?"))
+                for n in plan.nics:
+                    if n.target:
+                        rows.append((f"NIC {n.nic.mac}", describe_nic_target(n.target)))
                 if plan.vm.state is VmState.PAUSED:
                     rows.append(("After the migration",
                                  "Resumed" if plan.resume else "Stays paused"))
