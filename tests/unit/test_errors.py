@@ -70,11 +70,18 @@ def test_text_match_ignores_case():
     assert "ran out of space" in friendly(None, "NO SPACE LEFT ON DEVICE").message
 
 
-def test_fallback_keeps_raw_text():
+def test_without_a_sentence_of_ours_libvirts_own_reason_is_said_plainly():
     err = friendly(12345, "weird failure 42")
-    assert err == FriendlyError("The server reported an error (see details).",
-                                "weird failure 42", 12345)
+    assert err == FriendlyError("The server said: Weird failure 42.", "weird failure 42", 12345)
     assert friendly(None, "").message == "The server reported an error (see details)."
+    # The kind of error, then libvirt's reason without its kind-of-error prefixes.
+    err = friendly(67, "unsupported configuration: USB controller model 'qemu-xhci' not "
+                       "supported\nsecond line")
+    assert err.message == ("The destination does not support this VM's configuration. The "
+                           "server said: USB controller model 'qemu-xhci' not supported.")
+    assert "second line" in err.raw and "second line" not in err.message
+    long = friendly(1, "internal error: " + "x" * 500).message
+    assert long.startswith("The server said: Xxx") and long.endswith("…") and len(long) < 340
 
 
 def test_context_prefixes_the_message():

@@ -33,6 +33,9 @@ _BY_CODE: dict[int, str] = {
     84: "The server does not support this operation.",
 }
 
+# Codes whose sentence says all there is (the server's words would add nothing).
+_SAID_ENOUGH = frozenset({78, 42, 90})
+
 _NO_TLS = ("The servers are not set up for TLS migration (no certificates); set up libvirt's "
            "TLS certificates on both, or migrate without TLS.")
 
@@ -147,13 +150,46 @@ def friendly(code: int | None, raw: str, context: str = "") -> FriendlyError:
                     if (found := pattern.search(raw)) is not None), None)
     if message is None:
         message = next((m for key, m in _BY_TEXT if key in text), None)
-    if message is None and code is not None:
-        message = _BY_CODE.get(code)
     if message is None:
-        message = "The server reported an error (see details)."
+        # No sentence of ours: libvirt's own reason, in its words, after what kind of error
+        # it is (never only "see details": the operator should not have to open them).
+        category = _BY_CODE.get(code) if code is not None else None
+        said = "" if code in _SAID_ENOUGH else plain(raw)
+        if category and said:
+            message = f"{category} The server said: {said}"
+        elif said:
+            message = f"The server said: {said}"
+        else:
+            message = category or "The server reported an error (see details)."
     if context:
         message = f"{context}: {message}"
     return FriendlyError(message, raw, code)
+
+
+# libvirt's prefixes that tell the kind of error, not the reason (the code says the kind).
+_PREFIXES = ("internal error: ", "operation failed: ", "requested operation is not valid: ",
+             "unsupported configuration: ", "operation not supported: ",
+             "invalid argument: ", "error: ")
+
+
+def plain(raw: str, limit: int = 300) -> str:
+    """libvirt's text as one sentence: its first line, without the kind-of-error prefixes,
+    capitalised and ended with a full stop (cut at `limit` characters)."""
+    line = next((ln.strip() for ln in raw.splitlines() if ln.strip()), "")
+    lowered = line.lower()
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if lowered.startswith(prefix):
+                line, lowered = line[len(prefix):], lowered[len(prefix):]
+                changed = True
+    if not line:
+        return ""
+    if len(line) > limit:
+        line = line[:limit - 1].rstrip() + "…"
+    line = line[:1].upper() + line[1:]
+    return line if line.endswith((".", "…", "?", "!")) else line + "."
 
 
 def is_volume_exists(code: int | None, raw: str) -> bool:
