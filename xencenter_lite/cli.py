@@ -526,7 +526,8 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
     out.write(f"{plan.vm.name}: {plan.source} → {plan.destination} ({how})\n")
     for d in plan.disks:
         if d.copy:
-            out.write(f"  {d.dev}: {d.source_sr} → {d.target_sr or '(no SR)'} "
+            out.write(f"  {d.dev}: {d.source_sr or d.source_path or '(no file)'} → "
+                      f"{d.target_sr or '(no SR)'} "
                       f"({format_bytes(d.capacity)} copied)\n")
         else:
             out.write(f"  {d.dev}: stays on {d.source_sr}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,7 @@ from builders import (
     shared_disk,
 )
 
+from xencenter_lite.cli import _print_plan
 from xencenter_lite.core.checks import (
     Problem,
     Severity,
@@ -348,7 +350,8 @@ def test_disk_unsupported_block_disk(fleet):
     vm = fleet.vm("raw-1", disks=(disk("vda", "/dev/sdb", None, source_type="block"),))
     problems = check(fleet, fleet.plan(vm, "lab-b1"))
     assert errors(problems) == ["DISK_UNSUPPORTED"]
-    assert "vda" in problems[0].message and "cannot be migrated" in problems[0].message
+    assert problems[0].message.startswith("Disk vda of 'raw-1' is a block device (/dev/sdb)")
+    assert "copy it onto a directory, file-system or NFS SR first" in problems[0].message
 
 
 def test_disk_unsupported_file_not_on_an_sr(fleet):
@@ -356,7 +359,13 @@ def test_disk_unsupported_file_not_on_an_sr(fleet):
                                     disk("vdb", "/var/tmp/loose.qcow2", None)))
     problems = check(fleet, fleet.plan(vm, "lab-b1"))
     assert errors(problems) == ["DISK_UNSUPPORTED"]
-    assert "vdb" in problems[0].message
+    message = problems[0].message
+    assert "is the file /var/tmp/loose.qcow2, in no SR (storage pool) of 'lab-a1'" in message
+    assert "virsh pool-define-as NAME dir --target /var/tmp" in message
+    # The plan says where the disk is, not "None".
+    out = io.StringIO()
+    _print_plan(fleet.snapshot(), fleet.plan(vm, "lab-b1"), out)
+    assert "vdb: /var/tmp/loose.qcow2 →" in out.getvalue() and "None" not in out.getvalue()
 
 
 def test_no_sr_chosen(fleet):

@@ -234,9 +234,8 @@ def check_plans(
 
         for disk in plan.disks:
             if not disk.supported:
-                out.append(_err("DISK_UNSUPPORTED", vm,
-                                f"Disk {disk.dev} of '{vm.name}' is not a file on a directory, "
-                                "file-system or NFS SR, and cannot be migrated."))
+                out.append(_err("DISK_UNSUPPORTED", vm, _unsupported_disk(snapshot, vm,
+                                                                         disk.dev)))
                 continue
             if not disk.copy:
                 continue
@@ -309,6 +308,33 @@ def check_plans(
     if not blocking(out):
         out += warnings_for(snapshot, plans)
     return list(dict.fromkeys(out))  # once each: two disks bound for one missing SR say so once
+
+
+def _unsupported_disk(snapshot: Snapshot, vm: VM, dev: str) -> str:
+    """What the disk is, and what to do so that it can move."""
+    d = vm.disk(dev)
+    lead = f"Disk {dev} of '{vm.name}' "
+    move = ("copy it onto a directory, file-system or NFS SR first (Move Virtual Disk, "
+            "move-disk), or keep the VM where it is.")
+    if d is None:
+        return lead + "is not known."
+    if d.source_type == "block":
+        return lead + f"is a block device ({d.path}), which only a copy to an SR can move: " \
+            + move
+    if d.source_type not in ("file", "volume"):
+        return lead + f"is a {d.source_type} disk ({d.path or 'no local file'}), which "\
+            "cannot be copied between servers here; keep the VM where it is, or " + move
+    if d.path is None:
+        return lead + "has no file."
+    if d.sr is None:
+        folder = d.path.rsplit("/", 1)[0] or "/"
+        return (lead + f"is the file {d.path}, in no SR (storage pool) of "
+                f"'{vm.server}': neither its sharing can be proven nor its copy be made "
+                f"and removed. Make its directory an SR (virsh pool-define-as NAME dir "
+                f"--target {folder}; virsh pool-start NAME), or " + move)
+    sr = snapshot.sr(vm.server, d.sr)
+    kind = f" of type '{sr.type}'" if sr is not None else ""
+    return (lead + f"is on SR '{d.sr}'{kind}, which this console cannot copy from: " + move)
 
 
 def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM, int]]:
