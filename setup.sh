@@ -22,6 +22,8 @@ packages=(
     tini                                                        # reaps the lab's QEMUs
     virtinst                                                    # VMs made as sysadmins make them (tests)
     openssh-server openssh-client                               # the lab's servers over qemu+ssh
+    gnutls-bin                                                  # certtool: the lab's TLS certificates
+    tcpdump                                                     # tests: what a migration puts on the wire
     xvfb xauth xdotool imagemagick                              # a real screen, screenshots
     libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3     # what Qt needs at run time
     libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1

@@ -24,6 +24,7 @@ from xencenter_lite.core.plan import MigrationRequest
 from xencenter_lite.engine import Engine
 from xencenter_lite.lab import Lab, load_lab_config
 from xencenter_lite.lab.records import read_records
+from xencenter_lite.lab.tls import qemu_dir
 
 
 def _pid_file(engine: Engine, server: str, name: str) -> Path:
@@ -83,10 +84,19 @@ def app_route(engine: Engine) -> Iterator[tuple[str, str]]:
 
 
 def test_tls_without_certificates_fails_cleanly(lab_inventory: Path, engine: Engine,
-                                                run: Any) -> None:
+                                                run: Any, lab_config_path: Path) -> None:
     vm = vm_named(engine, "web-1")
     dest = "lab-a2" if vm.server == "lab-a1" else "lab-a1"
-    result = cli("migrate", "web-1", "--to", dest, "--tls", "--json", inventory=lab_inventory)
+    # The destination's QEMU finds no certificates for the migration (the lab's are put
+    # aside for the test; QEMU reads them when a migration begins).
+    certs = qemu_dir(load_lab_config(lab_config_path), dest)
+    aside = certs.with_name("qemu.aside")
+    certs.rename(aside)
+    try:
+        result = cli("migrate", "web-1", "--to", dest, "--tls", "--json",
+                     inventory=lab_inventory)
+    finally:
+        aside.rename(certs)
     assert result.returncode == 1, result.stdout + result.stderr
     (res,) = json.loads(result.stdout)
     assert res["ok"] is False and "TLS" in res["error"], res["details"]

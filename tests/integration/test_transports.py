@@ -1,12 +1,16 @@
-"""The lab's servers over qemu+ssh, as an admin workstation reaches them (lab `ssh = true`):
-an engine of its own on inventory-ssh.toml migrates, cancels and moves a disk; and each way
-a server can be out of reach is said in words with what to do, from libvirt's real errors."""
+"""The lab's servers over qemu+ssh and qemu+tls, as an admin workstation reaches them (lab
+`ssh = true`, `tls = true`): an engine of its own on inventory-ssh.toml migrates, cancels and
+moves a disk; one on inventory-tls.toml migrates with --tls, and the wire shows it
+encrypted; and each way a server can be out of reach is said in words with what to do, from
+libvirt's real errors."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import _complete
-from tests.labtools import pattern_intact, virsh, vm_named
+from tests.labtools import (
+    fill_pattern,
+    host_path,
+    netns,
+    pattern_intact,
+    remove_vm,
+    sr_path,
+    virsh,
+    virt_install,
+    vm_named,
+)
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.model import VmState
@@ -126,6 +140,77 @@ def test_a_live_disk_move_over_ssh(over_ssh: Engine, run: Any) -> None:
     new = vm_named(over_ssh, "app-1").disk("vda")
     assert new is not None and new.sr == target and not os.path.exists(disk.path)
     assert pattern_intact(new.path or "", new.format)
+
+
+# ---- TLS ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def over_tls(lab_inventory: Path, engine: Engine,
+             loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
+    path = lab_inventory.with_name("inventory-tls.toml")
+    assert path.exists(), "the test lab has tls = true: lab up writes inventory-tls.toml"
+    eng = Engine(load_inventory(path), poll_interval=2.0)
+    _complete(loop, eng.start(watch=False))
+    yield eng
+    _complete(loop, eng.close())
+    _complete(loop, engine.refresh())
+
+
+def _captured(server: str, what: Any) -> bytes:
+    """Every byte on `server`'s storage interface while `what()` runs (tcpdump)."""
+    pcap = Path(f"/tmp/xcl-tls-{os.getpid()}-{server}.pcap")
+    dump = subprocess.Popen(["ip", "netns", "exec", netns(server), "tcpdump", "-i", "storage",
+                             "-s", "0", "-U", "-w", str(pcap)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # tcpdump listening
+        what()
+        time.sleep(0.5)
+    finally:
+        dump.terminate()
+        dump.wait(10)
+    data = pcap.read_bytes()
+    pcap.unlink()
+    return data
+
+
+def test_over_tls_the_servers_answer_and_a_tls_migration_is_encrypted_on_the_wire(
+        over_tls: Engine, engine: Engine, run: Any, state_dir: Path) -> None:
+    """The VM's disk holds the lab's pattern (runs of 'Z'): sent plainly, the storage
+    network shows it; with --tls (libvirt's TLS for memory and disks), it does not."""
+    servers = over_tls.snapshot().servers
+    for name, server in servers.items():
+        assert server.uri.startswith("qemu+tls://") and server.connected, server
+        assert server.host_uuid == engine.snapshot().servers[name].host_uuid
+    uris = {n: engine.snapshot().servers[n].uri for n in servers}
+    name, volume, sr = "tls-1", "tls-1.qcow2", "Local storage"
+    for uri in uris.values():
+        remove_vm(uri, name)
+    virsh(uris["lab-b1"], "vol-create-as", sr, volume, "16M", "--format", "qcow2")
+    fill_pattern(host_path(state_dir, "lab-b1", f"{sr_path(uris['lab-b1'], sr)}/{volume}"),
+                 "qcow2")
+    try:
+        virt_install(uris["lab-b1"], name, f"vol={sr}/{volume}", memory_mib=32)
+        run(over_tls.refresh())
+        marker = b"Z" * 4096  # 4 KiB of the pattern, as a disk copy sends it
+
+        def move(to: str, tls: bool) -> None:
+            vm = vm_named(over_tls, name)
+            (job,) = over_tls.migrate([MigrationRequest(vm.key, to, sr=sr, tls=tls)])
+            run(over_tls.wait([job]), 300)
+            assert job.state is JobState.DONE, (job.error, job.error_details)
+            assert vm_named(over_tls, name).server == to
+
+        secret = _captured("lab-b1", lambda: move("lab-a1", True))
+        assert len(secret) > 4 * 1024 * 1024 and marker not in secret
+        plain = _captured("lab-b1", lambda: move("lab-b1", False))
+        assert marker in plain  # the same look finds the pattern when it is not encrypted
+        moved = vm_named(over_tls, name)
+        assert moved.state is VmState.RUNNING
+        assert pattern_intact(moved.hard_disks[0].path or "", "qcow2")
+    finally:
+        for uri in uris.values():
+            remove_vm(uri, name)
+        run(over_tls.refresh())
 
 
 # ---- out of reach, in words ------------------------------------------------------------------

@@ -402,7 +402,7 @@ def test_with_ssh_the_lab_also_describes_its_servers_over_qemu_ssh(tmp_path: Pat
     assert config.ssh  # the built-in lab has it; without the key it is off:
     assert not load_modified(tmp_path, lambda d: d.pop("ssh")).ssh
     assert config.console_address == "10.240.1.254" and config.console_interface == "xcl-con"
-    data = tomllib.loads(render_inventory(config, over_ssh=True))
+    data = tomllib.loads(render_inventory(config, "ssh"))
     assert [s["uri"] for s in data["servers"]] == [
         "qemu+ssh://root@10.240.1.11/system", "qemu+ssh://root@10.240.1.12/system",
         "qemu+ssh://root@10.240.1.13/system"]

@@ -132,6 +132,9 @@ class LabConfig:
     # Servers also reachable over ssh (an sshd in each, a key of the lab's, this machine on
     # the management network): `lab up` then writes inventory-ssh.toml beside inventory.toml.
     ssh: bool = False
+    # Servers also reachable over TLS (libvirtd listening with certificates of the lab's CA;
+    # QEMU's migration TLS set up too): `lab up` then writes inventory-tls.toml as well.
+    tls: bool = False
     path: Path | None = field(default=None, compare=False)
 
     # ---- lookups ---------------------------------------------------------------------------
@@ -246,6 +249,10 @@ class LabConfig:
     @property
     def ssh_inventory_path(self) -> Path:
         return self.state_dir / "inventory-ssh.toml"
+
+    @property
+    def tls_inventory_path(self) -> Path:
+        return self.state_dir / "inventory-tls.toml"
 
     # ---- deterministic identities ----------------------------------------------------------
     def host_uuid(self, server: str) -> str:
@@ -368,8 +375,8 @@ class _Parser:
         self.check_keys(
             "",
             data,
-            ("name", "state_dir", "accel", "ssh", "networks", "servers", "pools", "srs",
-             "guests"),
+            ("name", "state_dir", "accel", "ssh", "tls", "networks", "servers", "pools",
+             "srs", "guests"),
         )
         name = self.string(data, "", "name", '"xcl"')
         if not _LAB_NAME.fullmatch(name):
@@ -385,6 +392,7 @@ class _Parser:
         if accel not in ACCEL_CHOICES:
             self.fail("accel", f"{accel!r} is not known; use one of: {', '.join(ACCEL_CHOICES)}.")
         ssh = self.boolean(data, "", "ssh", default=False)
+        tls = self.boolean(data, "", "tls", default=False)
         networks = self.networks(data)
         servers = self.servers(data, networks)
         srs = self.srs(data, servers)
@@ -401,6 +409,7 @@ class _Parser:
             srs=srs,
             guests=guests,
             ssh=ssh,
+            tls=tls,
         )
         if ssh:
             taken = next((s for s in servers if config.address(s.name, config.management_network)

@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from xencenter_lite.lab import tls
 from xencenter_lite.lab.config import LabConfig
 from xencenter_lite.lab.errors import LabError
 from xencenter_lite.lab.system import parent_pid, process_alive, run, spawn
@@ -59,7 +60,7 @@ shift 9
 for emulator in "$@"; do
     mount --bind /dev/null "$emulator"
 done
-exec "$tini" -s -- "$libvirtd" --config /etc/libvirt/libvirtd.conf \
+exec "$tini" -s -- "$libvirtd" --listen --config /etc/libvirt/libvirtd.conf \
     --pid-file /run/libvirt/libvirtd.pid
 """
 # libvirtd probes every QEMU binary it finds at start-up (~4 s each). The lab's guests are all
@@ -79,15 +80,19 @@ def libvirtd_conf(config: LabConfig, server: str) -> str:
             'unix_sock_rw_perms = "0770"',
             "log_level = 3",
             'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
+            # --listen: TCP never; TLS with `tls = true` (the lab's certificates).
+            *(tls.libvirtd_settings(config, server) if config.tls
+              else ["listen_tls = 0", "listen_tcp = 0"]),
             "",
         ]
     )
 
 
-def qemu_conf() -> str:
+def qemu_conf(config: LabConfig, server: str) -> str:
     return "\n".join(
         [
             "# Written by `xencenter-lite lab up`; removed by `lab down`.",
+            *(tls.qemu_settings(config, server) if config.tls else []),
             'user = "root"',
             'group = "root"',
             "dynamic_ownership = 0",
@@ -117,7 +122,7 @@ def prepare_host_tree(config: LabConfig, server: str) -> None:
     (host / "sr").mkdir(exist_ok=True)
     (host / "log" / "qemu").mkdir(exist_ok=True)  # QEMU logs and the guests' serial logs
     (host / "etc" / "libvirtd.conf").write_text(libvirtd_conf(config, server))
-    (host / "etc" / "qemu.conf").write_text(qemu_conf())
+    (host / "etc" / "qemu.conf").write_text(qemu_conf(config, server))
     (host / "etc" / "hosts").write_text(hosts_file(config))
     for mount_point in MOUNT_POINTS:
         mount_point.mkdir(parents=True, exist_ok=True)

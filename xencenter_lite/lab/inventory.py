@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from xencenter_lite.lab.config import LabConfig
+from xencenter_lite.lab.tls import tls_uri
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -34,14 +37,17 @@ def toml_key(key: str) -> str:
     return key if _BARE_KEY.fullmatch(key) else toml_string(key)
 
 
-def render_inventory(config: LabConfig, over_ssh: bool = False) -> str:
-    """The lab as an inventory: its servers by their sockets, or (`over_ssh`) as an admin
-    workstation reaches them, by qemu+ssh on their management addresses."""
+def render_inventory(config: LabConfig, over: str = "unix") -> str:
+    """The lab as an inventory: its servers by their sockets ("unix"), or as an admin
+    workstation reaches them on their management addresses: "ssh" (qemu+ssh) or "tls"
+    (qemu+tls with the lab's client certificate)."""
+    uri_of: dict[str, Callable[[str], str]] = {
+        "unix": config.uri, "ssh": config.ssh_uri, "tls": partial(tls_uri, config)}
     lines = [f"management_network = {toml_string(config.management_network)}", ""]
     for net in config.networks:
         lines += [f"[networks.{toml_key(net.name)}]", f"rate_mib_s = {net.rate_mib_s}", ""]
     for server in config.servers:
-        uri = config.ssh_uri(server.name) if over_ssh else config.uri(server.name)
+        uri = uri_of[over](server.name)
         lines += [
             "[[servers]]",
             f"name = {toml_string(server.name)}",
@@ -69,12 +75,15 @@ def render_inventory(config: LabConfig, over_ssh: bool = False) -> str:
 
 
 def write_inventory(config: LabConfig) -> Path:
-    """inventory.toml (and with `ssh = true`, inventory-ssh.toml); returns the first."""
-    files = [(config.inventory_path, False)]
+    """inventory.toml (and with `ssh = true` inventory-ssh.toml, with `tls = true`
+    inventory-tls.toml); returns the first."""
+    files = [(config.inventory_path, "unix")]
     if config.ssh:
-        files.append((config.ssh_inventory_path, True))
-    for path, over_ssh in files:
+        files.append((config.ssh_inventory_path, "ssh"))
+    if config.tls:
+        files.append((config.tls_inventory_path, "tls"))
+    for path, over in files:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(render_inventory(config, over_ssh), encoding="utf-8")
+        tmp.write_text(render_inventory(config, over), encoding="utf-8")
         os.replace(tmp, path)
     return config.inventory_path

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from xencenter_lite.lab import daemon, domains, guestimage, network, ssh, system
+from xencenter_lite.lab import daemon, domains, guestimage, network, ssh, system, tls
 from xencenter_lite.lab.config import (
     SERVER_NAME,
     DiskConfig,
@@ -137,6 +137,8 @@ class Lab:
         )
         self._write_state(state)
 
+        if cfg.tls:
+            tls.prepare(cfg)
         for server in cfg.servers:
             for mount_point in daemon.MOUNT_POINTS:
                 if not mount_point.exists():
