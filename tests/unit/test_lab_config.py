@@ -417,6 +417,25 @@ def test_with_ssh_the_lab_also_describes_its_servers_over_qemu_ssh(tmp_path: Pat
     assert "ListenAddress 10.240.1.12\n" in server and "PasswordAuthentication no" in server
 
 
+def test_with_tls_libvirtd_listens_with_the_labs_certificates(tmp_path: Path) -> None:
+    from xencenter_lite.lab.daemon import libvirtd_conf, qemu_conf
+
+    plain = load_lab_config(None)
+    assert not plain.tls
+    assert "listen_tls = 0" in libvirtd_conf(plain, "lab-a1").splitlines()
+    assert "migrate_tls" not in qemu_conf(plain, "lab-a1")
+    config = load_modified(tmp_path, lambda d: d.update(tls=True))
+    conf = libvirtd_conf(config, "lab-a2").splitlines()
+    assert "listen_tls = 1" in conf and "listen_tcp = 0" in conf
+    assert 'listen_addr = "10.240.1.12"' in conf
+    assert f'cert_file = "{config.state_dir}/pki/lab-a2/servercert.pem"' in conf
+    assert (f'migrate_tls_x509_cert_dir = "{config.state_dir}/pki/lab-a2/qemu"'
+            in qemu_conf(config, "lab-a2"))
+    data = tomllib.loads(render_inventory(config, "tls"))
+    assert data["servers"][1]["uri"] == (
+        f"qemu+tls://10.240.1.12/system?pkipath={config.state_dir}/pki/client")
+
+
 def test_inventory_quotes_strings(tmp_path: Path) -> None:
     name = 'The "big" pool \\ one'
     config = load_modified(tmp_path, lambda d: d["pools"][0].update(name=name))
