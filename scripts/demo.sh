@@ -119,6 +119,13 @@ xencenter-lite --inventory "$ssh_inventory" list | grep -E '^lab-'
 grep -m 3 'uri = ' "$ssh_inventory"
 xencenter-lite --inventory "$ssh_inventory" migrate web-1 --to "$dst"
 
+# And over TLS, with certificates of the lab's own CA: the console reaches each libvirtd by
+# qemu+tls, and --tls encrypts the migration stream itself (memory and disks).
+tls_inventory="$(dirname "$inventory")/inventory-tls.toml"
+echo; echo "== Over qemu+tls, encrypted (--tls): web-1 $dst -> $src"
+grep -m 1 'uri = ' "$tls_inventory"
+xencenter-lite --inventory "$tls_inventory" migrate web-1 --to "$src" --tls
+
 echo; echo "== The lab afterwards"
 xencenter-lite list
 # The console on the same lab. With a screen, it opens there; without one, it runs on a

@@ -420,7 +420,8 @@ def test_with_ssh_the_lab_also_describes_its_servers_over_qemu_ssh(tmp_path: Pat
 def test_with_tls_libvirtd_listens_with_the_labs_certificates(tmp_path: Path) -> None:
     from xencenter_lite.lab.daemon import libvirtd_conf, qemu_conf
 
-    plain = load_lab_config(None)
+    assert load_lab_config(None).tls  # the built-in lab has it; without the key it is off:
+    plain = load_modified(tmp_path, lambda d: d.pop("tls"))
     assert not plain.tls
     assert "listen_tls = 0" in libvirtd_conf(plain, "lab-a1").splitlines()
     assert "migrate_tls" not in qemu_conf(plain, "lab-a1")
