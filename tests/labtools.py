@@ -242,3 +242,23 @@ def job_on(run: Any, engine: Engine, start: Any, cancel_once_sending: bool = Fal
             await engine.close()
 
     return run(scenario(), timeout)
+
+
+def created_paths(job: Any) -> list[str]:
+    """The volumes a job says it created ("Created PATH on SERVER")."""
+    return [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
+            if m.startswith("Created ")]
+
+
+async def cancel_once_copying(engine: Engine, job: Any, after: float = 1.0) -> None:
+    """Cancel `job` `after` seconds into its copy (some bytes moved), and wait for its end."""
+    import asyncio
+
+    from xencenter_lite.core.jobs import JobState
+
+    while job.state not in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
+        assert not job.state.finished, (job.state, job.error, job.error_details)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(after)
+    await engine.cancel(job)
+    await engine.wait([job])

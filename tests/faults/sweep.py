@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.faultlink import Call, FaultPlan, fault_links
-from tests.labtools import pattern_intact, virsh, where_defined
+from tests.labtools import created_paths, pattern_intact, virsh, where_defined
 from xencenter_lite.core.domxml import parse_domain
 from xencenter_lite.core.inventory import InventoryConfig
 from xencenter_lite.core.jobs import Job
@@ -83,11 +83,6 @@ def sweep_targets(trace: list[Call]) -> list[Call]:
 def disk_files(uri: str, name: str) -> list[tuple[str, str]]:
     dx = parse_domain(virsh(uri, "dumpxml", name))
     return [(d.path or "", d.format) for d in dx.disks if d.device == "disk"]
-
-
-def created_paths(job: Job) -> list[str]:
-    return [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
-            if m.startswith("Created ")]
 
 
 async def run_case(inventory: InventoryConfig, spec: JobSpec, call: Call | None, kind: str,

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from tests.labtools import (
+    cancel_once_copying,
+    created_paths,
     iface_bytes,
     image_layout,
     pattern_intact,
@@ -165,20 +167,9 @@ def test_cancel_during_the_disk_copy_leaves_the_vm_running_where_it_was(
     (job,) = engine.migrate([MigrationRequest(vm.key, dest, sr="Local storage",
                                               bandwidth_mib_s=1)])
 
-    async def cancel_when_copying() -> None:
-        import asyncio
-
-        while job.state not in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
-            assert not job.state.finished, (job.state, job.error, job.error_details)
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # let some bytes move
-        await engine.cancel(job)
-        await engine.wait([job])
-
-    run(cancel_when_copying())
+    run(cancel_once_copying(engine, job))
     assert job.state is JobState.CANCELLED, (job.state, job.error, job.error_details)
-    created = [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
-               if m.startswith("Created ")]
+    created = created_paths(job)
     assert created, job.messages
     for path in created:
         assert not os.path.exists(path), f"{path} left on the destination"

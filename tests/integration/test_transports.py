@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import _complete
 from tests.labtools import (
+    cancel_once_copying,
+    created_paths,
     fill_pattern,
     host_path,
     netns,
@@ -108,18 +110,9 @@ def test_a_cancel_over_ssh_leaves_the_vm_where_it_was(over_ssh: Engine, run: Any
     (job,) = over_ssh.migrate([MigrationRequest(vm.key, dest, sr="Local storage",
                                                 bandwidth_mib_s=1)])
 
-    async def cancel_when_copying() -> None:
-        while job.state not in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY):
-            assert not job.state.finished, (job.state, job.error, job.error_details)
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)
-        await over_ssh.cancel(job)
-        await over_ssh.wait([job])
-
-    run(cancel_when_copying(), 120)
+    run(cancel_once_copying(over_ssh, job), 120)
     assert job.state is JobState.CANCELLED, (job.state, job.error, job.error_details)
-    created = [m.split(" ", 1)[1].rsplit(" on ", 1)[0] for m in job.messages
-               if m.startswith("Created ")]
+    created = created_paths(job)
     assert created and not any(os.path.exists(p) for p in created), job.messages
     snap = run(over_ssh.refresh())
     still = snap.vm(vm.key)

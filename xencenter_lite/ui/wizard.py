@@ -175,14 +175,18 @@ def current_enabled(combo: QComboBox) -> bool:
     return enabled_at(combo, combo.currentIndex())
 
 
-def grid_table(table: QTableWidget) -> None:
+def grid_table(name: str, headers: list[str]) -> QTableWidget:
     """A read-only grid whose last column (the drop-downs) takes the room left."""
+    table = QTableWidget(0, len(headers))
+    table.setObjectName(name)
+    table.setHorizontalHeaderLabels(headers)
     table.verticalHeader().hide()
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
     table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     table.horizontalHeader().setMinimumSectionSize(90)
     table.horizontalHeader().setStretchLastSection(True)
+    return table
 
 
 def request_key(requests: list[MigrationRequest]) -> tuple[Any, ...]:
@@ -689,10 +693,7 @@ class HomeServerPage(WizardPage):
         super().__init__(wizard, "homeServerPage", "Select a home server in the pool",
                          "The home server is the server the VM will run on; it is recorded "
                          "as the VM's home server.")
-        self.table = QTableWidget(0, 3)
-        self.table.setObjectName("homeServerTable")
-        self.table.setHorizontalHeaderLabels(["VM", "Current server", "Home server"])
-        grid_table(self.table)
+        self.table = grid_table("homeServerTable", ["VM", "Current server", "Home server"])
         self.layout_.addWidget(self.table)
         self.finish_layout()
         self.combos: dict[VmKey, QComboBox] = {}
@@ -755,11 +756,8 @@ class StoragePage(WizardPage):
         self.sr_combo = QComboBox()
         self.sr_combo.setObjectName("sameSrCombo")
         self.sr_combo.setMinimumWidth(320)
-        self.table = QTableWidget(0, 4)
-        self.table.setObjectName("diskSrTable")
-        self.table.setHorizontalHeaderLabels(["VM", "Virtual disk", "Size",
-                                              "Storage repository"])
-        grid_table(self.table)
+        self.table = grid_table("diskSrTable", ["VM", "Virtual disk", "Size",
+                                                "Storage repository"])
         self.layout_.addWidget(self.same)
         row = QFormLayout()
         row.setContentsMargins(24, 0, 0, 0)
@@ -887,12 +885,9 @@ class NetworkingPage(WizardPage):
         super().__init__(wizard, "networkingPage", "Configure networking",
                          "Choose the network or bridge on the destination that each virtual "
                          "network interface is connected to.")
-        self.table = QTableWidget(0, 4)
-        self.table.setObjectName("nicNetworkTable")
+        self.table = grid_table("nicNetworkTable", ["VM", "Interface", "Now on",
+                                                    "On the destination"])
         self.table.setAccessibleName("Network interfaces and their destination networks")
-        self.table.setHorizontalHeaderLabels(["VM", "Interface", "Now on",
-                                              "On the destination"])
-        grid_table(self.table)
         self.layout_.addWidget(self.table)
         self.finish_layout()
         self.nic_combos: dict[tuple[VmKey, str], QComboBox] = {}
