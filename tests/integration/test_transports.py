@@ -125,9 +125,11 @@ def test_a_live_disk_move_over_ssh(over_ssh: Engine, run: Any) -> None:
     vm = vm_named(over_ssh, "app-1")
     disk = vm.disk("vda")
     assert disk is not None and disk.path is not None
-    choices = [sr.name for sr in over_ssh.snapshot().srs_on(vm.server)
-               if sr.name != disk.sr and sr.name != "Small storage"]
-    target = choices[0]
+    # One of the lab's own SRs (others, such as virt-install's `default`, are under the
+    # server's own /var/lib/libvirt).
+    lab_srs = ("Local storage", "Fast storage", "Shared storage")
+    target = next(sr.name for sr in over_ssh.snapshot().srs_on(vm.server)
+                  if sr.name in lab_srs and sr.name != disk.sr)
     job = over_ssh.move_disk(vm.key, "vda", target)
     _wait(run, over_ssh, job)
     new = vm_named(over_ssh, "app-1").disk("vda")

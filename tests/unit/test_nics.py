@@ -28,6 +28,8 @@ DOMAIN = """<domain type='qemu'><name>nic-1</name><uuid>u-1</uuid><memory>65536<
   <interface type='bridge'><mac address='52:54:00:e4:e6:5e'/><source bridge='br0'/>
     <model type='e1000'/></interface>
   <interface type='user'><mac address='52:54:00:aa:aa:aa'/><model type='virtio'/></interface>
+  <interface type='bridge'><mac address='52:54:00:bb:bb:bb'/>
+    <source network='lan' portid='77' bridge='br0'/><model type='virtio'/></interface>
 </devices></domain>"""
 
 
@@ -44,13 +46,15 @@ def test_nics_are_read_with_their_network_or_bridge_and_mac() -> None:
     assert [(n.mac, n.type, n.source, n.model) for n in nics] == [
         ("52:54:00:dc:75:6d", "network", "lan", "virtio"),
         ("52:54:00:e4:e6:5e", "bridge", "br0", "e1000"),
-        ("52:54:00:aa:aa:aa", "user", "", "virtio")]
+        ("52:54:00:aa:aa:aa", "user", "", "virtio"),
+        # a running NIC on a bridge-mode network, as libvirt 9.0 shows it: still the network's
+        ("52:54:00:bb:bb:bb", "network", "lan", "virtio")]
 
 
 def test_a_nic_rewritten_keeps_its_mac_model_and_address_and_loses_the_old_port() -> None:
     out = rewrite_nics(DOMAIN, {"52:54:00:dc:75:6d": ("bridge", "br1"),
                                 "52:54:00:e4:e6:5e": ("network", "default")})
-    first, second, third = ET.fromstring(out).findall("./devices/interface")
+    first, second, third, _fourth = ET.fromstring(out).findall("./devices/interface")
     assert first.get("type") == "bridge" and first.find("source").attrib == {"bridge": "br1"}
     assert first.find("model").get("type") == "virtio"
     assert first.find("address").get("slot") == "0x03"

@@ -108,8 +108,12 @@ def _nic(el: ET.Element) -> NicXml:
     kind = el.get("type", "")
     src = el.find("source")
     source = ""
-    if src is not None and kind in ("network", "bridge"):
-        source = src.get(kind, "")
+    if src is not None and src.get("network"):
+        # A NIC on a libvirt network, even where the running VM's XML says type='bridge'
+        # (libvirt writes the network's bridge beside it once the NIC is plugged in).
+        kind, source = "network", src.get("network", "")
+    elif src is not None and kind == "bridge":
+        source = src.get("bridge", "")
     mac = el.find("mac")
     model = el.find("model")
     return NicXml(mac=(mac.get("address", "") if mac is not None else "").lower(), type=kind,
