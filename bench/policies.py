@@ -167,8 +167,10 @@ class Watch:
 
 
 def completed(lab: Lab, server: str, vm: str, field: str) -> int | None:
-    """A figure (ms) of the last completed migration job, as libvirt on server records it."""
-    info = sh("virsh", "-c", lab.uri[server], "domjobinfo", "--completed", vm, check=False)
+    """A figure (ms) of the last completed migration job, as libvirt on server records it
+    (kept for the next look: without --keep-completed the first look clears them)."""
+    info = sh("virsh", "-c", lab.uri[server], "domjobinfo", "--completed", "--keep-completed",
+              vm, check=False)
     m = re.search(rf"{field}:\s+(\d+)", info)
     return int(m.group(1)) if m else None
 
