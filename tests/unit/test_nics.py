@@ -125,6 +125,10 @@ def test_a_bridge_network_whose_bridge_is_missing_is_refused_and_unknown_bridges
     (warning,) = [p for p in check_plans(fleet.snapshot(), [fleet.plan(vm2, "lab-b1")])
                   if "NIC" in p.code]
     assert warning.code == "NIC_BRIDGE_UNKNOWN" and not warning.blocking
+    fleet.server("lab-b1", virtual_networks=(), networks_known=False)  # no network driver
+    (warning,) = [p for p in check_plans(fleet.snapshot(), [fleet.plan(vm, "lab-b1")])
+                  if "NIC" in p.code]
+    assert warning.code == "NIC_NETWORK_UNKNOWN" and not warning.blocking
 
 
 def test_nic_option_values_are_checked() -> None:

@@ -151,7 +151,11 @@ def nic_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
                f"with --nic {p.nic.mac}=NETWORK or --nic {p.nic.mac}=bridge:NAME (the "
                "wizard's Networking page), or create it there first.")
         lead = f"NIC {p.nic.mac} of '{vm.name}' goes to {what}, "
-        if kind == "network":
+        if kind == "network" and not dest.networks_known:
+            out.append(_warn("NIC_NETWORK_UNKNOWN", vm, lead + f"and libvirt on "
+                             f"'{plan.destination}' cannot list its networks: make sure it "
+                             "has one of that name."))
+        elif kind == "network":
             net = dest.virtual_network(name)
             if net is None:
                 out.append(_err("NIC_NETWORK_MISSING", vm, lead + f"which '{plan.destination}' "

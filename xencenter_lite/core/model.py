@@ -220,6 +220,7 @@ class Server:
     host_uuid: str = ""  # what libvirt says the host is (its capabilities); "" until known
     maintenance: bool = False  # in maintenance mode: nothing is placed or migrated onto it
     virtual_networks: tuple[VirtualNetwork, ...] = ()
+    networks_known: bool = True  # False: its libvirt cannot list networks (no driver)
     bridges: frozenset[str] | None = None  # the host's bridges; None: libvirt cannot list them
 
     def virtual_network(self, name: str) -> VirtualNetwork | None:

@@ -449,7 +449,9 @@ class Fleet:
                 free_memory=r.free_memory if r else 0, memory_limit=cfg.vm_memory_limit,
                 default_sr=cfg.default_sr,
                 host_uuid=known, maintenance=bool(known) and self.maintenance(known),
-                virtual_networks=r.networks if r else (), bridges=r.bridges if r else None,
+                virtual_networks=(r.networks or ()) if r else (),
+                networks_known=r is not None and r.networks is not None,
+                bridges=r.bridges if r else None,
             )
             if r is not None:
                 for sr in r.srs:

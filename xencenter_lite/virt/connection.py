@@ -336,9 +336,14 @@ class LibvirtLink:
                              bridges)
 
     @staticmethod
-    def _read_networks(conn: libvirt.virConnect) -> tuple[VirtualNetwork, ...]:
+    def _read_networks(conn: libvirt.virConnect) -> tuple[VirtualNetwork, ...] | None:
+        """The server's libvirt networks (None: this libvirt has no network driver)."""
+        try:
+            nets = conn.listAllNetworks()
+        except libvirt.libvirtError:
+            return None
         out = []
-        for net in conn.listAllNetworks():
+        for net in nets:
             try:
                 bridge, forward = parse_network(net.XMLDesc(0))
                 out.append(VirtualNetwork(net.name(), net.isActive() == 1, bridge, forward))

@@ -49,7 +49,7 @@ class ServerReading:
     free_memory: int
     vms: tuple[VM, ...]
     srs: tuple[SR, ...]
-    networks: tuple[VirtualNetwork, ...] = ()
+    networks: tuple[VirtualNetwork, ...] | None = ()  # None: no network driver to ask
     bridges: frozenset[str] | None = None  # None: this libvirt cannot list host interfaces
 
 
