@@ -297,7 +297,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
             "memory_free": snap.memory_available(s.name) if s.connected else 0,
             "virtual_networks": [{"name": n.name, "active": n.active, "bridge": n.bridge,
                                   "forward": n.forward} for n in s.virtual_networks],
-            "bridges": sorted(s.bridges) if s.bridges is not None else None,
+            "bridges": sorted(s.bridges),
         } for s in snap.servers.values()],
         "srs": srs,
         "vms": [{

@@ -37,6 +37,7 @@ class NicXml:
     type: str  # libvirt's interface type: "network", "bridge", "user", "direct", ...
     source: str  # the network's or bridge's name ("" for other types)
     model: str
+    bridge: str = ""  # the host bridge it is plugged into, where the XML says (running VMs)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _nic(el: ET.Element) -> NicXml:
     mac = el.find("mac")
     model = el.find("model")
     return NicXml(mac=(mac.get("address", "") if mac is not None else "").lower(), type=kind,
-                  source=source, model=model.get("type", "") if model is not None else "")
+                  source=source, model=model.get("type", "") if model is not None else "",
+                  bridge=src.get("bridge", "") if src is not None else "")
 
 
 def rewrite_nics(xml: str, targets: dict[str, tuple[str, str]]) -> str:
@@ -278,12 +280,6 @@ def parse_network(xml: str) -> tuple[str, str]:
     forward = root.find("forward")
     return ((bridge.get("name", "") if bridge is not None else ""),
             (forward.get("mode", "nat") if forward is not None else ""))
-
-
-def interface_bridge(xml: str) -> str | None:
-    """The name of a host interface that is a bridge (virsh iface-dumpxml), else None."""
-    root = ET.fromstring(xml)
-    return root.get("name") if root.get("type") == "bridge" else None
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,9 @@ class Server:
     maintenance: bool = False  # in maintenance mode: nothing is placed or migrated onto it
     virtual_networks: tuple[VirtualNetwork, ...] = ()
     networks_known: bool = True  # False: its libvirt cannot list networks (no driver)
-    bridges: frozenset[str] | None = None  # the host's bridges; None: libvirt cannot list them
+    # The host's bridges known to be there: used by its networks or its running VMs' NICs
+    # (libvirt's interface driver, which would list them all, is not safe to call).
+    bridges: frozenset[str] = frozenset()
 
     def virtual_network(self, name: str) -> VirtualNetwork | None:
         return next((n for n in self.virtual_networks if n.name == name), None)
@@ -231,7 +233,7 @@ class Server:
         """Where a NIC can be plugged here, as --nic writes it: its active networks, then
         its bridges."""
         return ([n.name for n in sorted(self.virtual_networks, key=lambda n: n.name)
-                 if n.active] + [f"bridge:{b}" for b in sorted(self.bridges or ())])
+                 if n.active] + [f"bridge:{b}" for b in sorted(self.bridges)])
 
     def vm_memory_available(self, running_vm_memory: int) -> int:
         """Memory a new VM can use: what libvirt reports, capped by the configured limit."""

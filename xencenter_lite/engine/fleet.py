@@ -451,7 +451,7 @@ class Fleet:
                 host_uuid=known, maintenance=bool(known) and self.maintenance(known),
                 virtual_networks=(r.networks or ()) if r else (),
                 networks_known=r is not None and r.networks is not None,
-                bridges=r.bridges if r else None,
+                bridges=r.bridges if r else frozenset(),
             )
             if r is not None:
                 for sr in r.srs:

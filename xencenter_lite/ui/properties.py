@@ -270,10 +270,7 @@ class NetworkingTab(QWidget):
             rows = [(n.name, "network" + (f" (bridge {n.bridge})" if n.bridge else ""),
                      "active" if n.active else "inactive")
                     for n in sorted(obj.virtual_networks, key=lambda n: n.name)]
-            if obj.bridges is None:
-                rows.append(("(bridges)", "bridge", "libvirt cannot list this server's"))
-            else:
-                rows += [(b, "bridge", "") for b in sorted(obj.bridges)]
+            rows += [(b, "bridge", "in use") for b in sorted(obj.bridges)]
         if (headers, rows) == self._shown:
             return
         self._shown = (headers, rows)

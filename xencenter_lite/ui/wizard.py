@@ -916,7 +916,13 @@ class NetworkingPage(WizardPage):
                 combo.setAccessibleName(f"Destination network of {vm.name}'s NIC {nic.mac}")
                 entries = [Entry(describe_nic_target(t), t) for t in targets]
                 current = nic.target if nic.target in targets else None
-                if current is None:
+                if current is None and nic.kind == "bridge":
+                    # A bridge no network or VM there uses may exist all the same (libvirt
+                    # has no safe way to list them): offered, and Review warns.
+                    current = nic.target
+                    entries.insert(0, Entry(f"{nic.described} (the same name; not seen in "
+                                            "use there)", current))
+                elif current is None:
                     why = f"'{home}' has no {nic.described}; choose one it has"
                     entries.insert(0, Entry(f"(choose: {why})", None, why))
                 fill_combo(combo, entries, current)

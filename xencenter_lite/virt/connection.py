@@ -19,7 +19,6 @@ from xencenter_lite.core.domxml import (
     DomainXml,
     VolumeLayout,
     disk_path_of,
-    interface_bridge,
     parse_domain,
     parse_network,
     parse_pool,
@@ -193,11 +192,6 @@ def _code(exc: libvirt.libvirtError) -> int | None:
     return int(code) if code is not None else None
 
 
-# Host interfaces that are never bridges: libvirt's own tap and macvtap devices (one per
-# running VM's NIC), veth ends (and loopback).
-_NOT_BRIDGES = ("vnet", "macvtap", "tap", "veth")
-
-
 def _refresh(pool: libvirt.virStoragePool) -> None:
     """Refresh a pool (files made outside libvirt appear). libvirt refuses while a volume
     of the pool is being created or removed ("has asynchronous jobs running"): wait a
@@ -330,10 +324,14 @@ class LibvirtLink:
                     if _code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
                         raise
             networks = self._read_networks(conn)
-            bridges = self._read_bridges(conn)
+        # The host's bridges as far as libvirt shows them without its interface driver
+        # (whose udev back end corrupts the daemon's memory under concurrent calls: seen
+        # here, and known elsewhere): those its networks use and its running VMs' NICs sit on.
+        bridges = {n.bridge for n in networks or () if n.bridge and n.active}
+        bridges |= {b for dx in parsed.values() for nic in dx.nics if (b := nic.bridge)}
         self._parsed = parsed
         return ServerReading(hostname, host_memory, free_memory, tuple(vms), srs, networks,
-                             bridges)
+                             frozenset(bridges))
 
     @staticmethod
     def _read_networks(conn: libvirt.virConnect) -> tuple[VirtualNetwork, ...] | None:
@@ -350,24 +348,6 @@ class LibvirtLink:
             except libvirt.libvirtError:
                 continue  # it vanished while we looked
         return tuple(out)
-
-    @staticmethod
-    def _read_bridges(conn: libvirt.virConnect) -> frozenset[str] | None:
-        """The host's bridges, from libvirt's interface driver (None: it has none here)."""
-        try:
-            ifaces = conn.listAllInterfaces(0)
-        except libvirt.libvirtError:
-            return None
-        found = set()
-        for iface in ifaces:
-            name = iface.name()  # (a name costs no call; its XML does)
-            if name == "lo" or name.startswith(_NOT_BRIDGES):
-                continue
-            with contextlib.suppress(libvirt.libvirtError):
-                name = interface_bridge(iface.XMLDesc(0))
-                if name:
-                    found.add(name)
-        return frozenset(found)
 
     def _read_srs(self, conn: libvirt.virConnect, refresh: bool) -> tuple[SR, ...]:
         out = []

@@ -50,7 +50,7 @@ class ServerReading:
     vms: tuple[VM, ...]
     srs: tuple[SR, ...]
     networks: tuple[VirtualNetwork, ...] | None = ()  # None: no network driver to ask
-    bridges: frozenset[str] | None = None  # None: this libvirt cannot list host interfaces
+    bridges: frozenset[str] = frozenset()  # seen in use: by its networks or running NICs
 
 
 class Removal(Enum):
