@@ -450,14 +450,16 @@ class MigrateWizard(QWizard):
 
     def requests(self, storage: bool | None = None) -> list[MigrationRequest]:
         """What the wizard asks the engine for, one request per VM."""
+        path = self.path()  # (each look at the path builds every VM's plan)
         if storage is None:
-            storage = STORAGE in self.path()
+            storage = STORAGE in path
+        networking = NETWORKING in path
         out = []
         for key in self.vm_keys:
             home = self.home(key) or ""
             common: dict[str, Any] = {"network": self.network, "tls": self.tls,
                                       "resume": self.resume, "settings": self.settings}
-            if NETWORKING in self.path():
+            if networking:
                 common["nics"] = dict(self.nic_maps.get(key, {}))
             if not storage:
                 out.append(MigrationRequest(key, home, **common))
