@@ -105,6 +105,12 @@ def parse_domain(xml: str) -> DomainXml:
     )
 
 
+def _mac(nic: ET.Element) -> str:
+    """An interface's MAC address, lower case ("" without one)."""
+    mac = nic.find("mac")
+    return (mac.get("address", "") if mac is not None else "").lower()
+
+
 def _nic(el: ET.Element) -> NicXml:
     kind = el.get("type", "")
     src = el.find("source")
@@ -115,9 +121,8 @@ def _nic(el: ET.Element) -> NicXml:
         kind, source = "network", src.get("network", "")
     elif src is not None and kind == "bridge":
         source = src.get("bridge", "")
-    mac = el.find("mac")
     model = el.find("model")
-    return NicXml(mac=(mac.get("address", "") if mac is not None else "").lower(), type=kind,
+    return NicXml(mac=_mac(el), type=kind,
                   source=source, model=model.get("type", "") if model is not None else "",
                   bridge=src.get("bridge", "") if src is not None else "")
 
@@ -130,8 +135,7 @@ def rewrite_nics(xml: str, targets: dict[str, tuple[str, str]]) -> str:
         return xml
     root = ET.fromstring(xml)
     for nic in root.findall("./devices/interface"):
-        mac = nic.find("mac")
-        address = (mac.get("address", "") if mac is not None else "").lower()
+        address = _mac(nic)
         if address not in targets:
             continue
         kind, name = targets[address]

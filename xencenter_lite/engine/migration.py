@@ -22,6 +22,7 @@ from xencenter_lite.core.cleanup import Cleanup, CleanupKind
 from xencenter_lite.core.domxml import rewrite_domain, rewrite_nics
 from xencenter_lite.core.errors import ABORTED, NOT_VALID_NOW, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
+from xencenter_lite.core.metadata import VmMetadata
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import (
     DataPath,
@@ -220,13 +221,12 @@ class MigrationRunner:
                        evacuated_from=plan.evacuated_from)
         live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
-        nics = plan.nic_rewrites  # the Networking page's (--nic) choices
         spec = MigrationSpec(
             uuid=uuid,
             dest_uri=dest_link.uri,
             address=plan.address or "",
-            dest_xml=rewrite_nics(rewrite_domain(live_xml, new_paths, meta), nics),
-            persist_xml=rewrite_nics(rewrite_domain(conf_xml, new_paths, meta), nics),
+            dest_xml=_for_destination(plan, live_xml, new_paths, meta),
+            persist_xml=_for_destination(plan, conf_xml, new_paths, meta),
             migrate_disks=tuple(new_paths),
             keep_shared_disks=any(not d.copy for d in plan.disks),
             bandwidth_mib_s=plan.bandwidth_mib_s,
@@ -283,7 +283,6 @@ class MigrationRunner:
                 raise MoveFailed(backing_refusal(plan.vm.name, backed, remedy))
             plan = replace(plan, data_path=DataPath.STREAM)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
-        nics = plan.nic_rewrites  # the Networking page's (--nic) choices
         self._record_old_disks(job, plan, undo)
         # What is sent (and read back) is each file's allocated data: holes are not.
         allocated = {d.dev: d.allocation for d in plan.vm.hard_disks}
@@ -295,7 +294,7 @@ class MigrationRunner:
         if job.cancel_requested:
             raise Cancelled()
         self._record_incoming(job, plan, undo)
-        persist_xml = rewrite_nics(rewrite_domain(conf_xml, new_paths, meta), nics)
+        persist_xml = _for_destination(plan, conf_xml, new_paths, meta)
         spec = MigrationSpec(uuid=uuid, dest_uri=dest_link.uri, address="", dest_xml="",
                              persist_xml=persist_xml, offline=True)
         job.set_state(JobState.FINISHING, f"Defining '{plan.vm.name}' on '{dest}' and "
@@ -342,11 +341,10 @@ class MigrationRunner:
         job.bytes_total = plan.vm.memory + sum(d.capacity for d in plan.copied_disks)
         live_xml = await fleet.call(src, src_link.migratable_xml, uuid)
         conf_xml = await fleet.call(src, src_link.migratable_xml, uuid, True)
-        nics = plan.nic_rewrites  # the Networking page's (--nic) choices
         spec = MigrationSpec(
             uuid=uuid, dest_uri=dest_link.uri, address=plan.address or "",
-            dest_xml=rewrite_nics(rewrite_domain(live_xml, new_paths, meta), nics),
-            persist_xml=rewrite_nics(rewrite_domain(conf_xml, new_paths, meta), nics),
+            dest_xml=_for_destination(plan, live_xml, new_paths, meta),
+            persist_xml=_for_destination(plan, conf_xml, new_paths, meta),
             migrate_disks=tuple(new_paths),
             keep_shared_disks=any(not d.copy for d in plan.disks),
             bandwidth_mib_s=plan.bandwidth_mib_s, tls=plan.tls)
@@ -737,6 +735,13 @@ def _left_note(left: Iterable[Cleanup], vm_name: str, src: str) -> str:
 def _refuse(job: Job, problems: list[Problem]) -> None:
     job.fail(" ".join(p.message for p in problems),
              "\n".join(f"{p.code}: {p.message}" for p in problems))
+
+
+def _for_destination(plan: MigrationPlan, xml: str, new_paths: dict[str, str],
+                     meta: VmMetadata) -> str:
+    """The VM's XML as the destination gets it: each copied disk on its new file, our
+    metadata, each NIC on the network or bridge chosen for it (--nic, the Networking page)."""
+    return rewrite_nics(rewrite_domain(xml, new_paths, meta), plan.nic_rewrites)
 
 
 def _policy_spec(plan: MigrationPlan) -> dict[str, Any]:
