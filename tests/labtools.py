@@ -102,6 +102,31 @@ def reported(engine: Engine, state_dir: Path, name: str) -> int | None:
     return reported_seq(serial_log(state_dir, s, name) for s in engine.snapshot().servers)
 
 
+# What a Linux kernel prints when it dies: under QEMU 7.2's TCG a live migration now and then
+# loses or corrupts guest pages (docs/benchmarks.md), and the guest's kernel crashes on them.
+_KERNEL_CRASH = re.compile(r"Kernel panic|general protection fault|BUG: |Oops: |invalid opcode: ")
+
+
+class GuestKernelCrashed(AssertionError):
+    """The guest's own kernel crashed (its console says so), not the move that carried it."""
+
+
+def kernel_crash(state_dir: Path, server: str, name: str) -> str | None:
+    """The line where the guest's kernel died on `server`, if it died after its last report."""
+    try:
+        text = serial_log(state_dir, server, name).read_bytes()[-65536:].decode(
+            errors="replace")
+    except OSError:
+        return None
+    after = text.rsplit("XCL seq=", 1)[-1]
+    found = _KERNEL_CRASH.search(after)
+    if found is None:
+        return None
+    start = after.rfind("\n", 0, found.start()) + 1
+    end = after.find("\n", found.end())
+    return after[start:end if end >= 0 else None].strip()
+
+
 def guest_logs(engine: Engine, state_dir: Path, name: str, lines: int = 25) -> str:
     """Where a guest is, its state, and the end of its serial logs on every server: what a
     test that waited on the guest in vain should show."""
@@ -135,10 +160,13 @@ def wait_working(engine: Engine, run: Any, state_dir: Path, name: str,
     try:
         run(until(advanced, timeout=timeout, interval=0.5), timeout=timeout + 10)
     except AssertionError as exc:
-        raise AssertionError(
-            f"{name} reported no new record in {timeout:.0f} s (last: {holder[0]}).\n"
-            + guest_logs(engine, state_dir, name)
-        ) from exc
+        text = (f"{name} reported no new record in {timeout:.0f} s (last: {holder[0]}).\n"
+                + guest_logs(engine, state_dir, name))
+        for vm in engine.snapshot().vms_named(name):
+            if (crash := kernel_crash(state_dir, vm.server, name)) is not None:
+                raise GuestKernelCrashed(f"its kernel crashed on {vm.server}: {crash}\n"
+                                         + text) from exc
+        raise AssertionError(text) from exc
     seq = reported(engine, state_dir, name)
     assert seq is not None
     return seq
