@@ -14,6 +14,7 @@ from xencenter_lite.core.cleanup import (
     Place,
     Verdict,
     decide,
+    finishing_message,
 )
 from xencenter_lite.core.model import VmState
 
@@ -195,3 +196,14 @@ def test_entries_survive_their_json(entry: Cleanup) -> None:
     again = Cleanup.from_json(entry.to_json())
     assert again == entry
     assert entry.describe() and entry.vm_name in entry.describe()
+
+
+# ---- what a finished migration says it still does -----------------------------------------
+def test_a_memory_only_migration_does_not_say_it_removes_old_disks() -> None:
+    assert finishing_message(set()) is None
+    assert finishing_message({CleanupKind.OLD_DISK}) == "Removing the old disks from the source"
+    assert finishing_message({CleanupKind.STARTED_PAUSED}) == (
+        "Turning off the VM started paused to be sent")
+    both = finishing_message({CleanupKind.OLD_DISK, CleanupKind.STARTED_PAUSED})
+    assert both == ("Removing the old disks from the source and turning off the VM started "
+                    "paused to be sent")

@@ -240,3 +240,15 @@ def decide(c: Cleanup, f: Facts) -> Decision:
         other = c.new_path if persistent == c.old_path else c.old_path
         return Decision(Verdict.ACT, remove_path=other)
     return _wait(f"disk {c.dev} of '{c.vm_name}' uses {live} (its definition: {persistent})")
+
+
+def finishing_message(kinds: set[CleanupKind]) -> str | None:
+    """What a migration that arrived still does, from what its undo log still has to unwind:
+    the old disks it left on the source, a halted VM it started paused only to send it."""
+    parts = []
+    if CleanupKind.OLD_DISK in kinds:
+        parts.append("removing the old disks from the source")
+    if CleanupKind.STARTED_PAUSED in kinds:
+        parts.append("turning off the VM started paused to be sent")
+    text = " and ".join(parts)
+    return text[:1].upper() + text[1:] if text else None

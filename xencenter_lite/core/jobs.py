@@ -200,11 +200,15 @@ def progress_from_stats(stats: dict[str, int], expected: int) -> tuple[int, int]
     return stats.get("data_processed", 0), max(stats.get("data_total", 0), expected)
 
 
-def phase_from_stats(stats: dict[str, int]) -> JobState:
-    """Disks are mirrored first, then memory; tell which from libvirt's job stats."""
+def phase_from_stats(stats: dict[str, int], current: JobState) -> JobState:
+    """Disks are mirrored first, then memory; tell which from libvirt's job stats. A phase
+    only moves forward: until libvirt has started the disks' mirrors (no disk total yet)
+    nothing is known and the job stays as it is, and once memory is being copied it stays
+    so (the mirrors keep a few bytes behind while memory moves)."""
     disk_total = stats.get("disk_total", 0)
     disk_done = stats.get("disk_processed", 0)
-    mem_done = stats.get("memory_processed", 0)
-    if disk_total and disk_done < disk_total and mem_done == 0:
-        return JobState.COPYING_DISKS
-    return JobState.COPYING_MEMORY
+    if current is JobState.COPYING_MEMORY or stats.get("memory_processed", 0) > 0:
+        return JobState.COPYING_MEMORY
+    if disk_total:
+        return JobState.COPYING_DISKS if disk_done < disk_total else JobState.COPYING_MEMORY
+    return current

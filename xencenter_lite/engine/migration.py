@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from xencenter_lite.core.checks import Problem, blocking, check_plans
-from xencenter_lite.core.cleanup import Cleanup, CleanupKind
+from xencenter_lite.core.cleanup import Cleanup, CleanupKind, finishing_message
 from xencenter_lite.core.domxml import rewrite_domain, rewrite_nics
 from xencenter_lite.core.errors import ABORTED, NOT_VALID_NOW, STOPPED_ANSWERING, friendly
 from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
@@ -484,7 +484,7 @@ class MigrationRunner:
             done, total = progress_from_stats(stats, job.bytes_total)
             if total:
                 job.progress(done, total)
-            phase = phase_from_stats(stats)
+            phase = phase_from_stats(stats, job.state)
             if phase is not job.state and job.state is not JobState.POST_COPY:
                 job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
                               else None)
@@ -497,10 +497,7 @@ class MigrationRunner:
         # (A halted VM sent directly arrived paused: its STARTED_PAUSED entries turn it off.)
         undo.keep([e for e in undo.entries
                    if e.kind not in (CleanupKind.OLD_DISK, CleanupKind.STARTED_PAUSED)])
-        if undo.entries:
-            job.set_state(JobState.FINISHING, "Removing the old disks from the source")
-        else:
-            job.set_state(JobState.FINISHING)
+        job.set_state(JobState.FINISHING, finishing_message({e.kind for e in undo.entries}))
         left = await self.settler.unwind(undo, job.messages.append)
         await asyncio.gather(fleet.read(src), fleet.read(dest))
         if plan.offline:
