@@ -577,6 +577,7 @@ async def cmd_migrate(engine: Any, args: argparse.Namespace, execute: bool) -> i
     snap: Snapshot = engine.snapshot()
     requests, rankings = requests_from_args(snap, args, engine.busy,
                                             engine.inventory.migration)
+    await engine.ask_cpus(requests)
     plans = [engine.plan(r) for r in requests]
     problems = engine.check(plans)
     refused = blocking(problems)

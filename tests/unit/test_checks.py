@@ -674,3 +674,41 @@ def test_a_same_named_sr_that_is_not_shared_says_why_the_disk_is_copied(fleet, s
 def test_a_proven_shared_sr_gives_no_copy_warning(fleet):
     problems = check(fleet, fleet.plan(fleet.vm("web-1"), "lab-a2"))
     assert "SR_NOT_SHARED" not in codes(problems)
+
+
+# ---- CPU ------------------------------------------------------------------------------------
+CPU = ("<cpu mode='custom' match='exact'><model fallback='forbid'>Icelake-Server</model>"
+       "<feature policy='require' name='avx512f'/></cpu>")
+LACKS = ("the CPU is incompatible with host CPU: Host CPU does not provide required "
+         "features: avx512f, gfni")
+
+
+def test_a_cpu_the_destination_cannot_run_refuses_a_live_migration(fleet):
+    vm = fleet.vm("web-1", cpu=CPU, virt_type="kvm")
+    fleet.server("lab-a2", cpu_refusals={vm.cpu_key: LACKS})
+    problems = check(fleet, fleet.plan(vm, "lab-a2"))
+    assert errors(problems) == ["CPU_INCOMPATIBLE"]
+    message = only(problems, "CPU_INCOMPATIBLE")[0].message
+    assert "'lab-a2' cannot run the CPU of 'web-1' (Icelake-Server): it lacks avx512f, gfni" \
+        in message
+    assert "Choose a server with those CPU features" in message
+    # The same definition under TCG is another question for the hypervisor: not refused.
+    assert errors(check(fleet, fleet.plan(replace(vm, virt_type="qemu"), "lab-a2"))) == []
+    # Another server was not asked, or could run it: nothing against it.
+    assert "CPU_INCOMPATIBLE" not in codes(check(fleet, fleet.plan(vm, "lab-b1")))
+
+
+def test_a_halted_vm_moving_without_running_needs_no_cpu_check(fleet):
+    vm = fleet.vm("web-1", cpu=CPU, state=VmState.HALTED)
+    fleet.server("lab-a2", cpu_refusals={vm.cpu_key: LACKS})
+    assert errors(check(fleet, fleet.plan(vm, "lab-a2"))) == []  # its definition moves
+    # Sent directly it is started paused, so it must be able to run there.
+    saved = fleet.vm("web-1", cpu=CPU, state=VmState.HALTED, managed_save=True)
+    assert errors(check(fleet, fleet.plan(saved, "lab-a2"))) == ["CPU_INCOMPATIBLE"]
+
+
+def test_a_vm_without_a_cpu_model_is_never_asked_about():
+    from xencenter_lite.core.model import VM
+
+    bare = VM("s", "u", "n", VmState.RUNNING, GIB, 1, ())
+    assert bare.cpu_key == ""

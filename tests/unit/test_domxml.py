@@ -314,3 +314,22 @@ def test_a_volume_on_a_backing_file_says_so():
     assert volume_backing("<volume><name>a</name><backingStore><path>/base.qcow2</path>"
                           "<format type='qcow2'/></backingStore></volume>") == "/base.qcow2"
     assert volume_backing("<volume><name>a</name></volume>") is None
+
+
+@pytest.mark.parametrize(("cpu", "kept"), [
+    ("<cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model>"
+     "<feature policy='require' name='lahf_lm'/></cpu>", True),
+    ("<cpu mode='host-model' check='partial'><model>Skylake-Client</model></cpu>", True),
+    ("<cpu mode='host-model' check='partial'/>", False),  # a halted VM's: nothing to ask yet
+    ("<cpu mode='host-passthrough'/>", False),
+    ("", False),
+])
+def test_the_cpu_a_destination_is_asked_about(cpu, kept):
+    d = parse_domain(f"<domain type='kvm'><name>v</name><uuid>u</uuid><memory>1024</memory>"
+                     f"<os><type arch='x86_64' machine='pc'>hvm</type></os>{cpu}"
+                     "<devices/></domain>")
+    assert d.arch == "x86_64"
+    if kept:
+        assert d.cpu.startswith("<cpu ") and "<model" in d.cpu and d.cpu.endswith("</cpu>")
+    else:
+        assert d.cpu == ""

@@ -7,6 +7,7 @@ a sentence an operator understands.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -184,6 +185,31 @@ def name_clash(snapshot: Snapshot, name: str, server: str, uuid: str = "") -> li
                     "domrename) or choose another server.", name)]
 
 
+def cpu_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
+    """A VM that runs while it moves (live, or a halted VM sent directly, started paused)
+    needs its CPU on the destination: libvirt would refuse the migration, or the guest
+    would find features gone. What the destination's hypervisor said about this CPU."""
+    vm, dest = plan.vm, snapshot.servers.get(plan.destination)
+    if plan.data_path not in (DataPath.LIVE, DataPath.DIRECT) or dest is None \
+            or not vm.cpu_key:
+        return []
+    why = dest.cpu_refusals.get(vm.cpu_key)
+    if why is None:
+        return []
+    model = _CPU_MODEL.search(vm.cpu)
+    named = f" ({model.group(1)})" if model else ""
+    lacks = why.split("required features:", 1)[-1].strip() if "required features:" in why \
+        else why
+    return [_err("CPU_INCOMPATIBLE", vm,
+                 f"'{plan.destination}' cannot run the CPU of '{vm.name}'{named}: it lacks "
+                 f"{lacks}. Choose a server with those CPU features, or shut '{vm.name}' "
+                 "down and give it a CPU model every server has (virsh edit: <cpu "
+                 "mode='custom'><model>...</model></cpu>, or host-model).")]
+
+
+_CPU_MODEL = re.compile(r"<model[^>]*>\s*([^<\s]+)\s*</model>")
+
+
 def check_plans(
     snapshot: Snapshot,
     plans: Iterable[MigrationPlan],
@@ -220,6 +246,7 @@ def check_plans(
             out.append(_err("UNKNOWN_NIC", vm, f"'{vm.name}' has no NIC {mac}; its NICs are "
                             f"{', '.join(n.mac for n in vm.nics) or 'none'}."))
         out += nic_problems(snapshot, plan)
+        out += cpu_problems(snapshot, plan)
         for dev in plan.unknown_devs:
             out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
                             f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))

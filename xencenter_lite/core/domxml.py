@@ -7,6 +7,7 @@ of a storage migration: each copied disk's source moves to its new path, and our
 
 from __future__ import annotations
 
+import copy
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -52,6 +53,20 @@ class DomainXml:
     virt_type: str = "kvm"  # <domain type=...>: "kvm", or "qemu" (TCG, software emulation)
     has_balloon: bool = True  # a <memballoon> device (not model 'none'): DMC can use it
     nics: tuple[NicXml, ...] = ()
+    # The <cpu> a live migration must find on the destination: a named model with its
+    # features (a running VM's host-model shows as one); "" for host-passthrough or none.
+    cpu: str = ""
+    arch: str = "x86_64"
+
+
+def _cpu(root: ET.Element) -> str:
+    cpu = root.find("cpu")
+    if cpu is None or cpu.get("mode", "custom") not in ("custom", "host-model") \
+            or not (cpu.findtext("model") or "").strip():
+        return ""
+    cpu = copy.deepcopy(cpu)
+    cpu.tail = None
+    return ET.tostring(cpu, encoding="unicode")
 
 
 _UNIT = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
@@ -90,6 +105,7 @@ def parse_domain(xml: str) -> DomainXml:
     meta = parse_metadata(ET.tostring(meta_el, encoding="unicode")) if meta_el is not None \
         else VmMetadata()
     vcpu = root.findtext("vcpu") or "1"
+    os_type = root.find("./os/type")
     return DomainXml(
         name=root.findtext("name") or "",
         uuid=root.findtext("uuid") or "",
@@ -102,6 +118,8 @@ def parse_domain(xml: str) -> DomainXml:
         has_balloon=any(b.get("model", "none") != "none"
                         for b in root.findall("./devices/memballoon")),
         nics=tuple(_nic(n) for n in root.findall("./devices/interface")),
+        cpu=_cpu(root),
+        arch=os_type.get("arch", "x86_64") if os_type is not None else "x86_64",
     )
 
 

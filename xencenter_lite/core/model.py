@@ -8,6 +8,7 @@ snapshot replaces the old one as events arrive. Objects are identified by server
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -139,6 +140,13 @@ class VM:
     virt_type: str = "kvm"  # libvirt's domain type: "kvm", or "qemu" (TCG emulation)
     has_balloon: bool = True  # a balloon device: Dynamic Memory Control can squeeze it
     nics: tuple[Nic, ...] = ()
+    cpu: str = ""  # its <cpu> definition (a model and features; "" for host-passthrough)
+    arch: str = "x86_64"
+
+    @property
+    def cpu_key(self) -> str:
+        """What a destination's hypervisor is asked about: its CPU under its domain type."""
+        return f"{self.virt_type} {self.arch} {self.cpu}" if self.cpu else ""
 
     @property
     def emulated(self) -> bool:
@@ -224,6 +232,9 @@ class Server:
     # The host's bridges known to be there: used by its networks or its running VMs' NICs
     # (libvirt's interface driver, which would list them all, is not safe to call).
     bridges: frozenset[str] = frozenset()
+    # CPU definitions (VM.cpu_key) its hypervisor was asked about and cannot run, with
+    # libvirt's reason (the features it lacks); what was not asked about is not here.
+    cpu_refusals: Mapping[str, str] = field(default_factory=dict)
 
     def virtual_network(self, name: str) -> VirtualNetwork | None:
         return next((n for n in self.virtual_networks if n.name == name), None)

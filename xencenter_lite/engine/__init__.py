@@ -308,6 +308,16 @@ class Engine:
     def check(self, plans: Iterable[MigrationPlan]) -> list[Problem]:
         return check_plans(self.snapshot(), plans, self.busy)
 
+    async def ask_cpus(self, requests: Iterable[MigrationRequest]) -> None:
+        """Ask each destination whether it can run the CPUs of the VMs going there (once per
+        server and CPU definition): check() then knows the answers."""
+        snap = self.snapshot()
+        moving: dict[str, list[VM]] = {}
+        for r in requests:
+            if (vm := snap.vm(r.vm)) is not None and vm.cpu_key:
+                moving.setdefault(r.destination, []).append(vm)
+        await asyncio.gather(*(self.fleet.compare_cpus(d, v) for d, v in moving.items()))
+
     async def precheck(
         self, requests: Iterable[MigrationRequest]
     ) -> tuple[list[MigrationPlan], list[Problem]]:
@@ -317,6 +327,7 @@ class Engine:
         requests = [self.with_defaults(r) for r in requests]
         names = {r.vm[0] for r in requests} | {r.destination for r in requests}
         await asyncio.gather(*(self.fleet.read(n) for n in names if n in self.fleet.servers))
+        await self.ask_cpus(requests)
         snap = self.snapshot()
         plans = []
         for r in requests:
@@ -477,6 +488,11 @@ class Engine:
         if server not in self.fleet.servers:
             raise LookupError(f"there is no server named '{server}' in the inventory")
         snap = await self.fleet.refresh()
+        leaving = [vm for vm in snap.vms_on(server) if vm.cpu_key]
+        if leaving:  # placement passes over servers that cannot run a VM's CPU
+            await asyncio.gather(*(self.fleet.compare_cpus(d, leaving)
+                                   for d in snap.servers if d != server))
+            snap = self.snapshot()
         rows = plan_evacuation(snap, server, self.busy, choices)
         problems = check_plans(snap, evacuation_plans(rows), self.busy)
         return rows, problems

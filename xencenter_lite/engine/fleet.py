@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -76,6 +76,9 @@ class Fleet:
         self._connected_hooks: list[Callable[[str], None]] = []
         self._snapshot: Snapshot | None = None
         self._sr_views: dict[tuple[str, str, str], tuple[SR, SR]] = {}
+        # (host UUID, VM.cpu_key) -> None when that host's hypervisor can run the CPU, else
+        # libvirt's reason. Asked once per host and CPU definition (a handful in a fleet).
+        self._cpu: dict[tuple[str, str], str | None] = {}
         self._coalescing = False
         self._last_notified = float("-inf")
         self._notify_handle: asyncio.TimerHandle | None = None
@@ -394,6 +397,28 @@ class Fleet:
                 attempt = self.spawn(self.connect(server))
                 await asyncio.wait([attempt], timeout=max(0.0, end - loop.time()))
 
+    async def compare_cpus(self, dest: str, vms: Iterable[VM]) -> None:
+        """Ask `dest`'s hypervisor about the CPU definitions of `vms` it was not asked about
+        yet; its refusals show in the snapshot (Server.cpu_refusals). A server that cannot
+        answer (not connected, no such API) is left unasked: nothing is refused for it."""
+        st = self.servers.get(dest)
+        if st is None or not st.connected or st.identity is None:
+            return
+        host, asked = st.identity.uuid, False
+        for vm in vms:
+            key = vm.cpu_key
+            if not key or (host, key) in self._cpu:
+                continue
+            try:
+                why = await self.call(dest, st.link.compare_cpu, vm.cpu, vm.virt_type, vm.arch)
+            except VirtError as exc:
+                log.info("could not compare %s's CPU on %s: %s", vm.name, dest, exc)
+                continue
+            self._cpu[(host, key)] = why
+            asked = True
+        if asked:
+            self.changed()
+
     # ---- the model ------------------------------------------------------------------------
     def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
         self._listeners.append(listener)
@@ -452,6 +477,8 @@ class Fleet:
                 virtual_networks=(r.networks or ()) if r else (),
                 networks_known=r is not None and r.networks is not None,
                 bridges=r.bridges if r else frozenset(),
+                cpu_refusals={k: why for (h, k), why in self._cpu.items()
+                              if h == known and why is not None} if known else {},
             )
             if r is not None:
                 for sr in r.srs:

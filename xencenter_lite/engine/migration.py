@@ -143,6 +143,7 @@ class MigrationRunner:
         vm = await self.fresh_vm(job, req.destination)
         if vm is None:
             return
+        await self.fleet.compare_cpus(req.destination, [vm])
         snap = self.fleet.snapshot()
         plan = build_plan(snap, vm, req)
         busy = self.queue.busy - {req.vm}

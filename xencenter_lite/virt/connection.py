@@ -412,7 +412,7 @@ class LibvirtLink:
                   current_memory=int(cur_mem_kib) * 1024 if state is VmState.RUNNING else 0,
                   dynamic_min=dx.metadata.dynamic_min, dynamic_max=dx.metadata.dynamic_max,
                   snapshots=snapshots, evacuated_from=dx.metadata.evacuated_from,
-                  managed_save=saved)
+                  managed_save=saved, cpu=dx.cpu, arch=dx.arch)
 
     @_one_at_a_time
     def locate(self, uuid: str) -> VmState | None:
@@ -562,6 +562,20 @@ class LibvirtLink:
     def volume_layout(self, path: str) -> VolumeLayout:
         with virt_errors():
             return volume_layout(self._c().storageVolLookupByPath(path).XMLDesc(0))
+
+    @_one_at_a_time
+    def compare_cpu(self, cpu: str, virt_type: str, arch: str) -> str | None:
+        """None when this server's hypervisor can run a guest with this <cpu>, else libvirt's
+        reason (the features it lacks)."""
+        try:
+            self._c().compareHypervisorCPU(
+                None, arch, None, virt_type, cpu,
+                libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
+        except libvirt.libvirtError as exc:
+            if _code(exc) == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
+                return exc.get_error_message() or str(exc)
+            raise virt_error(exc) from exc
+        return None
 
     @_one_at_a_time
     def volume_in_use(self, path: str) -> bool:
