@@ -165,6 +165,7 @@ def test_closing_with_running_jobs_asks_then_cancels_them(qtbot: Any, run: Any, 
     assert not win.close()  # refused for now: the operator is asked first
     box = win.findChild(QMessageBox, "confirmExit")
     assert "1 migration(s)" in box.text()
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.No)
     box.button(QMessageBox.StandardButton.Yes).click()
     run(until(lambda: bool(closed)))
     assert job.state is JobState.CANCELLED and not win.isVisible()

@@ -13,7 +13,15 @@ from tests.conftest import until
 from tests.ui.vm_placement import place
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.plan import MigrationRequest
-from xencenter_lite.ui.events import PROGRESS, STATUS, TITLE, TRANSFERRED, EventsView, JobsModel
+from xencenter_lite.ui.events import (
+    DISMISS_GUARD_MS,
+    PROGRESS,
+    STATUS,
+    TITLE,
+    TRANSFERRED,
+    EventsView,
+    JobsModel,
+)
 
 # The model tester reports through Qt warnings: make them fail the test.
 pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
@@ -75,7 +83,7 @@ def test_model_updates_in_place_and_coalesces_bursts(qtbot, qtmodeltester, run):
     assert changes == []  # nothing yet: the burst is folded into one update
     run(asyncio.sleep(0.2))
     assert len(changes) == 1 and resets == []
-    assert cell(model, job, PROGRESS) == "100 %"
+    assert cell(model, job, PROGRESS) == "99 %"  # 999 of 1000 bytes: not 100 until done
     assert cell(model, job, STATUS) == "copying disks"
     assert cell(model, job, TRANSFERRED).startswith("999.0 MB of 1.0 GB")
 
@@ -95,6 +103,11 @@ def test_model_updates_in_place_and_coalesces_bursts(qtbot, qtmodeltester, run):
     run(until(lambda: old.state is JobState.CANCELLED))
     run(asyncio.sleep(0.2))
     assert engine.cancelled == [old] and button.text() == "Dismiss"
+    # A second click on the spot where Cancel was, just after the job ended, is not a Dismiss.
+    assert not button.isEnabled()
+    button.click()
+    assert model.row_of(old.id) is not None
+    run(until(button.isEnabled, timeout=DISMISS_GUARD_MS / 1000 + 1))
     button.click()
     assert model.row_of(old.id) is None and model.rowCount() == 1
     old._changed()  # a dismissed job stays out of the view
@@ -124,7 +137,8 @@ def test_post_copy_shows_its_detail_and_policy_and_cannot_be_cancelled(qtbot, ru
     assert not button.isEnabled() and "cannot be undone" in button.toolTip()
     job.done("moved")
     run(asyncio.sleep(0.2))
-    assert button.isEnabled() and button.text() == "Dismiss"
+    assert button.text() == "Dismiss"
+    run(until(button.isEnabled, timeout=DISMISS_GUARD_MS / 1000 + 1))
 
 
 def test_cancel_a_real_migration_from_its_row(qtbot, qtmodeltester, run, engine):
@@ -158,6 +172,7 @@ def test_cancel_a_real_migration_from_its_row(qtbot, qtmodeltester, run, engine)
     assert cell(model, job, STATUS) == "cancelled"
     still = engine.snapshot().vm(app.key)
     assert still is not None and still.server == "lab-b1" and still.is_running
+    run(until(view.buttons[job.id].isEnabled, timeout=DISMISS_GUARD_MS / 1000 + 1))
     view.buttons[job.id].click()
     assert model.row_of(job.id) is None
 
@@ -173,3 +188,19 @@ def test_a_failed_job_expands_into_its_raw_error(qtbot, run, engine):
     view.tree.expand(view.model.index(view.model.row_of(job.id), 0))
     details = lines(view.model, job)
     assert any(line.strip().startswith("SAME_SERVER: ") for line in details), details
+
+
+def test_the_status_bar_and_events_show_the_same_percentage(qtbot, run):
+    from xencenter_lite.ui.common import whole_percent
+
+    # 99.6 % is not yet done: 99 everywhere, never 100 in one place and 99 in another.
+    assert [whole_percent(p) for p in (0.0, 0.4, 0.5001, 49.5, 99.4, 99.6, 100.0)] == [
+        0, 0, 1, 50, 99, 99, 100]
+    engine = FakeEngine()
+    view = EventsView(engine)
+    qtbot.addWidget(view)
+    job = engine.add("Migrating 'web-1' to 'lab-a2'")
+    job.set_state(JobState.COPYING_MEMORY)
+    job.progress(996, 1000)
+    run(asyncio.sleep(0.2))
+    assert cell(view.model, job, PROGRESS) == "99 %"

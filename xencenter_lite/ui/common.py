@@ -23,6 +23,13 @@ def format_size(n: int | float) -> str:
     return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeSIFormat)
 
 
+def whole_percent(percent: float) -> int:
+    """A job's percentage as every view shows it (Events, status bar, its bar): rounded the
+    same way, never 100 before the job has all its bytes."""
+    whole = round(percent)
+    return 99 if whole == 100 and percent < 100 else whole
+
+
 def star_text(stars: int) -> str:
     """A placement rating as five stars, filled and hollow ("★★★☆☆")."""
     return "★" * stars + "☆" * (5 - stars)

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.units import format_duration
-from xencenter_lite.ui.common import format_size, spawn
+from xencenter_lite.ui.common import format_size, spawn, whole_percent
 
 Index = QModelIndex | QPersistentModelIndex
 ROOT = QModelIndex()
@@ -46,6 +46,9 @@ COLUMNS = ("Event", "Progress", "Transferred", "Status", "Time", "")
 TITLE, PROGRESS, TRANSFERRED, STATUS, TIME, ACTION = range(len(COLUMNS))
 PercentRole = Qt.ItemDataRole.UserRole + 20
 JobIdRole = Qt.ItemDataRole.UserRole + 21
+# A job's Cancel turns into Dismiss in the same place when it ends: for this long the button
+# takes no click, so a Cancel clicked just as the job ended does not remove its row.
+DISMISS_GUARD_MS = 1000
 TOP = 0  # internalId of a job row; a detail line's internalId is its job's id (ids start at 1)
 
 _STATE_ICONS = {
@@ -275,7 +278,7 @@ class JobsModel(QAbstractItemModel):
             return job.status
         if role != Qt.ItemDataRole.DisplayRole:
             return None
-        return {TITLE: job.title, PROGRESS: f"{job.percent:.0f} %",
+        return {TITLE: job.title, PROGRESS: f"{whole_percent(job.percent)} %",
                 TRANSFERRED: transferred_text(job), STATUS: job.status,
                 TIME: time_text(job)}.get(column)
 
@@ -304,8 +307,8 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.state = (option.state
                      | QStyle.StateFlag.State_Horizontal | QStyle.StateFlag.State_Enabled)
         bar.minimum, bar.maximum = 0, 100
-        bar.progress = round(percent)
-        bar.text = f"{percent:.0f} %"
+        bar.progress = whole_percent(percent)
+        bar.text = f"{whole_percent(percent)} %"
         bar.textVisible = True
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
 
@@ -373,9 +376,11 @@ class EventsView(QWidget):
         if button is None or not shiboken6.isValid(button):
             return
         if job.state.finished:
-            button.setText("Dismiss")
-            button.setToolTip("Remove this event from the list")
-            button.setEnabled(True)
+            if button.text() != "Dismiss":  # it has just ended (or just appeared)
+                button.setText("Dismiss")
+                button.setToolTip("Remove this event from the list")
+                button.setEnabled(False)
+                QTimer.singleShot(DISMISS_GUARD_MS, button, lambda: button.setEnabled(True))
         elif (refusal := job.cancel_refusal) is not None:
             button.setText("Cancel")
             button.setToolTip(refusal)

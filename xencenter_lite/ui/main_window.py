@@ -24,7 +24,7 @@ from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import Snapshot, VmState
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog
-from xencenter_lite.ui.common import spawn
+from xencenter_lite.ui.common import spawn, whole_percent
 from xencenter_lite.ui.events import EventsView
 from xencenter_lite.ui.icons import icon
 from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, StartOnServerMenu, open_wizard
@@ -326,8 +326,8 @@ class MainWindow(QMainWindow):
                        JobState.CANCELLED: "Cancelled"}[latest.state]
             self.job_label.setText(f"{latest.title}: {outcome}")
         else:
-            self.job_label.setText(f"{latest.title}: {latest.percent:.0f}%")
-            self.job_progress.setValue(int(latest.percent))
+            self.job_label.setText(f"{latest.title}: {whole_percent(latest.percent)} %")
+            self.job_progress.setValue(whole_percent(latest.percent))
 
     # ---- commands -----------------------------------------------------------------------
     def add_server(self) -> AddServerDialog:
@@ -446,6 +446,7 @@ class MainWindow(QMainWindow):
                               QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                               self)
             box.setObjectName("confirmExit")
+            box.setDefaultButton(QMessageBox.StandardButton.No)  # Enter does not cancel jobs
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
             def finished(_r: int) -> None:
