@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import warnings
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,29 +132,39 @@ def _check_moved_alive(engine: Engine, run: Any, state_dir: Path, job: Job, befo
     return found
 
 
-def _once_more_if_the_guest_kernel_crashed(test: Callable[..., None]) -> Callable[..., None]:
-    """Run the test again, once, on a freshly started web-1 if web-1's own kernel crashed.
+RERUNS = 2  # each a fresh boot of web-1
 
-    Under QEMU 7.2's TCG a live migration now and then loses guest pages, whoever asks for
-    it (docs/benchmarks.md): the guest's kernel then dies on them a moment after arriving.
-    That is the emulator's, not the move's (which is still checked: VM on one server, every
-    reported record on its disk); a second crash in a row fails the test."""
+
+def _again_if_the_guest_kernel_crashed(test: Callable[..., None]) -> Callable[..., None]:
+    """Run the test again (up to RERUNS times) on a freshly started web-1 if web-1's own
+    kernel crashed after a move.
+
+    QEMU 7.2 (Debian 12) loses guest writes during a live migration of a TCG guest: the
+    fast path that syncs its dirty bitmap 64 pages at a time does not reset the vCPU's TLB,
+    so stores through entries made before the sync mark nothing dirty and never reach the
+    destination (fixed upstream in QEMU 9.0, commit 03bfc2188f, "physmem: Fix migration
+    dirty bitmap coherency with TCG memory access"; not in 7.2.22). The guest's kernel then
+    dies on its own corrupt lists a moment after arriving, whoever asked for the move
+    (docs/benchmarks.md). What the move itself promises is still checked each time (the VM
+    on one server, every reported record on its disk); a crash on every run fails."""
 
     @functools.wraps(test)
     def wrapper(engine: Engine, run: Any, state_dir: Path) -> None:
-        try:
-            test(engine, run, state_dir)
-            return
-        except GuestKernelCrashed as crash:
-            warnings.warn(f"{test.__name__}: run again: {str(crash).splitlines()[0]}",
-                          stacklevel=1)
-        vm = vm_named(engine, "web-1")
-        uri = engine.snapshot().servers[vm.server].uri
-        virsh(uri, "destroy", vm.uuid)
-        virsh(uri, "start", vm.uuid)
-        run(until(lambda: vm_named(engine, "web-1").state is VmState.RUNNING))
-        _working(engine, run, state_dir)
-        test(engine, run, state_dir)
+        for attempt in range(RERUNS + 1):
+            try:
+                test(engine, run, state_dir)
+                return
+            except GuestKernelCrashed as crash:
+                if attempt == RERUNS:
+                    raise
+                print(f"\n{test.__name__}: run again on a fresh boot: "
+                      f"{str(crash).splitlines()[0]}", file=sys.stderr)
+            vm = vm_named(engine, "web-1")
+            uri = engine.snapshot().servers[vm.server].uri
+            virsh(uri, "destroy", vm.uuid)
+            virsh(uri, "start", vm.uuid)
+            run(until(lambda: vm_named(engine, "web-1").state is VmState.RUNNING))
+            _working(engine, run, state_dir)
 
     return wrapper
 
@@ -162,7 +172,7 @@ def _once_more_if_the_guest_kernel_crashed(test: Callable[..., None]) -> Callabl
 # ---- (a) migrations --------------------------------------------------------------------------
 
 
-@_once_more_if_the_guest_kernel_crashed
+@_again_if_the_guest_kernel_crashed
 def test_memory_migration_keeps_the_guest_working(
     engine: Engine, run: Any, state_dir: Path
 ) -> None:
@@ -182,7 +192,7 @@ def test_memory_migration_keeps_the_guest_working(
           f"disk {found.summary()}")
 
 
-@_once_more_if_the_guest_kernel_crashed
+@_again_if_the_guest_kernel_crashed
 def test_storage_migration_there_and_back_keeps_the_guest_working(
     engine: Engine, run: Any, state_dir: Path
 ) -> None:
@@ -208,7 +218,7 @@ def test_storage_migration_there_and_back_keeps_the_guest_working(
 # ---- (b) intact after a stop -------------------------------------------------------------
 
 
-@_once_more_if_the_guest_kernel_crashed
+@_again_if_the_guest_kernel_crashed
 def test_every_reported_record_is_on_the_disk_after_a_hard_stop_and_the_guest_goes_on(
     engine: Engine, run: Any, state_dir: Path
 ) -> None:
@@ -247,7 +257,7 @@ def test_every_reported_record_is_on_the_disk_after_a_hard_stop_and_the_guest_go
 # ---- (c) live disk move ----------------------------------------------------------------------
 
 
-@_once_more_if_the_guest_kernel_crashed
+@_again_if_the_guest_kernel_crashed
 def test_live_disk_move_keeps_the_guest_working(
     engine: Engine, run: Any, state_dir: Path
 ) -> None:
