@@ -52,12 +52,16 @@ def menu_texts(menu: QMenu) -> list[str]:
 
 
 def test_layout_names_and_menus(window: MainWindow) -> None:
-    for name, kind in (("resourcesTree", QTreeView), ("viewSelector", QComboBox),
-                       ("searchBox", QLineEdit), ("eventsView", QWidget)):
+    # Found by object name; read out by a screen reader in words.
+    for name, kind, words in (("resourcesTree", QTreeView, "Resources tree"),
+                              ("viewSelector", QComboBox, "Resources view"),
+                              ("searchBox", QLineEdit, "Search resources"),
+                              ("eventsView", QWidget, "Events")):
         widget = window.findChild(kind, name)
         assert widget is not None, name
-        assert widget.accessibleName() == name
-    assert window.objectName() == window.accessibleName() == "mainWindow"
+        assert widget.accessibleName() == words
+    assert "Shift+F10" in window.findChild(QTreeView, "resourcesTree").accessibleDescription()
+    assert window.objectName() == "mainWindow" and window.accessibleName() == "XenCenter Lite"
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
     assert list(menus) == ["File", "View", "Server", "VM", "Help"]
     assert menu_texts(menus["File"]) == ["Add Server…", "Exit"]

@@ -101,7 +101,8 @@ def test_set_a_range_and_the_general_tab_shows_it(qtbot, run, engine, web, calls
     assert view.general.value("Dynamic minimum / maximum") == "Not set"
 
     dialog = dialogs(web.key)
-    assert dialog.objectName() == dialog.accessibleName() == "memoryDialog"
+    assert dialog.objectName() == "memoryDialog"
+    assert dialog.accessibleName() == "Memory settings"
     assert dialog.isVisible() and not dialog.isModal()
     for spin in (dialog.min_spin, dialog.max_spin):
         assert (spin.minimum(), spin.maximum(), spin.value()) == (1, 128, 128)

@@ -301,3 +301,33 @@ def test_a_server_in_maintenance_mode_says_so_with_its_own_icon(pane: ResourcesP
     assert painted.cacheKey() == icon("server-maintenance").cacheKey()
     assert painted.cacheKey() != icon("server").cacheKey()
     assert "in maintenance mode" in index.data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_the_keyboard_opens_the_current_rows_menu_at_that_row(
+        pane: ResourcesPane, qtbot: Any) -> None:
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication
+
+    asked: list[str] = []
+
+    def vm_menu(menu: Any) -> None:
+        asked.append("vm")
+        menu.addAction("Migrate to Server")
+
+    pane.vm_menu_hook = vm_menu
+    pane.show()
+    qtbot.waitExposed(pane)
+    assert pane.select(vm_key("web-1", "lab-a1"))
+    tree = pane.tree
+    rect = tree.visualRect(tree.currentIndex())
+    # Shift+F10 / the Menu key: Qt gives a keyboard context-menu event with the pointer's
+    # position, which may be over another row or none.
+    event = QContextMenuEvent(QContextMenuEvent.Reason.Keyboard, QPoint(1, 1),
+                              tree.mapToGlobal(QPoint(1, 1)))
+    QApplication.sendEvent(tree, event)
+    menu = QApplication.activePopupWidget()
+    assert asked and menu is not None
+    assert menu.actions()[0].text() == "Migrate to Server"
+    assert abs(menu.pos().y() - tree.viewport().mapToGlobal(rect.bottomLeft()).y()) <= 2
+    menu.close()

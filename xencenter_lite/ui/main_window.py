@@ -58,7 +58,7 @@ class MainWindow(QMainWindow):
     def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
-        self.setAccessibleName("mainWindow")
+        self.setAccessibleName("XenCenter Lite")
         self.engine = engine
         self._really_close = False
         self.resize(1200, 780)
@@ -66,8 +66,9 @@ class MainWindow(QMainWindow):
         self.resources = ResourcesPane(engine, self)
         self.properties = PropertiesView(engine, self)
         self.events = EventsView(engine, self)
-        if not self.events.accessibleName():
-            self.events.setAccessibleName(self.events.objectName())
+        self.events.setAccessibleName("Events")
+        self.events.setAccessibleDescription("Migrations, disk moves and other jobs, with "
+                                             "their progress, Cancel and details")
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.resources)
         top.addWidget(self.properties)

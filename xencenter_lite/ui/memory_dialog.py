@@ -40,7 +40,7 @@ class MemoryDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("memoryDialog")
-        self.setAccessibleName("memoryDialog")
+        self.setAccessibleName("Memory settings")
         self.engine = engine
         self.vm_key = vm_key
         vm = engine.snapshot().vm(vm_key)

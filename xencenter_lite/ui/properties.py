@@ -291,7 +291,7 @@ class PropertiesView(QTabWidget):
     def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("propertiesTabs")
-        self.setAccessibleName("propertiesTabs")
+        self.setAccessibleName("Properties")
         self.engine = engine
         self.key: NodeKey | None = None
         self.general = GeneralTab(self)

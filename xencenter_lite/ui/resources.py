@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 import shiboken6
 from PySide6.QtCore import (
     QByteArray,
+    QEvent,
     QMimeData,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QSortFilterProxyModel,
     Qt,
     QTimer,
@@ -29,6 +31,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import (
     QBrush,
     QColor,
+    QContextMenuEvent,
     QDrag,
     QDragMoveEvent,
     QDropEvent,
@@ -604,7 +607,10 @@ class ResourcesTree(QTreeView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("resourcesTree")
-        self.setAccessibleName("resourcesTree")
+        self.setAccessibleName("Resources tree")
+        self.setAccessibleDescription(
+            "Pools, servers, their VMs and storage. Drag a VM onto a server or pool to "
+            "migrate it; Shift+F10 or the Menu key opens the selected row's menu.")
         self.setHeaderHidden(True)
         self.setUniformRowHeights(True)
         self.setSelectionMode(QTreeView.SelectionMode.ExtendedSelection)
@@ -617,6 +623,18 @@ class ResourcesTree(QTreeView):
         self.setAutoExpandDelay(600)
         self.drop_target = QPersistentModelIndex()
         self.setItemDelegate(_DropTargetDelegate(self))
+
+    def event(self, event: QEvent) -> bool:
+        """From the keyboard (Shift+F10, the Menu key) the menu is the current row's, shown
+        at that row, not wherever the pointer happens to be."""
+        if (isinstance(event, QContextMenuEvent)
+                and event.reason() is QContextMenuEvent.Reason.Keyboard
+                and self.currentIndex().isValid()):
+            rect = self.visualRect(self.currentIndex())
+            self.customContextMenuRequested.emit(rect.bottomLeft() + QPoint(rect.height(), 0))
+            event.accept()
+            return True
+        return super().event(event)
 
     def _source(self) -> tuple[ResourceModel | None, Callable[[QModelIndex], QModelIndex]]:
         proxy = self.model()
@@ -708,14 +726,14 @@ class ResourcesPane(QWidget):
 
         self.search = QLineEdit(self)
         self.search.setObjectName("searchBox")
-        self.search.setAccessibleName("searchBox")
+        self.search.setAccessibleName("Search resources")
         self.search.setPlaceholderText("Search…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._search)
 
         self.view_selector = QComboBox(self)
         self.view_selector.setObjectName("viewSelector")
-        self.view_selector.setAccessibleName("viewSelector")
+        self.view_selector.setAccessibleName("Resources view")
         for mode, label in VIEW_NAMES.items():
             self.view_selector.addItem(label, mode)
         self.view_selector.currentIndexChanged.connect(

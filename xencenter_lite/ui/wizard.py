@@ -533,7 +533,7 @@ class WizardPage(QWizardPage):
         super().__init__()
         self.w = wizard
         self.setObjectName(name)
-        self.setAccessibleName(name)
+        self.setAccessibleName(f"{title} page")
         self.setTitle(title)
         self.setSubTitle(subtitle)
         self.layout_ = QVBoxLayout(self)
@@ -964,7 +964,7 @@ class StorageNetworkPage(WizardPage):
         self.tls = QCheckBox("&Encrypt the migration (TLS; both servers need libvirt's TLS "
                              "certificates)")
         self.tls.setObjectName("tlsCheck")
-        self.tls.setAccessibleName("tlsCheck")
+        self.tls.setAccessibleName("Encrypt the migration (TLS)")
         self.layout_.addWidget(self.tls)
         self.layout_.addWidget(self._settings_box())
         self.layout_.addStretch(1)
@@ -1127,7 +1127,7 @@ class ReviewPage(WizardPage):
         self.layout_.addWidget(self.summary, 3)
         self.resume = QCheckBox("&Resume the paused VM on the destination after the migration")
         self.resume.setObjectName("resumeCheck")
-        self.resume.setAccessibleName("resumeCheck")
+        self.resume.setAccessibleName("Resume the VM on the destination")
         self.resume.toggled.connect(self._resume_toggled)
         self.layout_.addWidget(self.resume)
         self.status = QLabel()
