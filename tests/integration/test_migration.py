@@ -233,6 +233,7 @@ def test_the_queue_runs_jobs_beyond_its_limit_later(one_at_a_time: Engine, run: 
     ])
     run(until(lambda: slow.state in (JobState.COPYING_DISKS, JobState.COPYING_MEMORY)))
     assert quick.state is JobState.QUEUED  # waiting for the one slot, not refused
+    assert quick.status == "queued: waiting for a free slot (1 migration at a time)"
     run(one_at_a_time.cancel(slow))
     run(one_at_a_time.wait([slow, quick]))
     assert slow.state is JobState.CANCELLED

@@ -302,3 +302,13 @@ def test_status_shows_the_live_detail_and_notes_are_kept():
     job.done()
     job.note("late")
     assert job.status == "done" and job.policy_log == ["Allowed downtime raised to 150 ms"]
+
+
+def test_a_queued_job_says_what_it_waits_for():
+    job = make_job()
+    assert job.state is JobState.QUEUED and job.status == "queued"
+    job.set_detail("waiting for a free slot (2 migrations at a time)")
+    assert job.status == "queued: waiting for a free slot (2 migrations at a time)"
+    job.set_detail(None)
+    job.set_state(JobState.CHECKING)
+    assert job.status == "checking"

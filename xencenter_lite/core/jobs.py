@@ -121,7 +121,7 @@ class Job:
     @property
     def status(self) -> str:
         """The state in words, with the live detail while running."""
-        if self.detail and self.state.running:
+        if self.detail and not self.state.finished:
             return f"{self.state.value}: {self.detail}"
         return self.state.value
 

@@ -105,11 +105,17 @@ class MigrationRunner:
         slots = self.queue.slots
         assert slots is not None
         held: list[asyncio.Semaphore] = []
+        n = self.queue.concurrency
+        waits = ((batch, "for one of this evacuation's moves to end"),
+                 (slots, f"for a free slot ({n} migration{'s' if n != 1 else ''} at a time)"))
         try:
-            for sem in (batch, slots):
+            for sem, waiting in waits:
                 if sem is not None:
+                    if sem.locked():
+                        job.set_detail(f"waiting {waiting}")
                     await sem.acquire()
                     held.append(sem)
+            job.set_detail(None)
         except BaseException:
             for sem in held:
                 sem.release()
