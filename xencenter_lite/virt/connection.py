@@ -565,8 +565,9 @@ class LibvirtLink:
 
     @_one_at_a_time
     def compare_cpu(self, cpu: str, virt_type: str, arch: str) -> str | None:
-        """None when this server's hypervisor can run a guest with this <cpu>, else libvirt's
-        reason (the features it lacks)."""
+        """None when this server's hypervisor can run a guest with this <cpu> (or its driver
+        cannot compare CPUs: then libvirt's own migration check is all there is), else
+        libvirt's reason (the features it lacks)."""
         try:
             self._c().compareHypervisorCPU(
                 None, arch, None, virt_type, cpu,
@@ -574,6 +575,8 @@ class LibvirtLink:
         except libvirt.libvirtError as exc:
             if _code(exc) == libvirt.VIR_ERR_CPU_INCOMPATIBLE:
                 return exc.get_error_message() or str(exc)
+            if _code(exc) in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
+                return None
             raise virt_error(exc) from exc
         return None
 
