@@ -322,6 +322,9 @@ def test_a_volume_on_a_backing_file_says_so():
     ("<cpu mode='host-model' check='partial'><model>Skylake-Client</model></cpu>", True),
     ("<cpu mode='host-model' check='partial'/>", False),  # a halted VM's: nothing to ask yet
     ("<cpu mode='host-passthrough'/>", False),
+    # libvirt does not check it either: QEMU drops what the host lacks
+    ("<cpu mode='custom' match='exact' check='none'><model>qemu64</model></cpu>", False),
+    ("<cpu mode='custom' match='exact' check='full'><model>qemu64</model></cpu>", True),
     ("", False),
 ])
 def test_the_cpu_a_destination_is_asked_about(cpu, kept):

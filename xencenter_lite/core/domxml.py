@@ -60,9 +60,11 @@ class DomainXml:
 
 
 def _cpu(root: ET.Element) -> str:
+    """The <cpu> to ask a destination about: one libvirt itself checks (check='none' means
+    QEMU quietly drops what the host lacks, as a halted VM's definition often says)."""
     cpu = root.find("cpu")
     if cpu is None or cpu.get("mode", "custom") not in ("custom", "host-model") \
-            or not (cpu.findtext("model") or "").strip():
+            or cpu.get("check") == "none" or not (cpu.findtext("model") or "").strip():
         return ""
     cpu = copy.deepcopy(cpu)
     cpu.tail = None
