@@ -609,8 +609,8 @@ class ResourcesTree(QTreeView):
         self.setObjectName("resourcesTree")
         self.setAccessibleName("Resources tree")
         self.setAccessibleDescription(
-            "Pools, servers, their VMs and storage. Drag a VM onto a server or pool to "
-            "migrate it; Shift+F10 or the Menu key opens the selected row's menu.")
+            "Pools, servers, their VMs and storage. Drag a VM onto a server to migrate "
+            "it; Shift+F10 or the Menu key opens the selected row's menu.")
         self.setHeaderHidden(True)
         self.setUniformRowHeights(True)
         self.setSelectionMode(QTreeView.SelectionMode.ExtendedSelection)
