@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from xencenter_lite.core.errors import STOPPED_ANSWERING, friendly
@@ -23,6 +24,7 @@ from xencenter_lite.engine.worker import Worker, WorkerRetired
 from xencenter_lite.virt import HostIdentity, ServerLink, ServerReading, VirtError
 
 log = logging.getLogger(__name__)
+_NO_REFUSALS: Mapping[str, str] = MappingProxyType({})
 T = TypeVar("T")
 
 STARTUP_NOTIFY_INTERVAL = 0.1  # seconds
@@ -76,9 +78,12 @@ class Fleet:
         self._connected_hooks: list[Callable[[str], None]] = []
         self._snapshot: Snapshot | None = None
         self._sr_views: dict[tuple[str, str, str], tuple[SR, SR]] = {}
-        # (host UUID, VM.cpu_key) -> None when that host's hypervisor can run the CPU, else
-        # libvirt's reason. Asked once per host and CPU definition (a handful in a fleet).
-        self._cpu: dict[tuple[str, str], str | None] = {}
+        # Host UUID -> {VM.cpu_key: None when that host's hypervisor can run the CPU, else
+        # libvirt's reason}. Asked once per host and CPU definition (a handful in a fleet).
+        self._cpu: dict[str, dict[str, str | None]] = {}
+        # Host UUID -> its refusals alone, as snapshots show them (a new mapping at each
+        # change: a snapshot never changes under its readers).
+        self._cpu_refusals: dict[str, Mapping[str, str]] = {}
         self._coalescing = False
         self._last_notified = float("-inf")
         self._notify_handle: asyncio.TimerHandle | None = None
@@ -404,19 +409,22 @@ class Fleet:
         st = self.servers.get(dest)
         if st is None or not st.connected or st.identity is None:
             return
-        host, asked = st.identity.uuid, False
+        host = st.identity.uuid
+        answers = self._cpu.setdefault(host, {})
+        refused = False
         for vm in vms:
             key = vm.cpu_key
-            if not key or (host, key) in self._cpu:
+            if not key or key in answers:
                 continue
             try:
                 why = await self.call(dest, st.link.compare_cpu, vm.cpu, vm.virt_type, vm.arch)
             except VirtError as exc:
                 log.info("could not compare %s's CPU on %s: %s", vm.name, dest, exc)
                 continue
-            self._cpu[(host, key)] = why
-            asked = True
-        if asked:
+            answers[key] = why
+            refused = refused or why is not None
+        if refused:
+            self._cpu_refusals[host] = {k: why for k, why in answers.items() if why is not None}
             self.changed()
 
     # ---- the model ------------------------------------------------------------------------
@@ -477,8 +485,7 @@ class Fleet:
                 virtual_networks=(r.networks or ()) if r else (),
                 networks_known=r is not None and r.networks is not None,
                 bridges=r.bridges if r else frozenset(),
-                cpu_refusals={k: why for (h, k), why in self._cpu.items()
-                              if h == known and why is not None} if known else {},
+                cpu_refusals=self._cpu_refusals.get(known, _NO_REFUSALS),
             )
             if r is not None:
                 for sr in r.srs:
