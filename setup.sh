@@ -16,7 +16,7 @@ fi
 # --- system packages ---------------------------------------------------------------------
 packages=(
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirtd and virsh
-    qemu-system-x86 qemu-utils                                  # guests, qemu-img, qemu-io
+    qemu-system-x86 qemu-utils                                  # guests, qemu-img, qemu-io (below)
     libvirt-dev pkg-config gcc                                  # to build libvirt-python
     iproute2 procps util-linux                                  # namespaces, tc, unshare
     tini                                                        # reaps the lab's QEMUs
@@ -40,6 +40,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing: ${missing[*]}"
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# QEMU 7.2 (Debian 12's own) loses a TCG guest's memory writes during live migration: its
+# dirty-bitmap fast path clears bits without flushing the vCPUs' TLBs (fixed in QEMU 9.0,
+# commit 03bfc2188f), and a migrated guest's kernel then crashes. Guests run under TCG
+# wherever there is no usable KVM, so QEMU comes from bookworm-backports there.
+. /etc/os-release
+qemu_version=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
+if [ "${VERSION_CODENAME:-}" = bookworm ] && ! dpkg --compare-versions "${qemu_version:-0}" ge 1:9.0; then
+    sources=/etc/apt/sources.list.d/bookworm-backports.sources
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+            "Suites: bookworm-backports" "Components: main" \
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$sources"
+    fi
+    echo "Installing QEMU from bookworm-backports (Debian 12's QEMU ${qemu_version:-none} loses TCG guests' memory in live migration)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports \
+        qemu-system-data/bookworm-backports qemu-utils/bookworm-backports
 fi
 
 # libvirtd 9.0 refuses to start its QEMU driver without these, even when running as root.
