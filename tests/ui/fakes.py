@@ -32,6 +32,7 @@ class FakeEngine:
         self.jobs: list[Job] = []
         self.migrated: list[list[MigrationRequest]] = []
         self.started_on: list[tuple[tuple[str, str], str]] = []
+        self.removed: list[str] = []
         self.inventory = InventoryConfig(Path("inventory.toml"), ())  # [migration] defaults
 
     def snapshot(self) -> Any:
@@ -80,6 +81,28 @@ class FakeEngine:
 
     async def wait(self, jobs: Any) -> None:
         return None
+
+    # ---- servers (the engine's rules, as tests/faults/test_servers.py proves them) ----------
+    def server_in_use(self, name: str) -> str | None:
+        running = [j for j in self.jobs
+                   if not j.state.finished and name in (j.source, j.destination)]
+        return f"{len(running)} job(s) use it ({running[0].title})" if running else None
+
+    def removal_refused(self, name: str) -> str | None:
+        return self.server_in_use(name)
+
+    async def reconnect(self, name: str) -> None:
+        self.fleet.servers[name] = replace(self.fleet.servers[name], connected=True,
+                                           held=False, error=None)
+        self.push()
+
+    async def disconnect(self, name: str) -> None:
+        self.fleet.servers[name] = replace(self.fleet.servers[name], connected=False,
+                                           held=True, error="disconnected by you")
+        self.push()
+
+    async def remove_server(self, name: str) -> None:
+        self.removed.append(name)
 
     async def set_folder(self, key: tuple[str, str], folder: str) -> None:
         change(self.fleet, key[1].removeprefix("uuid-"), folder=folder)

@@ -220,6 +220,7 @@ class Server:
     addresses: dict[str, str] = field(default_factory=dict)  # network name -> address
     connected: bool = False
     error: str | None = None  # why it is disconnected
+    held: bool = False  # the operator disconnected it: it stays so until they connect it
     hostname: str = ""
     host_memory: int = 0  # bytes libvirt reports for the whole host
     free_memory: int = 0  # bytes libvirt reports free

@@ -252,6 +252,53 @@ class Engine:
         """Connect to server `name` again now, rather than at its next retry."""
         await self.fleet.reconnect(name)
 
+    def server_in_use(self, name: str) -> str | None:
+        """Why `name` cannot be disconnected or removed now, in words (None: it can)."""
+        if name not in self.fleet.servers:
+            return f"there is no server named '{name}' in the inventory"
+        running = [j for j in self.jobs
+                   if not j.state.finished and name in (j.source, j.destination)]
+        if running:
+            return (f"{len(running)} job(s) use it ({running[0].title}); wait for them to "
+                    "end or cancel them first")
+        return None
+
+    async def disconnect(self, name: str) -> None:
+        """Close the connection to server `name`; it stays closed (no retries) until
+        reconnect(). Refused while a job uses it."""
+        why = self.server_in_use(name)
+        if why is not None:
+            raise ValueError(f"'{name}' cannot be disconnected: {why}")
+        await self.fleet.disconnect(name)
+
+    def removal_refused(self, name: str) -> str | None:
+        """Why server `name` cannot leave the inventory now (None: it can): a job uses it,
+        or an earlier job's clean-up waits for it (it must answer for that to finish)."""
+        why = self.server_in_use(name)
+        if why is not None:
+            return why
+        if [s.name for s in self.inventory.servers] == [name]:
+            return "it is the only server in the inventory, which lists at least one"
+        waiting = [c for c in self.pending_cleanups() if name in (c.server, c.vm_home)]
+        if waiting:
+            return (f"{len(waiting)} clean-up(s) left by earlier jobs wait for it "
+                    f"({waiting[0].describe()}); they are finished once it answers")
+        return None
+
+    async def remove_server(self, name: str) -> None:
+        """Stop managing server `name` (the console's Remove; the caller has already taken
+        it out of the inventory file). A pool left with no member goes too."""
+        why = self.removal_refused(name)
+        if why is not None:
+            raise ValueError(f"'{name}' cannot be removed: {why}")
+        inv = self.inventory
+        pools = tuple(replace(p, members=tuple(m for m in p.members if m != name))
+                      for p in inv.pools)
+        self.fleet.inventory = replace(
+            inv, servers=tuple(s for s in inv.servers if s.name != name),
+            pools=tuple(p for p in pools if p.members))
+        self.fleet.remove(name)
+
     async def vet_new_server(self, uri: str) -> NewServer:
         """What Add Server asks before it writes anything: can `uri` be reached, and is it
         a server the inventory already has under another name?"""

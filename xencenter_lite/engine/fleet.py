@@ -31,6 +31,9 @@ STARTUP_NOTIFY_INTERVAL = 0.1  # seconds
 
 LinkFactory = Callable[[ServerConfig], ServerLink]
 
+# Why a server the operator disconnected is not connected (shown after "Disconnected: ").
+DISCONNECTED = "disconnected by you (Server ▸ Connect connects it again)"
+
 
 @dataclass
 class ServerState:
@@ -54,6 +57,9 @@ class ServerState:
     read_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     read_at: float = float("-inf")  # loop time the reading held began
     generation: int = 0  # connections made so far
+    # The operator disconnected it (Server ▸ Disconnect): no retry, no reading, until they
+    # connect it again.
+    held: bool = False
 
 
 class Fleet:
@@ -182,8 +188,8 @@ class Fleet:
         """(Re)connect `name`; one attempt at a time per server."""
         st = self.servers[name]
         async with st.lock:
-            if (st.connected or st.refused) and not self.closed:
-                return  # another attempt got there first
+            if (st.connected or st.refused or st.held) and not self.closed:
+                return  # another attempt got there first, or the operator said not to
             await self._attempt(name)
 
     def _new_worker(self, st: ServerState) -> Worker:
@@ -289,6 +295,7 @@ class Fleet:
         """Connect to `name` again now, not at its next retry (a new connection even if the
         old one seems fine)."""
         st = self.servers[name]
+        st.held = False
         if st.reconnect_task is not None and not st.reconnect_task.done():
             st.reconnect_task.cancel()
         if st.connected:
@@ -300,13 +307,37 @@ class Fleet:
         if not st.connected and self.watching and not self.closed:
             self.schedule_reconnect(name)
 
+    async def disconnect(self, name: str) -> None:
+        """Close the connection to `name` and keep it closed (no retries) until reconnect()."""
+        st = self.servers[name]
+        st.held = True
+        if st.reconnect_task is not None and not st.reconnect_task.done():
+            st.reconnect_task.cancel()
+        async with st.lock:  # an attempt under way ends first (and finds it held)
+            st.connected, st.error = False, DISCONNECTED
+            self._new_worker(st)
+        self.changed()
+
+    def remove(self, name: str) -> None:
+        """Stop managing `name`: its connection closes, its tasks end, it leaves the snapshot
+        (the caller has taken it out of the inventory)."""
+        st = self.servers.pop(name)
+        st.held = True
+        for task in (st.reconnect_task, st.refresh_task):
+            if task is not None and not task.done():
+                task.cancel()
+        st.link.close()
+        st.worker.retire()
+        self.changed()
+
     def schedule_reconnect(self, name: str) -> None:
         st = self.servers[name]
-        if st.refused or (st.reconnect_task is not None and not st.reconnect_task.done()):
+        if st.refused or st.held or (st.reconnect_task is not None
+                                     and not st.reconnect_task.done()):
             return
 
         async def retry() -> None:
-            while not self.closed and not st.connected and not st.refused:
+            while not self.closed and not st.connected and not st.refused and not st.held:
                 await asyncio.sleep(st.retry_delay)
                 st.retry_delay = min(st.retry_delay * 2, 30.0)
                 await self.connect(name)
@@ -478,6 +509,7 @@ class Fleet:
             servers[cfg.name] = Server(
                 name=cfg.name, uri=cfg.uri, pool=pool.name if pool else None,
                 addresses=dict(cfg.networks), connected=st.connected, error=st.error,
+                held=st.held,
                 hostname=r.hostname if r else "", host_memory=r.host_memory if r else 0,
                 free_memory=r.free_memory if r else 0, memory_limit=cfg.vm_memory_limit,
                 default_sr=cfg.default_sr,

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,74 @@ def add_to_pool(text: str, pool: str, server: str) -> str:
             return "".join(sections)
     raise AddServerError(f"Pool: cannot find the members of pool '{pool}' in the inventory "
                          "file; add the server to it by hand")
+
+
+def _names(section: str) -> str | None:
+    m = re.search(r"(?m)^\s*name\s*=\s*(\"(?:[^\"\\]|\\.)*\"|'[^']*')\s*(?:#.*)?$", section)
+    if m is None:
+        return None
+    value = tomllib.loads(f"v = {m.group(1)}")["v"]
+    return value if isinstance(value, str) else None
+
+
+def remove_server_text(text: str, server: str) -> str:
+    """`text` without [[servers]] `server` (and its [servers.*] tables), and without it in
+    any pool's members; a pool it leaves empty goes too. Everything else stays as written."""
+    sections = re.split(r"(?m)^(?=[ \t]*\[)", text)
+    out: list[str] = []
+    dropping = False
+    found = False
+    for section in sections:
+        header = section.lstrip()
+        if header.startswith("[[servers]]"):
+            dropping = _names(section) == server
+            found = found or dropping
+        elif header.startswith("[servers."):
+            pass  # a sub-table of the [[servers]] entry above it: goes with it
+        else:
+            dropping = False
+        if dropping:
+            continue
+        if header.startswith("[[pools]]"):
+            section = _without_member(section, server)
+            if section is None:
+                continue
+        out.append(section)
+    if not found:
+        raise AddServerError(f"Inventory file: no [[servers]] entry named '{server}'; remove "
+                             "it by hand")
+    return "".join(out)
+
+
+def _without_member(section: str, server: str) -> str | None:
+    """A [[pools]] section with `server` out of its members (None: no member is left)."""
+    m = re.search(r"(members\s*=\s*)\[([^\]]*)\]", section)
+    if m is None:
+        return section
+    members = tomllib.loads(f"v = [{m.group(2)}]")["v"]
+    if server not in members:
+        return section
+    left = [x for x in members if x != server]
+    if not left:
+        return None
+    return (section[:m.start()] + m.group(1) + "[" + ", ".join(_toml_str(x) for x in left)
+            + "]" + section[m.end():])
+
+
+def remove_from_inventory(path: Path, server: str) -> InventoryConfig:
+    """Take `server` out of the inventory file; nothing is written if the result would not
+    read back as an inventory without it."""
+    text = remove_server_text(path.read_text(encoding="utf-8"), server)
+    try:
+        inventory = validated(text, path)
+    except InventoryError as exc:
+        raise AddServerError(f"Inventory file: without '{server}' it would not read: {exc}; "
+                             "remove it by hand") from None
+    if inventory.server(server) is not None:
+        raise AddServerError(f"Inventory file: '{server}' is listed more than once; remove it "
+                             "by hand")
+    write_inventory(path, text)
+    return inventory
 
 
 _FIELD = re.compile(r"servers\[\d+\]\.(\w+)(?:\.(\w+))?: (.*)", re.S)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -20,10 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from xencenter_lite.core.checks import MOVABLE_STATES
+from xencenter_lite.core.inventory import InventoryError
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import Snapshot, VmState
 from xencenter_lite.core.power import PowerAction, check_power
-from xencenter_lite.ui.add_server import AddServerDialog
+from xencenter_lite.ui.add_server import AddServerDialog, AddServerError, remove_from_inventory
 from xencenter_lite.ui.common import spawn, whole_percent
 from xencenter_lite.ui.events import EventsView
 from xencenter_lite.ui.icons import icon
@@ -135,6 +137,24 @@ class MainWindow(QMainWindow):
                 qa.setShortcut(QKeySequence(key))
             qa.triggered.connect(lambda _=False, a=act: self.power(a))
             self.power_actions[act] = qa
+        self.connect_action = QAction(icon("server-connected"), "&Connect", self)
+        self.connect_action.setObjectName("connectAction")
+        self.connect_action.setToolTip("Connect to the selected server now")
+        self.connect_action.triggered.connect(self.connect_server)
+        self.disconnect_action = QAction("&Disconnect", self)
+        self.disconnect_action.setObjectName("disconnectAction")
+        self.disconnect_action.setToolTip("Close the connection to the selected server; it "
+                                          "stays disconnected until you connect it")
+        self.disconnect_action.triggered.connect(self.disconnect_server)
+        self.reconnect_action = QAction("Reco&nnect", self)
+        self.reconnect_action.setObjectName("reconnectAction")
+        self.reconnect_action.setToolTip("Open a new connection to the selected server")
+        self.reconnect_action.triggered.connect(self.connect_server)
+        self.remove_server_action = QAction("&Remove from Inventory…", self)
+        self.remove_server_action.setObjectName("removeServerAction")
+        self.remove_server_action.setToolTip("Stop managing the selected server (its VMs "
+                                             "keep running)")
+        self.remove_server_action.triggered.connect(self.remove_server)
         self.enter_maintenance_action = QAction("Enter &Maintenance Mode…", self)
         self.enter_maintenance_action.setObjectName("enterMaintenanceAction")
         self.enter_maintenance_action.setToolTip("Migrate the server's running VMs to other "
@@ -166,6 +186,9 @@ class MainWindow(QMainWindow):
             view_menu.addAction(action)
         server_menu = bar.addMenu("&Server")
         server_menu.addAction(self.add_server_action)
+        server_menu.addSeparator()
+        for action in self.server_connection_actions():
+            server_menu.addAction(action)
         server_menu.addSeparator()
         server_menu.addAction(self.enter_maintenance_action)
         server_menu.addAction(self.exit_maintenance_action)
@@ -219,7 +242,15 @@ class MainWindow(QMainWindow):
                                                  menu)
                     menu.addMenu(start_on)
 
+    def server_connection_actions(self) -> list[QAction]:
+        return [self.connect_action, self.disconnect_action, self.reconnect_action,
+                self.remove_server_action]
+
     def _server_context_menu(self, menu: Any, _server: str) -> None:
+        for action in self.server_connection_actions():
+            if action.isEnabled():  # as XenCenter's context menu: only what applies
+                menu.addAction(action)
+        menu.addSeparator()
         menu.addAction(self.enter_maintenance_action)
         menu.addAction(self.exit_maintenance_action)
 
@@ -305,6 +336,11 @@ class MainWindow(QMainWindow):
                                                  and not srv.maintenance)
         self.exit_maintenance_action.setEnabled(srv is not None and srv.connected
                                                 and srv.maintenance)
+        in_use = srv is not None and self.engine.server_in_use(srv.name) is not None
+        self.connect_action.setEnabled(srv is not None and not srv.connected)
+        self.disconnect_action.setEnabled(srv is not None and not srv.held and not in_use)
+        self.reconnect_action.setEnabled(srv is not None and srv.connected and not in_use)
+        self.remove_server_action.setEnabled(srv is not None)
 
     def selected_server(self) -> str | None:
         keys = self.resources.selected_keys()
@@ -336,6 +372,67 @@ class MainWindow(QMainWindow):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
+
+    def connect_server(self) -> None:
+        server = self.selected_server()
+        if server is not None:
+            self.statusBar().showMessage(f"Connecting to {server}…", 8000)
+            spawn(self.engine.reconnect(server))
+
+    def disconnect_server(self) -> None:
+        server = self.selected_server()
+        if server is None:
+            return
+        why = self.engine.server_in_use(server)
+        if why is not None:
+            self.statusBar().showMessage(f"'{server}' cannot be disconnected: {why}", 8000)
+            return
+        spawn(self.engine.disconnect(server))
+
+    def remove_server(self) -> QMessageBox | None:
+        """Confirm, then take the selected server out of the inventory file and the console.
+        Refused (saying why) while a job or an earlier job's clean-up needs it."""
+        server = self.selected_server()
+        if server is None:
+            return None
+        why = self.engine.removal_refused(server)
+        if why is not None:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Remove Server",
+                              f"'{server}' cannot be removed from the inventory now: {why}.",
+                              QMessageBox.StandardButton.Ok, self)
+            box.setObjectName("removeServerRefused")
+        else:
+            pool = self.engine.inventory.pool_of(server)
+            text = (f"Remove '{server}' from the inventory ({self.engine.inventory.path})? "
+                    "Its VMs keep running; the console stops showing and managing it.")
+            if pool is not None and pool.members == (server,):
+                text += f" Pool '{pool.name}' has no other server: it is removed too."
+            box = QMessageBox(QMessageBox.Icon.Question, "Remove Server", text,
+                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                              self)
+            box.setObjectName("confirmRemoveServer")
+            box.setDefaultButton(QMessageBox.StandardButton.No)
+
+            def finished(_r: int) -> None:
+                if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+                    self._remove_server_now(server)
+
+            box.finished.connect(finished)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def _remove_server_now(self, server: str) -> None:
+        why = self.engine.removal_refused(server)  # a job may have begun since the question
+        try:
+            if why is not None:
+                raise AddServerError(why)
+            remove_from_inventory(Path(self.engine.inventory.path), server)
+        except (AddServerError, InventoryError, OSError) as exc:
+            self.statusBar().showMessage(f"'{server}' was not removed: {exc}", 15000)
+            return
+        spawn(self.engine.remove_server(server))
+        self.statusBar().showMessage(f"'{server}' removed from the inventory", 8000)
 
     def open_migrate_wizard(self) -> QWidget | None:
         keys = self.resources.selected_vm_keys()
