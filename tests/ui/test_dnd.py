@@ -86,7 +86,9 @@ def test_drop_targets_and_refusals(fake: FakeEngine, pane: ResourcesPane) -> Non
     ok, why = verdict(web, ("server", "lab-a1"))
     assert not ok and "Current server" in why
     assert verdict(web, ("vm", DB)) == (False, "")  # not a target
-    assert verdict(web, ("pool", "Production")) == (False, "")
+    # A pool takes it when one of its members can (the wizard then picks the member).
+    assert verdict(web, ("pool", "Production")) == (
+        True, "Migrate 'web-1' to pool 'Production' (choose the server next)")
     # A halted VM moves with its disks; a crashed one cannot move.
     assert verdict(drag_of(pane, BUILD), ("server", "lab-b1"))[0]
     fake.fleet.vms[:] = [replace(v, state=VmState.CRASHED) if v.key == BUILD else v
@@ -107,10 +109,25 @@ def test_drop_targets_and_refusals(fake: FakeEngine, pane: ResourcesPane) -> Non
     fake.push()
     ok, why = verdict(web, ("server", "lab-a2"))
     assert not ok and "not connected (connection refused)" in why
+    # No other member can: the pool says why (the other member's reason, not "Current
+    # server").
+    ok, why = verdict(web, ("pool", "Production"))
+    assert not ok and why.startswith("Cannot migrate 'web-1' to pool 'Production': 'lab-a2' "
+                                     "is not connected (connection refused)"), why
 
     fake.busy.add(WEB)
     ok, why = verdict(web, ("server", "lab-b1"))
     assert not ok and "already has a migration" in why
+
+
+def test_drop_on_a_pool_opens_the_wizard_with_the_pool_as_destination(
+    fake: FakeEngine, pane: ResourcesPane, qtbot: Any, wizards: list[Any],
+) -> None:
+    assert pane.model.flags(on(pane, ("pool", "Production"))) & Qt.ItemFlag.ItemIsDropEnabled
+    assert pane.model.dropMimeData(drag_of(pane, WEB, DB), Qt.DropAction.MoveAction, -1, -1,
+                                   on(pane, ("pool", "Production")))
+    qtbot.waitUntil(lambda: wizards == [([WEB, DB], "Production")])
+    assert fake.migrated == [] and message_boxes() == []  # nothing moves before the wizard
 
 
 def test_drop_on_a_server_confirms_a_memory_only_move(

@@ -151,6 +151,13 @@ def test_pool_destination_asks_for_the_home_server(qtbot, run, engine):
     assert texts(home)[0] == "lab-a1 - Current server" and not enabled(home, 0)
     assert home.currentText().startswith("lab-a2 (") and "free memory" in home.currentText()
     go_next(wizard, STORAGE)  # db-1's disks are on lab-a1's own Local storage
+    # Opened for the pool itself (a VM dropped on the pool): the same pages, the member to
+    # pick on the Home Server page.
+    wizard = open_wizard(qtbot, run, engine, "db-1", destination="Production")
+    assert wizard.page(DESTINATION).combo.currentText() == "Production"
+    go_next(wizard, HOME_SERVER)
+    (home,) = wizard.page(HOME_SERVER).combos.values()
+    assert home.currentText().startswith("lab-a2 (")
 
 
 def test_standalone_destination_skips_the_home_server_page(qtbot, run, engine):

@@ -56,6 +56,7 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import SR, VM, Server, Snapshot, VmState
+from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.common import KeyRole, KindRole, format_size, spawn
 from xencenter_lite.ui.icons import icon
 from xencenter_lite.ui.migrate_menu import drop_refusal, migrate_or_open_wizard
@@ -439,7 +440,7 @@ class ResourceModel(QStandardItemModel):
             item.setData(value, role)
         kind = row.key[0]
         item.setFlags(_VM_FLAGS if kind == "vm" else _DROP_FLAGS
-                      if kind == "server" or (kind == "folder" and self.mode == FOLDERS)
+                      if kind in ("server", "pool") or (kind == "folder" and self.mode == FOLDERS)
                       else _PLAIN_FLAGS)
         node = _Node(row, parent, item)
         self._by_key[row.key] = node
@@ -536,6 +537,19 @@ class ResourceModel(QStandardItemModel):
             if problem is not None:
                 return False, f"Cannot migrate {what} to '{ident}': {problem.message}"
             return True, f"Migrate {what} to '{ident}'"
+        if kind == "pool":
+            # XenCenter's drop on a pool: the wizard opens with the pool as destination (its
+            # Home Server page picks the member), so any member that can take them will do.
+            pool = snap.pools.get(ident)
+            refusals = [drop_refusal(snap, keys, m, self.busy()) for m in
+                        (pool.members if pool else ())]
+            if any(r is None for r in refusals):
+                return True, f"Migrate {what} to pool '{ident}' (choose the server next)"
+            # The reason worth reading: a member's own, not "it is already on this one".
+            first = next((r for r in refusals if r is not None and r.code != "SAME_SERVER"),
+                         next((r for r in refusals if r is not None), None))
+            return False, (f"Cannot migrate {what} to pool '{ident}': "
+                           + (first.message if first else "it has no servers"))
         if kind == "folder" and self.mode == FOLDERS:
             label = f"folder '{ident}'" if ident else "no folder"
             vms = [snap.vm(k) for k in keys]
@@ -609,8 +623,8 @@ class ResourcesTree(QTreeView):
         self.setObjectName("resourcesTree")
         self.setAccessibleName("Resources tree")
         self.setAccessibleDescription(
-            "Pools, servers, their VMs and storage. Drag a VM onto a server to migrate "
-            "it; Shift+F10 or the Menu key opens the selected row's menu.")
+            "Pools, servers, their VMs and storage. Drag a VM onto a server or a pool to "
+            "migrate it; Shift+F10 or the Menu key opens the selected row's menu.")
         self.setHeaderHidden(True)
         self.setUniformRowHeights(True)
         self.setSelectionMode(QTreeView.SelectionMode.ExtendedSelection)
@@ -890,6 +904,8 @@ class ResourcesPane(QWidget):
         kind, ident = target
         if kind == "server":
             migrate_or_open_wizard(self.engine, keys, ident, self.window())
+        elif kind == "pool":
+            migrate_menu.open_wizard(self.engine, keys, ident, self.window())
         elif kind == "folder":
             spawn(self.move_to_folder(keys, ident))
 
