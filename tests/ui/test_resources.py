@@ -206,6 +206,29 @@ def test_search_filters_live_and_keeps_ancestors(pane: ResourcesPane) -> None:
     assert len(shown(pane.proxy)) == 12
 
 
+def test_clearing_the_search_restores_the_tree_the_operator_had(pane: ResourcesPane) -> None:
+    web, app = vm_key("web-1", "lab-a1"), vm_key("app-1", "lab-b1")
+    pane.tree.collapse(pane.index_of(("server", "lab-a2")))
+    pane.tree.collapse(pane.index_of(("server", "lab-b1")))
+    assert pane.select(web)
+    pane.search.setText("build")  # build-1 is under the collapsed lab-a2: shown open
+    assert pane.tree.isExpanded(pane.index_of(("server", "lab-a2")))
+    assert pane.selected_keys() == []  # web-1 is filtered out
+    pane.search.clear()
+    assert not pane.tree.isExpanded(pane.index_of(("server", "lab-a2")))
+    assert not pane.tree.isExpanded(pane.index_of(("server", "lab-b1")))
+    assert pane.tree.isExpanded(pane.index_of(("server", "lab-a1")))
+    assert pane.tree.isExpanded(pane.index_of(("pool", "Production")))
+    assert pane.selected_keys() == [web] and pane.current_key() == web
+    # Something chosen among the results stays chosen, shown where it is.
+    pane.search.setText("app")
+    assert pane.select(app)
+    pane.search.setText("")
+    assert pane.selected_keys() == [app] and pane.current_key() == app
+    assert pane.tree.isExpanded(pane.index_of(("server", "lab-b1")))  # opened to show it
+    assert not pane.tree.isExpanded(pane.index_of(("server", "lab-a2")))
+
+
 def test_the_selection_follows_to_the_other_view(pane: ResourcesPane) -> None:
     web, pool = vm_key("web-1", "lab-a1"), ("pool", "Production")
     assert pane.select(web) and pane.select(pool, add=True, make_current=False)

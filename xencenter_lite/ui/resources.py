@@ -777,6 +777,8 @@ class ResourcesPane(QWidget):
         layout.addWidget(self.tree, 1)
 
         self.mode = ""
+        # (collapsed rows, selection, current row) as they were when a search began.
+        self._before_search: tuple[set[NodeKey], list[NodeKey], NodeKey | None] | None = None
         self._latest: Snapshot | None = None
         self._stale: set[str] = set()  # views behind the engine (not on show)
         self._apply(engine.snapshot())
@@ -859,9 +861,44 @@ class ResourcesPane(QWidget):
                 self.tree.expand(index)
 
     def _search(self, text: str) -> None:
-        self.proxy.setFilterFixedString(text.strip())
-        if text.strip():
+        """Filter as typed, everything found shown open; cleared, the tree is as the operator
+        left it before searching: the same rows collapsed, the same selection, unless they
+        chose something among the results (that stays chosen)."""
+        text = text.strip()
+        if text and self._before_search is None:
+            self._before_search = (self._collapsed(), self.selected_keys(), self.current_key())
+        if not text and self._before_search is not None:
+            collapsed, selected, current = self._before_search
+            self._before_search = None
+            during, now = self.selected_keys(), self.current_key()
+            self.proxy.setFilterFixedString("")
+            self._expand_all_but(collapsed)
+            if not set(during) <= set(selected):  # picked among the results: keep that
+                selected, current = during, now
+            self.tree.selectionModel().clearSelection()
+            for key in selected:
+                self.select(key, add=True, make_current=key == current)
+            if current is not None and current in selected:
+                self.tree.scrollTo(self.index_of(current))
+            return
+        self.proxy.setFilterFixedString(text)
+        if text:
             self.tree.expandAll()
+
+    def _containers(self, parent: QModelIndex | None = None) -> Iterable[QModelIndex]:
+        parent = parent if parent is not None else QModelIndex()
+        for r in range(self.proxy.rowCount(parent)):
+            index = self.proxy.index(r, 0, parent)
+            if self.proxy.hasChildren(index):
+                yield index
+                yield from self._containers(index)
+
+    def _collapsed(self) -> set[NodeKey]:
+        return {i.data(KeyRole) for i in self._containers() if not self.tree.isExpanded(i)}
+
+    def _expand_all_but(self, collapsed: set[NodeKey]) -> None:
+        for index in list(self._containers()):
+            self.tree.setExpanded(index, index.data(KeyRole) not in collapsed)
 
     def index_of(self, key: NodeKey) -> QModelIndex:
         """The proxy (view) index of `key` in the current view; invalid if hidden or gone."""
