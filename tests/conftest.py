@@ -27,6 +27,16 @@ import pytest
 
 T = TypeVar("T")
 
+LAB_FIXTURES = {"lab_inventory"}  # (the engine fixture needs it: its tests count)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that brings up the lab is marked `lab`, whether or not it says so, so
+    `-m "not lab"` never starts (or takes down) a lab beside another run."""
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
 
 def _keep_current(loop: asyncio.AbstractEventLoop) -> None:
     """Leave `loop` marked as the running loop between `run` calls.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tests.unit.builders import Fleet, disk, local_disk, shared_disk, standard_fleet
 from xencenter_lite.core.checks import check_plans
+from xencenter_lite.core.folders import in_folder, norm_folder
 from xencenter_lite.core.inventory import InventoryConfig
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import VmState
 from xencenter_lite.core.plan import MigrationRequest, build_plan
+from xencenter_lite.engine.folders import FolderStore
 
 WEB = ("lab-a1", "uuid-web-1")
 DB = ("lab-a1", "uuid-db-1")
@@ -34,6 +37,7 @@ class FakeEngine:
         self.started_on: list[tuple[tuple[str, str], str]] = []
         self.removed: list[str] = []
         self.inventory = InventoryConfig(Path("inventory.toml"), ())  # [migration] defaults
+        self.folder_store = FolderStore(Path(tempfile.mkdtemp(prefix="xcl-folders-")))
 
     def snapshot(self) -> Any:
         return self._snap
@@ -105,8 +109,32 @@ class FakeEngine:
         self.removed.append(name)
 
     async def set_folder(self, key: tuple[str, str], folder: str) -> None:
-        change(self.fleet, key[1].removeprefix("uuid-"), folder=folder)
+        vm = self._snap.vm(key)
+        assert vm is not None
+        change(self.fleet, key[1].removeprefix("uuid-"), folder=norm_folder(folder))
+        self.folder_store.add([vm.folder])
         self.push()
+
+    # ---- folders: the engine's (xencenter_lite.engine), over the real FolderStore ------------
+    def folders(self) -> frozenset[str]:
+        return self.folder_store.all()
+
+    def add_folder(self, path: str) -> str:
+        self.folder_store.add([norm_folder(path)])
+        return norm_folder(path)
+
+    async def rename_folder(self, old: str, new: str) -> None:
+        for vm in list(self._snap.vms):
+            if in_folder(norm_folder(vm.folder), old):
+                await self.set_folder(vm.key, new + norm_folder(vm.folder)[len(old):])
+        self.folder_store.rename(old, new)
+
+    async def delete_folder(self, folder: str) -> int:
+        vms = [vm for vm in self._snap.vms if in_folder(norm_folder(vm.folder), folder)]
+        for vm in vms:
+            await self.set_folder(vm.key, "")
+        self.folder_store.remove(folder)
+        return len(vms)
 
 
 def lab_fleet() -> Fleet:

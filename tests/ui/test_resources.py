@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtWidgets import QMessageBox
 
 from tests.conftest import until
 from tests.labtools import vm_named
@@ -249,7 +250,7 @@ def test_view_selector_and_set_view_stay_in_step(pane: ResourcesPane) -> None:
     assert seen == [FOLDERS, INFRASTRUCTURE]
 
 
-def test_new_folder_stays_until_a_vm_moves_in_and_rename_rewrites_vm_folders(
+def test_new_folder_stays_and_rename_rewrites_vm_folders(
     fake: FakeEngine, pane: ResourcesPane, run: Any, qtbot: Any,
 ) -> None:
     pane.set_view(FOLDERS)
@@ -264,7 +265,6 @@ def test_new_folder_stays_until_a_vm_moves_in_and_rename_rewrites_vm_folders(
 
     run(pane.move_to_folder([("lab-b1", "uuid-app-1")], "/Web/Frontend"))
     assert pane.model.keys(("folder", "/Web/Frontend")) == [vm_key("app-1", "lab-b1")]
-    assert pane.model.extra_folders == set()  # now it exists because a VM is in it
 
     pane.select(("folder", "/Web"))
     rename = pane.rename_folder()
@@ -276,6 +276,46 @@ def test_new_folder_stays_until_a_vm_moves_in_and_rename_rewrites_vm_folders(
     assert folders["web-1"] == "/Public" and folders["app-1"] == "/Public/Frontend"
     assert folders["db-1"] == "/Databases/Prod"
     assert pane.index_of(("folder", "/Web")).isValid() is False
+    assert fake.folders() >= {"/Public", "/Public/Frontend"}
+    assert not any(f.startswith("/Web") for f in fake.folders())
+
+
+def test_a_folder_stays_when_its_last_vm_leaves_and_in_the_next_console(
+    fake: FakeEngine, pane: ResourcesPane, run: Any, qtbot: Any,
+) -> None:
+    pane.set_view(FOLDERS)
+    run(pane.move_to_folder([vm_key("web-1", "lab-a1")[1]], ""))  # /Web's only VM leaves
+    assert pane.index_of(("folder", "/Web")).isValid()
+    assert pane.model.keys(("folder", "/Web")) == []
+    # Another console of the same inventory (the same state directory) shows it too.
+    later = ResourcesPane(fake)  # type: ignore[arg-type]
+    qtbot.addWidget(later)
+    later.set_view(FOLDERS)
+    assert later.index_of(("folder", "/Web")).isValid()
+
+
+def test_delete_folder_asks_then_moves_its_vms_to_no_folder(
+    fake: FakeEngine, pane: ResourcesPane, run: Any,
+) -> None:
+    pane.set_view(FOLDERS)
+    pane.select(("folder", "/Databases"))
+    menu = pane.context_menu(("folder", "/Databases"))
+    delete = next(a for a in menu.actions() if a.text() == "Delete Folder…")
+    assert delete.isEnabled()
+    box = pane.delete_folder()
+    assert box is not None and box.defaultButton() is box.button(QMessageBox.StandardButton.No)
+    assert "/Databases" in box.text() and "1 VM(s) in them (db-1)" in box.text()
+    box.button(QMessageBox.StandardButton.No).click()
+    assert pane.index_of(("folder", "/Databases/Prod")).isValid()
+
+    box = pane.delete_folder()
+    assert box is not None
+    box.button(QMessageBox.StandardButton.Yes).click()
+    run(until(lambda: not pane.index_of(("folder", "/Databases")).isValid()))
+    assert not pane.index_of(("folder", "/Databases/Prod")).isValid()
+    assert vm_key("db-1", "lab-a1") in pane.model.keys(NO_FOLDER)
+    assert not any(f.startswith("/Databases") for f in fake.folders())
+    assert pane.index_of(("folder", "/Web")).isValid()  # the others stay
 
 
 def test_bad_folder_names_are_refused(pane: ResourcesPane, qtbot: Any) -> None:

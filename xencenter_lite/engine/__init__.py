@@ -26,6 +26,7 @@ from xencenter_lite.core.checks import Problem, check_disk_move, check_plans
 from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.copy import CopyPlan, CopyRequest, build_copy_plan, check_copy
 from xencenter_lite.core.errors import friendly
+from xencenter_lite.core.folders import in_folder, norm_folder
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import VM, Snapshot
@@ -37,6 +38,7 @@ from xencenter_lite.engine.copy import CopyRunner
 from xencenter_lite.engine.disk_move import DiskMoveRunner
 from xencenter_lite.engine.dmc import Dmc, metadata_of
 from xencenter_lite.engine.fleet import Fleet, LinkFactory
+from xencenter_lite.engine.folders import FolderStore
 from xencenter_lite.engine.maintenance import MaintenanceMarks
 from xencenter_lite.engine.migration import MigrationRunner, Timing
 from xencenter_lite.engine.power import PowerRunner
@@ -87,6 +89,7 @@ class Engine:
         self.sharing = SharingProofs(self.fleet, self.settler)
         self.fleet.sharing = self.sharing.sharing_of
         self.marks = MaintenanceMarks(self.store.directory)
+        self.folder_store = FolderStore(self.store.directory)
         self.fleet.maintenance = self.marks.marked
         self.queue = JobQueue(concurrency, self.fleet.spawn)
         self.dmc = Dmc(self.fleet)
@@ -628,9 +631,46 @@ class Engine:
         await self.dmc.set_memory(vm_key, size)
 
     async def set_folder(self, vm_key: tuple[str, str], folder: str) -> None:
+        """Put the VM in `folder` ("" for none); the folder it leaves stays (folders()), as in
+        XenCenter a folder is there until it is deleted."""
         vm = self.snapshot().vm(vm_key)
         if vm is None:
             raise LookupError(f"no VM {vm_key[1]} on {vm_key[0]}")
-        meta = replace(metadata_of(vm), folder=folder)
+        meta = replace(metadata_of(vm), folder=norm_folder(folder))
         await self.fleet.call(vm.server, self.link(vm.server).set_metadata, vm.uuid, meta)
+        self.folder_store.add([vm.folder])
         await self.fleet.read(vm.server)
+
+    # ---- folders --------------------------------------------------------------------------
+    def folders(self) -> frozenset[str]:
+        """The folders kept apart from their VMs: made with New Folder, or left empty."""
+        return self.folder_store.all()
+
+    def add_folder(self, path: str) -> str:
+        path = norm_folder(path)
+        if not path:
+            raise ValueError("a folder needs a name")
+        self.folder_store.add([path])
+        return path
+
+    def _vms_in(self, folder: str) -> list[VM]:
+        return [vm for vm in self.snapshot().vms if in_folder(norm_folder(vm.folder), folder)]
+
+    async def rename_folder(self, old: str, new: str) -> None:
+        """`old` and everything in it become `new`: each VM in it is told its new folder."""
+        old, new = norm_folder(old), norm_folder(new)
+        if not old or not new:
+            raise ValueError("a folder needs a name")
+        for vm in self._vms_in(old):
+            await self.set_folder(vm.key, new + norm_folder(vm.folder)[len(old):])
+        self.folder_store.rename(old, new)
+
+    async def delete_folder(self, folder: str) -> int:
+        """Delete `folder` and the folders in it; their VMs go to no folder (nothing else
+        happens to them). Returns how many VMs that was."""
+        folder = norm_folder(folder)
+        vms = self._vms_in(folder)
+        for vm in vms:
+            await self.set_folder(vm.key, "")
+        self.folder_store.remove(folder)
+        return len(vms)

@@ -12,7 +12,6 @@ import json
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import shiboken6
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLineEdit,
     QMenu,
+    QMessageBox,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -54,6 +54,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xencenter_lite.core.folders import in_folder, norm_folder
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import SR, VM, Server, Snapshot, VmState
 from xencenter_lite.ui import migrate_menu
@@ -101,13 +102,6 @@ class Row:
 class Spec:
     row: Row
     children: list[Spec] = field(default_factory=list)
-
-
-@lru_cache(maxsize=4096)
-def norm_folder(path: str) -> str:
-    """"Web", "/Web/" and "/Web" are the same folder: "/Web"; no folder is ""."""
-    parts = [p for p in path.split("/") if p]
-    return "/" + "/".join(parts) if parts else ""
 
 
 def vm_row(vm: VM, job: Job | None, where: str = "") -> Row:
@@ -355,7 +349,8 @@ class ResourceModel(QStandardItemModel):
         self._by_key: dict[NodeKey, _Node] = {}
         self._cache = TreeCache()
         self.snapshot: Snapshot | None = None
-        self.extra_folders: set[str] = set()  # new, still empty folders (Folder View)
+        # The folders kept apart from their VMs (the engine's: made, or left empty).
+        self.folders: Callable[[], Iterable[str]] = frozenset
         self.busy: Callable[[], set[VmKey]] = set
         self.on_drop: Callable[[list[VmKey], NodeKey], None] | None = None
 
@@ -364,10 +359,7 @@ class ResourceModel(QStandardItemModel):
         self.snapshot = snap
         jobs = jobs or {}
         if self.mode == FOLDERS:
-            used = {norm_folder(v.folder) for v in snap.vms}
-            self.extra_folders = {f for f in self.extra_folders
-                                  if not any(u == f or u.startswith(f + "/") for u in used)}
-            specs = folder_tree(snap, jobs, self.extra_folders, self._cache)
+            specs = folder_tree(snap, jobs, self.folders(), self._cache)
         else:
             specs = infrastructure_tree(snap, jobs, self._cache)
         self._sync(self._root, specs)
@@ -735,6 +727,7 @@ class ResourcesPane(QWidget):
         self.models = {m: ResourceModel(m, self) for m in (INFRASTRUCTURE, FOLDERS)}
         for model in self.models.values():
             model.busy = lambda: set(getattr(engine, "busy", set()))
+            model.folders = engine.folders
             model.on_drop = self._dropped
         self.proxy = ResourceFilter(self)
 
@@ -965,14 +958,17 @@ class ResourcesPane(QWidget):
         return key[1] if key and key[0] == "folder" and key[1] else None
 
     def create_folder(self, name: str, under: str | None = None) -> str | None:
-        """Add an empty folder (kept in the view until a VM moves into it)."""
+        """Add an empty folder (kept, as every folder, until it is deleted)."""
         name = name.strip()
         if not name or "/" in name:
             self.message.emit("A folder name cannot be empty or contain '/'.")
             return None
-        path = norm_folder(f"{under or ''}/{name}")
+        try:
+            path = self.engine.add_folder(f"{under or ''}/{name}")
+        except (OSError, ValueError) as exc:
+            self.message.emit(f"Could not make the folder: {exc}")
+            return None
         model = self.models[FOLDERS]
-        model.extra_folders.add(path)
         model.apply(self.engine.snapshot(), self._jobs)
         self.set_view(FOLDERS)
         self.select(("folder", path))
@@ -996,26 +992,55 @@ class ResourcesPane(QWidget):
         return dialog
 
     async def rename_folder_to(self, old: str, name: str) -> None:
-        """Rename `old` (and everything under it) by rewriting the folder of each VM in it."""
+        """Rename `old` (and everything under it): the engine rewrites the folder of each VM
+        in it."""
         name = name.strip()
         if not name or "/" in name:
             self.message.emit("A folder name cannot be empty or contain '/'.")
             return
         new = norm_folder(old.rsplit("/", 1)[0] + "/" + name)
-        model = self.models[FOLDERS]
-        model.extra_folders = {new + f[len(old):] if f == old or f.startswith(old + "/") else f
-                               for f in model.extra_folders}
-        for vm in list(self.engine.snapshot().vms):
-            folder = norm_folder(vm.folder)
-            if folder == old or folder.startswith(old + "/"):
-                try:
-                    await self.engine.set_folder(vm.key, new + folder[len(old):])
-                except Exception as exc:
-                    self.message.emit(f"Could not rename the folder of '{vm.name}': {exc}")
-                    return
-        model.apply(self.engine.snapshot(), self._jobs)
+        try:
+            await self.engine.rename_folder(old, new)
+        except Exception as exc:
+            self.message.emit(f"Could not rename {old}: {exc}")
+            return
+        self.models[FOLDERS].apply(self.engine.snapshot(), self._jobs)
         self.select(("folder", new))
         self.message.emit(f"Renamed {old} to {new}")
+
+    def delete_folder(self) -> QMessageBox | None:
+        """Delete the selected folder and those in it, after asking; the VMs in them go to
+        no folder (they are not touched otherwise)."""
+        folder = self.selected_folder()
+        if folder is None:
+            return None
+        vms = [vm.name for vm in self.engine.snapshot().vms
+               if in_folder(norm_folder(vm.folder), folder)]
+        text = f"Delete the folder {folder} and every folder in it?"
+        if vms:
+            text += (f" The {len(vms)} VM(s) in them ({', '.join(sorted(vms)[:5])}"
+                     f"{', …' if len(vms) > 5 else ''}) go to no folder; nothing else "
+                     "changes for them.")
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete Folder", text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setObjectName("confirmDeleteFolder")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _r: spawn(self.delete_folder_now(folder)) if
+                             box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
+                             else None)
+        box.open()
+        return box
+
+    async def delete_folder_now(self, folder: str) -> None:
+        try:
+            moved = await self.engine.delete_folder(folder)
+        except Exception as exc:
+            self.message.emit(f"Could not delete {folder}: {exc}")
+            return
+        self.models[FOLDERS].apply(self.engine.snapshot(), self._jobs)
+        self.message.emit(f"Deleted {folder}" + (f"; {moved} VM(s) are in no folder now"
+                                                 if moved else ""))
 
     def _ask(self, title: str, label: str, text: str,
              then: Callable[[str], Any]) -> QInputDialog:
@@ -1041,6 +1066,8 @@ class ResourcesPane(QWidget):
             menu.addAction("New Folder…", self.new_folder)
             rename = menu.addAction("Rename Folder…", self.rename_folder)
             rename.setEnabled(self.selected_folder() is not None)
+            delete = menu.addAction("Delete Folder…", self.delete_folder)
+            delete.setEnabled(self.selected_folder() is not None)
         return menu
 
     def _context_menu(self, pos: Any) -> None:

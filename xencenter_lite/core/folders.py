@@ -1,0 +1,17 @@
+"""Folder paths of Folder View: "/Web/Frontend", "" for no folder."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+@lru_cache(maxsize=4096)  # the tree asks for every VM at every update
+def norm_folder(path: str) -> str:
+    """"Web", "/Web/" and "/Web" are the same folder: "/Web"; no folder is ""."""
+    parts = [p for p in path.split("/") if p]
+    return "/" + "/".join(parts) if parts else ""
+
+
+def in_folder(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or a folder inside it."""
+    return bool(folder) and (path == folder or path.startswith(folder + "/"))
