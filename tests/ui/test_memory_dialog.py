@@ -18,7 +18,7 @@ from tests.conftest import until
 from tests.labtools import vm_named
 from xencenter_lite.engine import metadata_of
 from xencenter_lite.ui.main_window import MainWindow
-from xencenter_lite.ui.memory_dialog import MemoryDialog
+from xencenter_lite.ui.memory_dialog import TYPED_MAX_MIB, MemoryDialog
 from xencenter_lite.ui.properties import PropertiesView
 
 pytestmark = pytest.mark.lab
@@ -104,8 +104,8 @@ def test_set_a_range_and_the_general_tab_shows_it(qtbot, run, engine, web, calls
     assert dialog.objectName() == "memoryDialog"
     assert dialog.accessibleName() == "Memory settings"
     assert dialog.isVisible() and not dialog.isModal()
-    for spin in (dialog.min_spin, dialog.max_spin):
-        assert (spin.minimum(), spin.maximum(), spin.value()) == (1, 128, 128)
+    for spin in (dialog.min_spin, dialog.max_spin):  # takes what is typed; says what is wrong
+        assert (spin.minimum(), spin.maximum(), spin.value()) == (0, TYPED_MAX_MIB, 128)
     assert dialog.now_spin is not None
     dialog.min_spin.setValue(64)
     dialog.ok_button.click()
@@ -138,24 +138,33 @@ def test_memory_now_stays_in_the_range_and_is_set_after_it(run, engine, web, cal
 def test_a_bad_range_shows_the_engines_message_and_changes_nothing(
     run, engine, web, calls, dialogs
 ):
-    with pytest.raises(ValueError) as refused:
-        run(engine.set_dynamic_memory(web.key, 100 * MIB, 64 * MIB))
+    refusals = []
+    for low, high in ((100, 64), (20, 64)):  # min above max; min under a quarter of 128 MiB
+        with pytest.raises(ValueError) as refused:
+            run(engine.set_dynamic_memory(web.key, low * MIB, high * MIB))
+        refusals.append(str(refused.value))
+    assert "must satisfy 0 < minimum <= maximum" in refusals[0]
+    assert "below a quarter of its static maximum (32.0 MiB of 128.0 MiB)" in refusals[1]
     calls.clear()
     dialog = dialogs(web.key)
     dialog.min_spin.setValue(100)
     dialog.max_spin.setValue(64)
+    # Said as soon as it is typed, in the engine's words; OK waits for it to be put right.
+    assert dialog.problem.isVisible() and dialog.problem.text() == refusals[0]
+    assert not dialog.ok_button.isEnabled()
+    dialog.min_spin.setValue(20)
+    assert dialog.problem.text() == refusals[1] and not dialog.ok_button.isEnabled()
+    assert (dialog.min_spin.value(), dialog.max_spin.value()) == (20, 64)  # as typed
     dialog.ok_button.click()
-    run(until(dialog.problem.isVisible))
-    assert dialog.problem.text() == str(refused.value)
-    assert "must satisfy 0 < minimum <= maximum" in dialog.problem.text()
-    assert dialog.isVisible() and dialog.ok_button.isEnabled()
-    assert calls == [("range", 100, 64)]  # and no balloon call after the refusal
+    assert calls == []
     vm = run(engine.refresh()).vm(web.key)
     assert vm is not None and (vm.dynamic_min, vm.dynamic_max) == (None, None)
 
     dialog.min_spin.setValue(32)  # put right, it goes through and closes
+    assert not dialog.problem.isVisible() and dialog.ok_button.isEnabled()
     dialog.ok_button.click()
     run(until(lambda: closed(dialog)))
+    assert calls == [("range", 32, 64)]
 
 
 def test_a_halted_vm_gets_a_range_but_no_memory_now(run, engine, dialogs):

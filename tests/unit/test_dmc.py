@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from builders import GIB, MIB, Fleet, codes
 
-from xencenter_lite.core.checks import check_plans, squeeze_targets
+from xencenter_lite.core.checks import check_plans, dynamic_range_problem, squeeze_targets
 from xencenter_lite.core.domxml import parse_domain, rewrite_domain
 from xencenter_lite.core.metadata import VmMetadata, parse_metadata, render_metadata
 from xencenter_lite.core.model import VmState
@@ -90,3 +90,18 @@ def test_the_dynamic_range_round_trips_through_the_vm_xml() -> None:
     moved = rewrite_domain(xml, {}, meta)
     assert parse_domain(moved).metadata == meta
     assert parse_metadata(render_metadata(VmMetadata())) == VmMetadata()
+
+
+def test_a_dynamic_range_keeps_xenservers_bounds() -> None:
+    static = 128 * MIB
+    assert dynamic_range_problem("web-1", static, 32 * MIB, 128 * MIB) is None  # a quarter
+    assert dynamic_range_problem("web-1", static, 128 * MIB, 128 * MIB) is None
+    for low, high in ((0, 64), (100, 64), (64, 129)):
+        problem = dynamic_range_problem("web-1", static, low * MIB, high * MIB)
+        assert problem is not None and "0 < minimum <= maximum <= 128.0 MiB" in problem
+    problem = dynamic_range_problem("web-1", static, 32 * MIB - 1, 64 * MIB)
+    assert problem is not None and "below a quarter of its static maximum" in problem
+    assert "Raise the minimum to 32.0 MiB or more" in problem
+    # An odd static maximum: the quarter is rounded up, never down.
+    assert dynamic_range_problem("x", 10, 2, 10) is not None
+    assert dynamic_range_problem("x", 10, 3, 10) is None

@@ -532,3 +532,21 @@ def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
         out.append(_err(code, vm, f"Cannot move disk {disk.dev} of '{vm.name}' to SR "
                         f"'{plan.target_sr}': {reason}."))
     return out
+
+
+def dynamic_range_problem(vm_name: str, static_max: int, dynamic_min: int,
+                          dynamic_max: int) -> str | None:
+    """Why a Dynamic Memory Control range cannot be set, in words (None: it can).
+
+    The bounds XenServer keeps: 0 < minimum <= maximum <= static maximum, and the minimum at
+    least a quarter of the static maximum (a guest squeezed further may stop working)."""
+    if not 0 < dynamic_min <= dynamic_max <= static_max:
+        return (f"The dynamic range of '{vm_name}' must satisfy 0 < minimum <= maximum <= "
+                f"{format_bytes(static_max)} (its static maximum).")
+    quarter = -(-static_max // 4)
+    if dynamic_min < quarter:
+        return (f"The dynamic minimum of '{vm_name}' ({format_bytes(dynamic_min)}) is below a "
+                f"quarter of its static maximum ({format_bytes(quarter)} of "
+                f"{format_bytes(static_max)}): a guest squeezed further may stop working. "
+                f"Raise the minimum to {format_bytes(quarter)} or more.")
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from xencenter_lite.core.checks import squeeze_targets
+from xencenter_lite.core.checks import dynamic_range_problem, squeeze_targets
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.metadata import VmMetadata
@@ -92,10 +92,9 @@ class Dmc:
                 f"'{vm.name}' has no balloon device (<memballoon model='none'/>), so Dynamic "
                 "Memory Control cannot change its memory. Add one (virsh edit: <memballoon "
                 "model='virtio'/>; it takes effect at the next start) to give it a range.")
-        if not 0 < dynamic_min <= dynamic_max <= vm.memory:
-            raise ValueError(
-                f"The dynamic range of '{vm.name}' must satisfy 0 < minimum <= maximum <= "
-                f"{format_bytes(vm.memory)} (its static maximum).")
+        problem = dynamic_range_problem(vm.name, vm.memory, dynamic_min, dynamic_max)
+        if problem is not None:
+            raise ValueError(problem)
         link = fleet.link(vm.server)
         await fleet.call(vm.server, link.set_metadata, vm.uuid,
                          replace(metadata_of(vm), dynamic_min=dynamic_min,

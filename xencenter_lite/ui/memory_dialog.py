@@ -19,17 +19,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xencenter_lite.core.checks import dynamic_range_problem
 from xencenter_lite.core.model import Snapshot
 from xencenter_lite.ui.common import format_size, problem_label, show_non_modal, spawn
 from xencenter_lite.ui.resources import follow_engine
 
 MIB = 1024 * 1024
 
-def mib_spin(name: str, value: int, high: int) -> QSpinBox:
+# What a memory field takes as typed (1 TiB): a value out of the VM's bounds is shown as
+# typed, with what is wrong, and OK waits for it to be fixed; it is never cut silently.
+TYPED_MAX_MIB = 1024 * 1024
+
+
+def mib_spin(name: str, label: str, value: int, high: int = TYPED_MAX_MIB) -> QSpinBox:
     spin = QSpinBox()
     spin.setObjectName(name)
-    spin.setAccessibleName(name)
-    spin.setRange(1, high)
+    spin.setAccessibleName(label)
+    spin.setRange(0, high)
     spin.setSuffix(" MiB")
     spin.setValue(value)
     return spin
@@ -46,6 +52,7 @@ class MemoryDialog(QDialog):
         vm = engine.snapshot().vm(vm_key)
         self.vm_name = vm.name if vm else vm_key[1]
         static_bytes = vm.memory if vm else MIB
+        self.static_bytes = static_bytes
         static = max(1, static_bytes // MIB)
         self.setWindowTitle(f"Memory Settings - {self.vm_name}")
 
@@ -62,18 +69,23 @@ class MemoryDialog(QDialog):
         form.addRow("Current memory:", self.current)
         low = vm.dynamic_min if vm and vm.dynamic_min is not None else static * MIB
         high = vm.dynamic_max if vm and vm.dynamic_max is not None else static * MIB
-        self.min_spin = mib_spin("dynamicMinSpin", low // MIB, static)
-        self.max_spin = mib_spin("dynamicMaxSpin", high // MIB, static)
+        quarter = -(-static // 4)
+        self.min_spin = mib_spin("dynamicMinSpin", "Dynamic minimum", low // MIB)
+        self.min_spin.setToolTip(f"From {quarter} MiB (a quarter of the static maximum) up to "
+                                 "the dynamic maximum")
+        self.max_spin = mib_spin("dynamicMaxSpin", "Dynamic maximum", high // MIB)
+        self.max_spin.setToolTip(f"From the dynamic minimum up to {static} MiB (the static "
+                                 "maximum)")
         form.addRow("Dynamic mi&nimum:", self.min_spin)
         form.addRow("Dynamic ma&ximum:", self.max_spin)
         self.now_spin: QSpinBox | None = None
         if vm is not None and vm.is_running:
-            self.now_spin = mib_spin("memoryNowSpin", vm.memory_in_use // MIB, static)
+            self.now_spin = mib_spin("memoryNowSpin", "Memory now", vm.memory_in_use // MIB,
+                                     static)
             self.now_spin.setToolTip("What the balloon leaves the VM now, within the range")
             form.addRow("Memory &now:", self.now_spin)
-            self.min_spin.valueChanged.connect(self._range_changed)
-            self.max_spin.valueChanged.connect(self._range_changed)
-            self._range_changed()
+        self.min_spin.valueChanged.connect(self._range_changed)
+        self.max_spin.valueChanged.connect(self._range_changed)
         self._now_shown = self.now_spin.value() if self.now_spin else None
         layout.addLayout(form)
         self.problem = problem_label("memoryProblem")
@@ -87,6 +99,8 @@ class MemoryDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(440, self.sizeHint().height())
         self._busy = False
+        self._gone = vm is None
+        self._range_changed()
         follow_engine(engine, self._on_snapshot)
         self._on_snapshot(engine.snapshot())
 
@@ -96,20 +110,32 @@ class MemoryDialog(QDialog):
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         vm = snap.vm(self.vm_key)
+        self._gone = vm is None
         if vm is None:
             self.current.setText("(gone)")
             self.show_problem(f"'{self.vm_name}' no longer exists on '{self.vm_key[0]}'.")
         else:
             self.current.setText(f"{vm.memory_in_use // MIB} MiB ({format_size(vm.memory_in_use)})"
                                  if vm.is_running else "(not running)")
-        self.ok_button.setEnabled(vm is not None and not self._busy)
+        self._enable_ok()
+
+    def range_problem(self) -> str | None:
+        """What is wrong with the range as typed (the engine's own rule), None if nothing."""
+        return dynamic_range_problem(self.vm_name, self.static_bytes,
+                                     self.min_spin.value() * MIB, self.max_spin.value() * MIB)
 
     def _range_changed(self) -> None:
-        """Memory now stays inside the range (when the range itself makes sense)."""
-        assert self.now_spin is not None
-        low, high = self.min_spin.value(), self.max_spin.value()
-        if low <= high:
-            self.now_spin.setRange(low, high)
+        """Say at once what is wrong with the range; memory now stays inside a good one."""
+        problem = self.range_problem()
+        if not self._gone:
+            self.show_problem(problem)
+        if problem is None and self.now_spin is not None:
+            self.now_spin.setRange(self.min_spin.value(), self.max_spin.value())
+        self._enable_ok()
+
+    def _enable_ok(self) -> None:
+        self.ok_button.setEnabled(not self._gone and not self._busy
+                                  and self.range_problem() is None)
 
     def show_problem(self, text: str | None) -> None:
         self.problem.setText(text or "")
@@ -133,7 +159,7 @@ class MemoryDialog(QDialog):
             if shiboken6.isValid(self):
                 self._busy = False
                 self.show_problem(str(exc))
-                self.ok_button.setEnabled(True)
+                self._enable_ok()
             return
         if shiboken6.isValid(self):
             self._busy = False
