@@ -26,6 +26,29 @@ def tabs(view: PropertiesView) -> list[str]:
     return [view.tabText(i) for i in range(view.count())]
 
 
+def test_with_nothing_selected_the_home_pane_counts_the_fleet(
+        fake: FakeEngine, view: PropertiesView) -> None:
+    view.show_object(None)  # as at start-up
+    g = view.general
+    assert g.heading.text() == "XenCenter Lite"
+    assert [(label, g.value(label)) for label in
+            ("Pools", "Servers", "VMs", "Storage repositories", "Jobs running")] == [
+        ("Pools", "1"), ("Servers", "3 (3 connected)"), ("VMs", "4 (1 halted, 3 running)"),
+        # lab-a1, lab-a2 and lab-b1's Local, the pool's Shared (once), lab-b1's Fast, Small
+        ("Storage repositories", "6"), ("Jobs running", "0")]
+    assert tabs(view) == ["General"]
+    fake.fleet.server("lab-b1", connected=False, error="connection refused")
+    fake.push()
+    assert g.value("Servers") == "3 (2 connected, 1 not connected)"
+    job = Job(JobKind.MIGRATE, "Migrating 'web-1' to 'lab-a2'", WEB, "web-1", "lab-a1",
+              "lab-a2")
+    fake.push_job(job)
+    assert g.value("Jobs running") == "1"
+    job.fail("refused", "raw")
+    fake.push_job(job)
+    assert (g.value("Jobs running"), g.value("Jobs failed")) == ("0", "1 (see Events)")
+
+
 def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView) -> None:
     view.show_object(("vm", WEB))
     g = view.general
@@ -102,8 +125,8 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
 
     view.show_object(("folder", "/Web"))
     assert g.value("VMs") == "web-1"
-    view.show_object(None)
-    assert g.heading.text() == "" and tabs(view) == ["General"]
+    view.show_object(None)  # nothing selected: the home pane
+    assert g.heading.text() == "XenCenter Lite" and tabs(view) == ["General"]
 
 
 def test_storage_tab_lists_disks_and_moves_the_selected_one(

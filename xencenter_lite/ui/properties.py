@@ -25,13 +25,45 @@ from PySide6.QtWidgets import (
 )
 
 from xencenter_lite.core.inventory import redact_uri
-from xencenter_lite.core.jobs import Job
+from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import SR, VM, Disk, Pool, Server, Snapshot
 from xencenter_lite.ui.common import format_size
 from xencenter_lite.ui.resources import NodeKey, find_object, follow_engine, norm_folder
 
 if TYPE_CHECKING:
     from xencenter_lite.engine import Engine
+
+
+def overview(snap: Snapshot, jobs: list[Job]) -> tuple[str, list[tuple[str, str]]]:
+    """The home pane, shown while nothing is selected (at start-up): the fleet in numbers."""
+    def counted(things: list[str]) -> str:
+        parts = {t: things.count(t) for t in dict.fromkeys(things)}
+        return ", ".join(f"{n} {t}" for t, n in parts.items())
+
+    servers = list(snap.servers.values())
+    connected = sum(1 for s in servers if s.connected)
+    states = [vm.state.value for vm in sorted(snap.vms, key=lambda v: v.state.value)]
+    running = [j for j in jobs if not j.state.finished]
+    failed = sum(1 for j in jobs if j.state is JobState.FAILED)
+    maintenance = [s.name for s in servers if s.connected and s.maintenance]
+    rows = [
+        ("Pools", str(len(snap.pools))),
+        ("Servers", f"{len(servers)} ({connected} connected"
+                    + (f", {len(servers) - connected} not connected" if connected < len(servers)
+                       else "") + ")"),
+        ("VMs", f"{len(snap.vms)}" + (f" ({counted(states)})" if states else "")),
+        # As the tree shows them: a pool's shared SR once, every other SR on its server.
+        ("Storage repositories", str(len({
+            ("pool", pool, sr.name) if sr.shared and (pool := snap.servers[sr.server].pool)
+            else ("server", sr.server, sr.name) for sr in snap.srs
+            if sr.server in snap.servers}))),
+        ("Jobs running", str(len(running))),
+    ]
+    if maintenance:
+        rows.append(("In maintenance mode", ", ".join(sorted(maintenance))))
+    if failed:
+        rows.append(("Jobs failed", f"{failed} (see Events)"))
+    return "XenCenter Lite", rows
 
 
 def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
@@ -311,7 +343,7 @@ class PropertiesView(QTabWidget):
         self._refresh(snap)
 
     def _on_job(self, job: Job) -> None:
-        if self.key is not None and self.key == ("vm", job.vm_key):
+        if self.key is None or self.key == ("vm", job.vm_key):  # (the home pane counts jobs)
             self._refresh(self.engine.snapshot())
 
     def _refresh(self, snap: Snapshot) -> None:
@@ -319,7 +351,8 @@ class PropertiesView(QTabWidget):
         if self.key is not None and self.key[0] == "vm":
             job = next((j for j in reversed(self.engine.jobs) if j.vm_key == self.key[1]),
                        None)
-        self.general.show_rows(*describe(snap, self.key, job))
+        self.general.show_rows(*(describe(snap, self.key, job) if self.key is not None
+                                 else overview(snap, self.engine.jobs)))
         vm = find_object(snap, self.key) if self.key and self.key[0] == "vm" else None
         self.general.memory_button.setVisible(vm is not None)
         has_storage = self.indexOf(self.storage) >= 0
