@@ -97,7 +97,7 @@ def test_set_a_range_and_the_general_tab_shows_it(qtbot, run, engine, web, calls
     view = PropertiesView(engine)
     qtbot.addWidget(view)
     view.show_object(("vm", web.key))
-    assert view.general.value("Static maximum") == "134.2 MB"
+    assert view.general.value("Static maximum") == "128.0 MiB"
     assert view.general.value("Dynamic minimum / maximum") == "Not set"
 
     dialog = dialogs(web.key)
@@ -114,7 +114,7 @@ def test_set_a_range_and_the_general_tab_shows_it(qtbot, run, engine, web, calls
 
     vm = run(engine.refresh()).vm(web.key)
     assert vm is not None and (vm.dynamic_min, vm.dynamic_max) == (64 * MIB, 128 * MIB)
-    run(until(lambda: view.general.value("Dynamic minimum / maximum") == "67.1 MB / 134.2 MB"))
+    run(until(lambda: view.general.value("Dynamic minimum / maximum") == "64.0 MiB / 128.0 MiB"))
     again = MemoryDialog(engine, web.key)
     qtbot.addWidget(again)
     assert (again.min_spin.value(), again.max_spin.value()) == (64, 128)

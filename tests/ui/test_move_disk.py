@@ -43,7 +43,7 @@ def test_every_sr_is_listed_and_the_unusable_ones_say_why(qtbot, run, engine):
     assert set(shown) == {"Local storage", "Fast storage", "Small storage"}
     assert shown[disk.sr] == (f"{disk.sr} — Current location", False)
     small_text, small_enabled = shown["Small storage"]
-    assert small_text.startswith("Small storage — Not enough space: 134.2 MB required, ")
+    assert small_text.startswith("Small storage — Not enough space: 128.0 MiB required, ")
     assert small_text.endswith(" available") and not small_enabled
     other = next(n for n in ("Local storage", "Fast storage") if n != disk.sr)
     assert " free of " in shown[other][0] and shown[other][1]

@@ -54,8 +54,8 @@ def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView)
     g = view.general
     assert g.heading.text() == "web-1"
     assert (g.value("State"), g.value("Static maximum"), g.value("vCPUs"), g.value("Server"),
-            g.value("Folder")) == ("Running", "1.1 GB", "1", "lab-a1", "/Web")
-    assert g.value("Current memory") == "1.1 GB"
+            g.value("Folder")) == ("Running", "1.0 GiB", "1", "lab-a1", "/Web")
+    assert g.value("Current memory") == "1.0 GiB"
     assert g.value("Dynamic minimum / maximum") == "Not set"
     assert g.memory_button.isVisibleTo(view)
 
@@ -63,8 +63,8 @@ def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView)
     change(fake.fleet, "web-1", current_memory=768 * mib, dynamic_min=512 * mib,
            dynamic_max=1024 * mib)
     fake.push()
-    assert g.value("Current memory") == "805.3 MB"
-    assert g.value("Dynamic minimum / maximum") == "536.9 MB / 1.1 GB"
+    assert g.value("Current memory") == "768.0 MiB"
+    assert g.value("Dynamic minimum / maximum") == "512.0 MiB / 1.0 GiB"
     assert g.value("Home server") == "(none)"
     assert tabs(view) == ["General", "Storage", "Networking"]
 
@@ -86,7 +86,7 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     g = view.general
     assert g.value("Pool") == "Production" and g.value("Status") == "Connected"
     assert not g.memory_button.isVisibleTo(view)  # a VM's button
-    assert g.value("Memory free for VMs") == "8.6 GB"  # what libvirt reports free
+    assert g.value("Memory free for VMs") == "8.0 GiB"  # what libvirt reports free
     assert g.value("Address (storage)") == "198.51.100.11"
     assert tabs(view) == ["General", "Networking"]  # Storage is a VM's tab
     assert not view.storage.isVisibleTo(view)  # nor drawn over the tabs
@@ -108,7 +108,7 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     view.show_object(("sr", ("Production", "Shared storage")))
     assert (g.value("Type"), g.value("Shared"), g.value("Path"), g.value("Seen by")) == (
         "netfs", "Shared (verified)", "/srv/nfs/shared", "pool Production")
-    assert g.value("Size") == "536.9 GB" and g.value("Free") == "214.7 GB"
+    assert g.value("Size") == "500.0 GiB" and g.value("Free") == "200.0 GiB"
 
     # virt-install's `default` pool: the same name and path on both members, proven not
     # to be the same storage.
@@ -149,8 +149,8 @@ def test_storage_tab_lists_disks_and_moves_the_selected_one(
     cells = [[table.item(r, c).text() for c in range(table.columnCount())]
              for r in range(table.rowCount())]
     assert cells == [
-        ["vda", "Local storage", "10.7 GB", "1.1 GB", "/srv/lab-a1/local/db-1-vda.qcow2"],
-        ["vdb", "Local storage", "10.7 GB", "1.1 GB", "/srv/lab-a1/local/db-1-vdb.qcow2"],
+        ["vda", "Local storage", "10.0 GiB", "1.0 GiB", "/srv/lab-a1/local/db-1-vda.qcow2"],
+        ["vdb", "Local storage", "10.0 GiB", "1.0 GiB", "/srv/lab-a1/local/db-1-vdb.qcow2"],
     ]
     assert not storage.move_button.isEnabled()  # nothing selected yet
     storage.select_dev("vdb")

@@ -19,8 +19,10 @@ KindRole = Qt.ItemDataRole.UserRole + 2
 
 
 def format_size(n: int | float) -> str:
-    """Bytes as the operator's locale writes them (e.g. "12.3 GB")."""
-    return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeSIFormat)
+    """Bytes in binary units, as the operator's locale writes them ("128.0 MiB"): the units
+    the engine's messages use too (core.units), so a VM of 128 MiB reads the same in every
+    tab, dialog and refusal."""
+    return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeIecFormat)
 
 
 def whole_percent(percent: float) -> int:
