@@ -65,7 +65,7 @@ def weak_listener(method: Callable[..., None]) -> Callable[..., None]:
 
     def listener(*args: Any) -> None:
         bound = ref()
-        if bound is not None and shiboken6.isValid(bound.__self__):
+        if bound is not None and shiboken6.isValid(getattr(bound, "__self__", None)):
             bound(*args)
 
     return listener
@@ -355,7 +355,7 @@ class EventsView(QWidget):
     def _rows_inserted(self, parent: Index, first: int, last: int) -> None:
         for row in range(first, last + 1):
             if parent.isValid():  # a detail line reads across the whole row
-                self.tree.setFirstColumnSpanned(row, QModelIndex(parent), True)
+                self.tree.setFirstColumnSpanned(row, self.model.index(parent.row(), 0), True)
                 continue
             job = self.model.jobs()[row]
             button = QPushButton()

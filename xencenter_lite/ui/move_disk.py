@@ -134,7 +134,8 @@ class MoveDiskDialog(QDialog):
         item = self.srs.currentItem()
         if item is None or not item.flags() & Qt.ItemFlag.ItemIsEnabled:
             return None
-        return item.data(Qt.ItemDataRole.UserRole)
+        sr = item.data(Qt.ItemDataRole.UserRole)
+        return str(sr) if sr is not None else None
 
     def _disk_picked(self) -> None:
         self.dev = self.disk_combo.currentData()

@@ -24,11 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xencenter_lite.core.folders import norm_folder
 from xencenter_lite.core.inventory import redact_uri
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import SR, VM, Disk, Pool, Server, Snapshot
 from xencenter_lite.ui.common import format_size
-from xencenter_lite.ui.resources import NodeKey, find_object, follow_engine, norm_folder
+from xencenter_lite.ui.resources import NodeKey, find_object, follow_engine
 
 if TYPE_CHECKING:
     from xencenter_lite.engine import Engine
@@ -296,7 +297,7 @@ class NetworkingTab(QWidget):
     def show_object(self, obj: VM | Server) -> None:
         if isinstance(obj, VM):
             headers: tuple[str, ...] = ("MAC address", "Model", "Network")
-            rows = [(n.mac, n.model, n.described) for n in obj.nics]
+            rows: list[tuple[str, ...]] = [(n.mac, n.model, n.described) for n in obj.nics]
         else:
             headers = ("Name", "Kind", "State")
             rows = [(n.name, "network" + (f" (bridge {n.bridge})" if n.bridge else ""),

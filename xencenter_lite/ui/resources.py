@@ -76,6 +76,7 @@ NameRole = Qt.ItemDataRole.UserRole + 4
 NO_FOLDER: NodeKey = ("folder", "")
 SERVERS_GROUP: NodeKey = ("group", "servers")
 _TOP = QModelIndex()  # the invisible root, as a default argument
+Index = QModelIndex | QPersistentModelIndex
 _PLAIN_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 _VM_FLAGS = _PLAIN_FLAGS | Qt.ItemFlag.ItemIsDragEnabled | Qt.ItemFlag.ItemNeverHasChildren
 _DROP_FLAGS = _PLAIN_FLAGS | Qt.ItemFlag.ItemIsDropEnabled
@@ -398,7 +399,7 @@ class ResourceModel(QStandardItemModel):
         if new:  # new rows go after the others, in the order given, in one insertion
             built = [self._build(spec, node) for spec in new]
             children.extend(built)
-            item.appendRows([b.item for b in built])
+            item.appendRows([b.item for b in built if b.item is not None])
 
     def _update(self, child: _Node, spec: Spec) -> None:
         if child.row is not spec.row and child.row != spec.row:
@@ -438,7 +439,7 @@ class ResourceModel(QStandardItemModel):
         self._by_key[row.key] = node
         if spec.children:
             node.children = [self._build(s, node) for s in spec.children]
-            item.appendRows([c.item for c in node.children])
+            item.appendRows([c.item for c in node.children if c.item is not None])
         node.synced = spec.children
         return node
 
@@ -450,7 +451,7 @@ class ResourceModel(QStandardItemModel):
             self._forget(c)
 
     # ---- lookups ------------------------------------------------------------------------
-    def _node(self, index: QModelIndex) -> _Node | None:
+    def _node(self, index: Index) -> _Node | None:
         if not index.isValid() or index.model() is not self:
             return None
         return self._by_key.get(index.data(KeyRole))
@@ -472,22 +473,22 @@ class ResourceModel(QStandardItemModel):
 
     # ---- changes come from snapshots only ---------------------------------------------------
     # Views and drops never edit, insert or remove rows (as with a read-only model).
-    def setData(self, index: QModelIndex, value: Any, role: int = 2) -> bool:
+    def setData(self, index: Index, value: Any, role: int = 2) -> bool:
         return False
 
-    def setItemData(self, index: QModelIndex, roles: dict[int, Any]) -> bool:  # type: ignore[override]
+    def setItemData(self, index: Index, roles: dict[int, Any]) -> bool:
         return False
 
-    def insertRows(self, row: int, count: int, parent: QModelIndex = _TOP) -> bool:
+    def insertRows(self, row: int, count: int, parent: Index = _TOP) -> bool:
         return False
 
-    def removeRows(self, row: int, count: int, parent: QModelIndex = _TOP) -> bool:
+    def removeRows(self, row: int, count: int, parent: Index = _TOP) -> bool:
         return False
 
-    def insertColumns(self, column: int, count: int, parent: QModelIndex = _TOP) -> bool:
+    def insertColumns(self, column: int, count: int, parent: Index = _TOP) -> bool:
         return False
 
-    def removeColumns(self, column: int, count: int, parent: QModelIndex = _TOP) -> bool:
+    def removeColumns(self, column: int, count: int, parent: Index = _TOP) -> bool:
         return False
 
     # ---- drag and drop --------------------------------------------------------------------
@@ -514,7 +515,7 @@ class ResourceModel(QStandardItemModel):
         data.setData(MIME_VMS, QByteArray(json.dumps(keys).encode()))
         return data
 
-    def drop_verdict(self, data: QMimeData, parent: QModelIndex) -> tuple[bool, str]:
+    def drop_verdict(self, data: QMimeData, parent: Index) -> tuple[bool, str]:
         """(can drop, what the status bar should say) for dropping `data` on `parent`."""
         keys = vm_keys_from(data)
         node = self._node(parent)
@@ -551,11 +552,11 @@ class ResourceModel(QStandardItemModel):
         return False, ""
 
     def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
-                        parent: QModelIndex) -> bool:
+                        parent: Index) -> bool:
         return self.drop_verdict(data, parent)[0]
 
     def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
-                     parent: QModelIndex) -> bool:
+                     parent: Index) -> bool:
         ok, _ = self.drop_verdict(data, parent)
         node = self._node(parent)
         if not ok or node is None or node.row is None:
@@ -596,10 +597,10 @@ class _DropTargetDelegate(QStyledItemDelegate):
         super().__init__(tree)
         self.tree = tree
 
-    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def initStyleOption(self, option: QStyleOptionViewItem, index: Index) -> None:
         super().initStyleOption(option, index)
-        if self.tree.drop_target.isValid() and index == QModelIndex(self.tree.drop_target):
-            option.state |= QStyle.StateFlag.State_Selected  # type: ignore[operator]
+        if self.tree.drop_target.isValid() and self.tree.drop_target == index:
+            option.state |= QStyle.StateFlag.State_Selected
             option.palette.setColor(QPalette.ColorRole.Text,
                                     option.palette.color(QPalette.ColorRole.HighlightedText))
 
@@ -650,7 +651,7 @@ class ResourcesTree(QTreeView):
         return (proxy if isinstance(proxy, ResourceModel) else None), lambda i: i
 
     def _set_target(self, index: QModelIndex | None) -> None:
-        old = QModelIndex(self.drop_target)
+        old = QPersistentModelIndex(self.drop_target)
         self.drop_target = QPersistentModelIndex(index) if index is not None else \
             QPersistentModelIndex()
         for i in (old, index):
@@ -701,7 +702,7 @@ def follow_engine(engine: Any, on_snapshot: Callable[[Snapshot], None],
 
         def forward(value: Any) -> None:
             fn = ref()
-            if fn is not None and shiboken6.isValid(fn.__self__):
+            if fn is not None and shiboken6.isValid(getattr(fn, "__self__", None)):
                 fn(value)
 
         return forward
