@@ -37,6 +37,13 @@ members = ["lab-a1", "lab-a2"]
 """
 
 
+@pytest.fixture(autouse=True)
+def keep_the_loop(qapp: Any, request: pytest.FixtureRequest) -> None:
+    """As run_gui does: closing the last window (a message box, here) must not stop the loop."""
+    qapp.setQuitOnLastWindowClosed(False)
+    request.addfinalizer(lambda: qapp.setQuitOnLastWindowClosed(True))
+
+
 @pytest.fixture
 def window(qtbot: Any, tmp_path: Path) -> MainWindow:
     path = tmp_path / "inventory.toml"
@@ -86,6 +93,8 @@ def test_a_job_keeps_its_server_connected_and_listed(window: MainWindow, run: An
     assert "Migrating 'web-1' to 'lab-a2'" in box.text()
     box.button(QMessageBox.StandardButton.Ok).click()
     assert fake.removed == [] and "lab-a2" in Path(fake.inventory.path).read_text()
+    job.cancelled()
+    fake.push_job(job)
 
 
 def test_remove_asks_first_then_takes_the_server_out_of_the_file(
@@ -118,3 +127,18 @@ def test_removing_a_pools_last_server_says_the_pool_goes_too(window: MainWindow)
     box = window.remove_server()
     assert box is not None and "Pool 'Production' has no other server" in box.text()
     box.button(QMessageBox.StandardButton.No).click()
+
+
+def test_at_1024_by_640_every_events_button_is_in_view(window: MainWindow, qtbot: Any) -> None:
+    window.resize(1024, 640)
+    job = Job(JobKind.MIGRATE, "Migrating 'web-1' to 'lab-a2' with a long enough title",
+              ("lab-a1", "uuid-web-1"), "web-1", "lab-a1", "lab-a2")
+    fake_of(window).push_job(job)
+    tree = window.events.tree
+    qtbot.waitUntil(lambda: window.events.buttons.get(job.id) is not None)
+    button = window.events.buttons[job.id]
+    qtbot.waitUntil(button.isVisible)
+    right = button.mapTo(tree.viewport(), button.rect().topRight()).x()
+    assert 0 < right <= tree.viewport().width(), (right, tree.viewport().width())
+    job.cancelled()  # (a running job would make closing the window ask first)
+    fake_of(window).push_job(job)

@@ -26,6 +26,7 @@ from PySide6.QtGui import QGuiApplication, QIcon, QPainter
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
+    QHeaderView,
     QPushButton,
     QStyle,
     QStyledItemDelegate,
@@ -329,6 +330,13 @@ class EventsView(QWidget):
         for column, width in ((TITLE, 320), (PROGRESS, 120), (TRANSFERRED, 220),
                               (STATUS, 110), (TIME, 190), (ACTION, 90)):
             self.tree.setColumnWidth(column, width)
+        # The Event column takes what is left, so Cancel/Dismiss stays in view however
+        # narrow the window (1024 pixels and less); the texts elide instead.
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(TITLE, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(60)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.buttons: dict[int, QPushButton] = {}
 
         self.copy_button = QPushButton("&Copy")
