@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtWidgets import QMenu, QMessageBox
+from PySide6.QtWidgets import QApplication, QComboBox, QDialog, QMenu, QMessageBox
 
 from tests.conftest import until
 from tests.ui.fakes import FakeEngine, lab_fleet
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import Job, JobKind
 from xencenter_lite.ui.main_window import MainWindow
+from xencenter_lite.ui.wizard import ADD_SERVER
 
 INVENTORY = """# the lab, by hand
 [[servers]]
@@ -142,3 +143,19 @@ def test_at_1024_by_640_every_events_button_is_in_view(window: MainWindow, qtbot
     assert 0 < right <= tree.viewport().width(), (right, tree.viewport().width())
     job.cancelled()  # (a running job would make closing the window ask first)
     fake_of(window).push_job(job)
+
+
+def test_add_server_from_the_wizard_belongs_to_it_and_gives_it_the_focus_back(
+        window: MainWindow, qtbot: Any) -> None:
+    window.select(("vm", ("lab-a1", "uuid-web-1")))
+    wizard = window.open_migrate_wizard()
+    assert wizard is not None
+    qtbot.waitExposed(wizard)
+    combo = wizard.findChild(QComboBox, "destinationCombo")
+    combo.setCurrentIndex(combo.findText(ADD_SERVER))  # the entry "Add a pool or server…"
+    dialog = next(d for d in wizard.findChildren(QDialog, "addServerDialog") if d.isVisible())
+    assert dialog.parent() is wizard
+    assert combo.currentText() != ADD_SERVER  # the entry is not kept as a destination
+    dialog.reject()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is wizard)
+    wizard.reject()

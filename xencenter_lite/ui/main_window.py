@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -101,7 +102,7 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         self.add_server_action = QAction(icon("server-connected"), "&Add Server…", self)
         self.add_server_action.setObjectName("addServerAction")
-        self.add_server_action.triggered.connect(self.add_server)
+        self.add_server_action.triggered.connect(lambda: self.add_server())
         self.exit_action = QAction("E&xit", self)
         self.exit_action.setShortcut(QKeySequence.StandardKey.Quit)
         self.exit_action.triggered.connect(self.close)
@@ -367,9 +368,18 @@ class MainWindow(QMainWindow):
             self.job_progress.setValue(whole_percent(latest.percent))
 
     # ---- commands -----------------------------------------------------------------------
-    def add_server(self) -> AddServerDialog:
-        dialog = AddServerDialog(self.engine, self)
+    def add_server(self, over: QWidget | None = None) -> AddServerDialog:
+        """File ▸ Add Server…; `over` (the Migrate VM wizard's "Add a server…") is the window
+        the dialog belongs to and gives the focus back to once it is closed."""
+        owner = over if over is not None else self
+        dialog = AddServerDialog(self.engine, owner)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if over is not None:
+            def back(_result: int) -> None:
+                if shiboken6.isValid(over) and over.isVisible():
+                    over.raise_()
+                    over.activateWindow()
+            dialog.finished.connect(back)
         dialog.open()
         return dialog
 

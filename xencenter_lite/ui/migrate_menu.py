@@ -117,7 +117,8 @@ def open_wizard(engine: Engine, keys: list[VmKey], destination: str | None,
     wizard = MigrateWizard(engine, keys, destination=destination, parent=parent)
     add_server = getattr(parent, "add_server", None)  # "Add a pool or standalone server…"
     if add_server is not None and hasattr(wizard, "addServerRequested"):
-        wizard.addServerRequested.connect(add_server)
+        # The dialog is the wizard's: closed, it hands the focus back to the wizard.
+        wizard.addServerRequested.connect(lambda: add_server(wizard))
     wizard.open()
     return wizard
 
