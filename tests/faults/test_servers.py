@@ -18,7 +18,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.faults.faultlink import FaultPlan, fault_links
+from tests.faults.faultlink import DROP, Call, FaultPlan, fault_links
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.power import PowerAction
@@ -167,3 +167,51 @@ def test_a_removed_server_leaves_the_file_the_engine_and_its_pool(
     assert "td-a" not in text and "td-b" not in text and "192.0.2.2" not in text
     assert "[[pools]]" not in text
     assert [s.name for s in load_inventory(inventory).servers] == ["td-c"]
+
+
+def test_a_server_lost_and_back_are_events_once_each(
+        two_servers: tuple[Path, str], run: Any, tmp_path: Path) -> None:
+    """Events shows a server that cannot be reached, one that is lost and one that answers
+    again, once each: not at every retry."""
+    inventory, _ = two_servers
+    plan = FaultPlan(roles={"td-b": "b"}, failing=frozenset({"open"}))
+    engine = Engine(load_inventory(inventory), state_dir=tmp_path / "state",
+                    link_factory=fault_links(plan))
+    seen: list[tuple[str, str, str]] = []
+    engine.subscribe_server_events(lambda e: seen.append((e.title, e.state.value, e.status)))
+
+    async def scenario() -> None:
+        plan.arm()  # no server can be opened
+        await engine.start()
+        try:
+            await asyncio.sleep(3.5)  # retries at 1 s and 2 s fail too: no more news
+            plan.disarm()
+            await engine.reconnect("td-b")
+            assert engine.snapshot().servers["td-b"].connected
+            # td-a comes back on its own retry.
+            for _ in range(100):
+                if engine.snapshot().servers["td-a"].connected:
+                    break
+                await asyncio.sleep(0.1)
+            plan.arm(Call("b", "read", 1), DROP)  # td-b's next reading loses the connection
+            engine.request_refresh("td-b")
+            for _ in range(100):
+                if not engine.snapshot().servers["td-b"].connected:
+                    break
+                await asyncio.sleep(0.05)
+            plan.disarm()
+            await engine.reconnect("td-b")
+        finally:
+            await engine.close()
+
+    run(scenario(), 60)
+    b = [s for s in seen if "'td-b'" in s[0]]
+    assert b == [("Cannot connect to 'td-b'", "failed", "not connected"),
+                 ("Connected to 'td-b' again", "done", "connected"),
+                 ("Lost the connection to 'td-b'", "failed", "not connected"),
+                 ("Connected to 'td-b' again", "done", "connected")], seen
+    assert [s[0] for s in seen if "'td-a'" in s[0]] == ["Cannot connect to 'td-a'",
+                                                         "Connected to 'td-a' again"]
+    assert [e.title for e in engine.server_events] == [s[0] for s in seen]
+    lost = next(e for e in engine.server_events if e.title.startswith("Lost"))
+    assert lost.error is not None and "Server ▸ Connect" in lost.error

@@ -36,6 +36,8 @@ class FakeEngine:
         self.migrated: list[list[MigrationRequest]] = []
         self.started_on: list[tuple[tuple[str, str], str]] = []
         self.removed: list[str] = []
+        self.server_events: list[Job] = []
+        self.server_listeners: list[Any] = []
         self.inventory = InventoryConfig(Path("inventory.toml"), ())  # [migration] defaults
         self.folder_store = FolderStore(Path(tempfile.mkdtemp(prefix="xcl-folders-")))
 
@@ -52,6 +54,14 @@ class FakeEngine:
         self._snap = self.fleet.snapshot()
         for fn in list(self.listeners):
             fn(self._snap)
+
+    def subscribe_server_events(self, fn: Any) -> None:
+        self.server_listeners.append(fn)
+
+    def server_event(self, event: Job) -> None:
+        self.server_events.append(event)
+        for fn in list(self.server_listeners):
+            fn(event)
 
     def push_job(self, job: Job) -> None:
         if job not in self.jobs:

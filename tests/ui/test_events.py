@@ -17,10 +17,12 @@ from xencenter_lite.ui.events import (
     DISMISS_GUARD_MS,
     PROGRESS,
     STATUS,
+    TIME,
     TITLE,
     TRANSFERRED,
     EventsView,
     JobsModel,
+    PercentRole,
 )
 
 # The model tester reports through Qt warnings: make them fail the test.
@@ -35,6 +37,8 @@ class FakeEngine:
         self.jobs: list[Job] = []
         self._listeners: list[Any] = []
         self.cancelled: list[Job] = []
+        self.server_events: list[Job] = []
+        self._server_listeners: list[Any] = []
 
     def subscribe_jobs(self, listener: Any) -> None:
         self._listeners.append(listener)
@@ -50,6 +54,21 @@ class FakeEngine:
     async def cancel(self, job: Job) -> None:
         self.cancelled.append(job)
         job.cancelled()
+
+    # Servers lost and back, as the engine gives them (finished, on a channel of their own).
+    def subscribe_server_events(self, listener: Any) -> None:
+        self._server_listeners.append(listener)
+
+    def server_event(self, title: str, lost: bool) -> Job:
+        event = Job(JobKind.SERVER, title, ("", ""), "", "lab-a2", "lab-a2")
+        if lost:
+            event.fail("'lab-a2': connection lost. The console connects again …")
+        else:
+            event.done("'lab-a2' answers again.")
+        self.server_events.append(event)
+        for listener in self._server_listeners:
+            listener(event)
+        return event
 
 
 def cell(model: JobsModel, job: Job, column: int, parent: QModelIndex | None = None) -> str:
@@ -204,3 +223,23 @@ def test_the_status_bar_and_events_show_the_same_percentage(qtbot, run):
     job.progress(996, 1000)
     run(asyncio.sleep(0.2))
     assert cell(view.model, job, PROGRESS) == "99 %"
+
+
+def test_a_server_lost_and_back_are_rows_of_their_own(qtbot, run):
+    engine = FakeEngine()
+    before = engine.server_event("Lost the connection to 'lab-a2'", lost=True)
+    view = EventsView(engine)  # an event from before the view was made is shown too
+    qtbot.addWidget(view)
+    model = view.model
+    assert cell(model, before, TITLE) == "Lost the connection to 'lab-a2'"
+    assert cell(model, before, STATUS) == "not connected"
+    assert cell(model, before, TIME).startswith("at ")  # when, not how long
+    assert model.index(0, PROGRESS).data(PercentRole) is None  # no progress bar
+    assert lines(model, before)[0].startswith("'lab-a2': connection lost")
+    back = engine.server_event("Connected to 'lab-a2' again", lost=False)
+    assert model.rowCount() == 2 and cell(model, back, STATUS) == "connected"
+    button = view.buttons[back.id]
+    assert button.text() == "Dismiss"
+    qtbot.waitUntil(button.isEnabled, timeout=3000)
+    button.click()
+    assert model.row_of(back.id) is None and model.rowCount() == 1

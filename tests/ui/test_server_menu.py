@@ -159,3 +159,15 @@ def test_add_server_from_the_wizard_belongs_to_it_and_gives_it_the_focus_back(
     dialog.reject()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is wizard)
     wizard.reject()
+
+
+def test_a_lost_server_is_said_in_the_status_bar_and_listed_in_events(
+        window: MainWindow) -> None:
+    fake = fake_of(window)
+    event = Job(JobKind.SERVER, "Lost the connection to 'lab-a2'", ("", ""), "", "lab-a2",
+                "lab-a2")
+    event.fail("'lab-a2': connection lost. The console connects again as soon as it answers")
+    fake.server_event(event)
+    assert window.statusBar().currentMessage().startswith("'lab-a2': connection lost")
+    assert window.events.model.row_of(event.id) is not None
+    assert window.failed_label.text() == ""  # an event, not a failed job

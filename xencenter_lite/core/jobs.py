@@ -41,6 +41,7 @@ class JobKind(Enum):
     MOVE_DISK = "move-disk"
     POWER = "power"
     COPY = "copy"
+    SERVER = "server"  # a server's connection lost or back: an event, no progress, no cancel
 
 
 _ids = itertools.count(1)
@@ -81,6 +82,7 @@ class Job:
     error: str | None = None  # friendly
     error_details: str | None = None  # raw libvirt text
     created: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.time)  # when it was made, on the wall clock
     started: float | None = None
     ended: float | None = None
     cancel_requested: bool = False
@@ -121,6 +123,8 @@ class Job:
     @property
     def status(self) -> str:
         """The state in words, with the live detail while running."""
+        if self.kind is JobKind.SERVER:
+            return "not connected" if self.state is JobState.FAILED else "connected"
         if self.detail and not self.state.finished:
             return f"{self.state.value}: {self.detail}"
         return self.state.value

@@ -102,6 +102,10 @@ class Engine:
                                  self.timing)
         self.queue.on_end.append(self._job_ended)
         self.fleet.on_connected(self._server_connected)
+        self.fleet.on_event(self._server_event)
+        # Servers lost and back, as finished events (JobKind.SERVER) for Events; not jobs.
+        self.server_events: list[Job] = []
+        self._server_event_listeners: list[Callable[[Job], None]] = []
         self.close_wait = 20.0  # how long closing waits for running jobs to roll back
         self._poll_task: asyncio.Task[None] | None = None
         self._started = False
@@ -187,6 +191,25 @@ class Engine:
             await self.settler.settle_pending()
 
         self.fleet.spawn(again())
+
+    def _server_event(self, name: str, why: str | None) -> None:
+        if why is None:
+            event = Job(JobKind.SERVER, f"Connected to '{name}' again", ("", ""), "", name, name)
+            event.done(f"'{name}' answers again; its VMs and SRs are read anew.")
+        else:
+            st = self.fleet.servers.get(name)
+            title = (f"Lost the connection to '{name}'" if st is not None and st.identity
+                     else f"Cannot connect to '{name}'")
+            event = Job(JobKind.SERVER, title, ("", ""), "", name, name)
+            event.fail(f"'{name}': {why}. The console connects again as soon as it answers "
+                       "(Server ▸ Connect tries now).")
+        self.server_events.append(event)
+        for listener in list(self._server_event_listeners):
+            listener(event)
+
+    def subscribe_server_events(self, listener: Callable[[Job], None]) -> None:
+        """Called on the loop with each server event (already finished) as it happens."""
+        self._server_event_listeners.append(listener)
 
     def _job_ended(self, job: Job) -> None:
         if self.fleet.closed:

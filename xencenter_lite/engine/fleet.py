@@ -60,6 +60,8 @@ class ServerState:
     # The operator disconnected it (Server ▸ Disconnect): no retry, no reading, until they
     # connect it again.
     held: bool = False
+    # Lost (or never reached) since it last answered: its next connection is news.
+    missed: bool = False
 
 
 class Fleet:
@@ -82,6 +84,8 @@ class Fleet:
         self.maintenance: Callable[[str], bool] = lambda _host_uuid: False
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._connected_hooks: list[Callable[[str], None]] = []
+        # (server, None when it answers again | why it was lost or cannot be reached)
+        self._event_hooks: list[Callable[[str, str | None], None]] = []
         self._snapshot: Snapshot | None = None
         self._sr_views: dict[tuple[str, str, str], tuple[SR, SR]] = {}
         # Host UUID -> {VM.cpu_key: None when that host's hypervisor can run the CPU, else
@@ -180,6 +184,15 @@ class Fleet:
             if self._notify_handle is not None and not self.closed:
                 self._notify()  # when start() returns, listeners have the final state
 
+    def on_event(self, hook: Callable[[str, str | None], None]) -> None:
+        """Called on the loop when a server is lost or cannot be reached the first time
+        (with why), and when it answers again after that (with None)."""
+        self._event_hooks.append(hook)
+
+    def _event(self, name: str, why: str | None) -> None:
+        for hook in list(self._event_hooks):
+            hook(name, why)
+
     def on_connected(self, hook: Callable[[str], None]) -> None:
         """Called on the loop each time a server (re)connects and its reading is in."""
         self._connected_hooks.append(hook)
@@ -214,6 +227,9 @@ class Fleet:
             log.warning("cannot connect to %s (%s): %s", name, redact_uri(st.link.uri), exc.raw)
             st.link.close()
             self.changed()
+            if not st.missed and not self.closed:  # news once, not at every retry
+                st.missed = True
+                self._event(name, st.error)
             if self.watching and not self.closed:
                 self.schedule_reconnect(name)
             return
@@ -227,6 +243,9 @@ class Fleet:
         st.read_at = began
         st.connected, st.error, st.retry_delay = True, None, 1.0
         self.changed()  # show what it holds now; registering for its events can follow
+        if st.missed:
+            st.missed = False
+            self._event(name, None)
         for hook in list(self._connected_hooks):
             hook(name)
         if self.watching:
@@ -289,6 +308,9 @@ class Fleet:
         st.connected, st.error = False, why
         self._new_worker(st)
         self.changed()
+        if not st.missed:
+            st.missed = True
+            self._event(name, why)
         self.schedule_reconnect(name)
 
     async def reconnect(self, name: str) -> None:

@@ -8,6 +8,7 @@ messages and the raw error, for a bug report.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xencenter_lite.core.jobs import Job, JobState
+from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.units import format_duration
 from xencenter_lite.ui.common import format_size, spawn, whole_percent
 
@@ -88,6 +89,8 @@ def details_text(job: Job) -> str:
 
 
 def time_text(job: Job) -> str:
+    if job.kind is JobKind.SERVER:
+        return time.strftime("at %H:%M:%S", time.localtime(job.at))
     if job.state is JobState.QUEUED:
         return "waiting"
     if job.state.finished:
@@ -99,6 +102,8 @@ def time_text(job: Job) -> str:
 
 def has_bar(job: Job) -> bool:
     """A job that ended before copying anything has no progress worth a bar."""
+    if job.kind is JobKind.SERVER:
+        return False
     return job.state is JobState.DONE or not job.state.finished or job.bytes_done > 0
 
 
@@ -133,10 +138,15 @@ class JobsModel(QAbstractItemModel):
         self._clock.timeout.connect(self._tick)
         self._clock.start()
         listener = weak_listener(self._job_changed)
-        for job in engine.jobs:  # the engine only tells listeners about jobs made after them
+        # The engine only tells listeners about jobs made after them; server events (lost,
+        # back) come finished, in order, from a channel of their own.
+        events = list(getattr(engine, "server_events", ()))
+        for job in sorted([*engine.jobs, *events], key=lambda j: j.created):
             job.subscribe(listener)
             self._job_changed(job)
         engine.subscribe_jobs(listener)
+        if hasattr(engine, "subscribe_server_events"):
+            engine.subscribe_server_events(listener)
 
     # ---- keeping up with the engine ----------------------------------------------------
     def _job_changed(self, job: Job) -> None:

@@ -28,7 +28,7 @@ from xencenter_lite.core.model import Snapshot, VmState
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog, AddServerError, remove_from_inventory
 from xencenter_lite.ui.common import spawn, whole_percent
-from xencenter_lite.ui.events import EventsView
+from xencenter_lite.ui.events import EventsView, weak_listener
 from xencenter_lite.ui.icons import icon
 from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, StartOnServerMenu, open_wizard
 from xencenter_lite.ui.properties import PropertiesView
@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
         self.resources.vm_menu_hook = self._vm_context_menu
         self.resources.server_menu_hook = self._server_context_menu
         follow_engine(engine, self._on_snapshot, self._on_job)
+        if hasattr(engine, "subscribe_server_events"):  # a server lost or back: said at once
+            engine.subscribe_server_events(weak_listener(self._on_server_event))
         self._selection_changed()
         self._update_jobs()
 
@@ -279,6 +281,9 @@ class MainWindow(QMainWindow):
     def _on_job(self, _job: Job) -> None:
         self._update_jobs()
         self._update_actions()
+
+    def _on_server_event(self, event: Job) -> None:
+        self.statusBar().showMessage(event.error or event.title, 15000)
 
     def _selection_changed(self) -> None:
         keys = self.resources.selected_keys()
