@@ -14,15 +14,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- system packages ---------------------------------------------------------------------
-# The virtualization stack: libvirtd (with the drivers the lab uses), virsh, QEMU, qemu-img,
-# and libvirt's headers to build libvirt-python.
-virt=(
-    libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-network
-    libvirt-daemon-driver-storage libvirt-daemon-driver-nodedev libvirt-daemon-driver-secret
-    libvirt-clients libvirt-dev qemu-system-x86 qemu-utils
-)
 packages=(
-    pkg-config gcc                                              # to build libvirt-python
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients   # libvirtd and virsh
+    qemu-system-x86 qemu-utils                                  # guests, qemu-img, qemu-io
+    libvirt-dev pkg-config gcc                                  # to build libvirt-python
     iproute2 procps util-linux                                  # namespaces, tc, unshare
     tini                                                        # reaps the lab's QEMUs
     virtinst                                                    # VMs made as sysadmins make them (tests)
@@ -37,53 +32,17 @@ packages=(
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     packages+=(python3-venv python3-dev)
 fi
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo 0; }
-
-# Debian 12's QEMU 7.2 loses a TCG guest's memory writes during live migration: its dirty-
-# bitmap fast path clears bits without flushing the vCPUs' TLBs (fixed in QEMU 9.0, commit
-# 03bfc2188f), and a migrated guest's kernel then crashes. Guests run under TCG wherever
-# there is no usable KVM, so on Debian 12 QEMU comes from bookworm-backports, and libvirt
-# with it (libvirt 9.0 still starts QEMU with options QEMU 9 removed, such as -no-acpi).
-. /etc/os-release
-backports=
-if [ "${VERSION_CODENAME:-}" = bookworm ]; then
-    backports=bookworm-backports
-else
-    packages+=("${virt[@]}")
-fi
 missing=()
 for p in "${packages[@]}"; do
-    installed "$p" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-stale=()
-if [ -n "$backports" ]; then
-    for p in "${virt[@]}"; do
-        installed "$p" || stale+=("$p")
-    done
-    dpkg --compare-versions "$(version qemu-system-x86)" ge 1:9.0 || stale+=(qemu-system-x86)
-    dpkg --compare-versions "$(version libvirt-daemon)" ge 10 || stale+=(libvirt-daemon)
-fi
-if [ ${#missing[@]} -gt 0 ] || [ ${#stale[@]} -gt 0 ]; then
-    if [ ${#stale[@]} -gt 0 ] && ! grep -rqs "$backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: $backports" \
-            "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
-            > "/etc/apt/sources.list.d/$backports.sources"
-    fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing: ${missing[*]}"
     apt-get update -q
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "Installing: ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-    fi
-    if [ ${#stale[@]} -gt 0 ]; then
-        echo "Installing libvirt and QEMU from $backports (Debian 12's QEMU 7.2 loses TCG guests' memory in live migration)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            "${virt[@]/%//$backports}" libvirt0/"$backports" qemu-system-common/"$backports" \
-            qemu-system-data/"$backports"
-    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# libvirtd refuses to start its QEMU driver without these, even when running as root.
+# libvirtd 9.0 refuses to start its QEMU driver without these, even when running as root.
 getent group kvm >/dev/null || groupadd -r kvm
 getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt \

@@ -102,8 +102,8 @@ def reported(engine: Engine, state_dir: Path, name: str) -> int | None:
     return reported_seq(serial_log(state_dir, s, name) for s in engine.snapshot().servers)
 
 
-# What a Linux kernel prints when it dies: under TCG, QEMU before 9.0 (Debian 12's 7.2) now and then
-# lost guest pages in a live migration (docs/benchmarks.md), and the guest's kernel crashed on them.
+# What a Linux kernel prints when it dies: under QEMU 7.2's TCG a live migration now and then
+# loses or corrupts guest pages (docs/benchmarks.md), and the guest's kernel crashes on them.
 _KERNEL_CRASH = re.compile(r"Kernel panic|general protection fault|BUG: |Oops: |invalid opcode: ")
 
 
