@@ -4,29 +4,23 @@ is deleted; renaming and deleting a folder rewrite the folder of each VM in it."
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 
+from tests.testdriver import driver_domain
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.engine import Engine
 
 
 @pytest.fixture
 def one_vm(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    tag = uuidlib.uuid4().hex[:8]
-    conn = libvirt.open("test:///default")
-    dom = conn.defineXML(f"<domain type='test'><name>fold-{tag}</name><memory>1024</memory>"
-                         "<vcpu>1</vcpu><os><type>hvm</type></os></domain>")
-    inventory = tmp_path / "inventory.toml"
-    inventory.write_text(f'[[servers]]\nname = "td"\nuri = "test:///default?folders={tag}"\n')
-    yield inventory, dom.UUIDString()
-    dom.undefine()
-    conn.close()
+    with driver_domain("fold", start=False) as (tag, uuid):
+        inventory = tmp_path / "inventory.toml"
+        inventory.write_text(f'[[servers]]\nname = "td"\nuri = "test:///default?folders={tag}"\n')
+        yield inventory, uuid
 
 
 def test_folders_outlive_their_vms_and_rename_and_delete_rewrite_them(

@@ -10,15 +10,14 @@ and its pool, with the rest of the file as it was written.
 from __future__ import annotations
 
 import asyncio
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 
 from tests.faults.faultlink import DROP, Call, FaultPlan, fault_links
+from tests.testdriver import driver_domain
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.power import PowerAction
@@ -31,11 +30,11 @@ from xencenter_lite.ui.add_server import remove_from_inventory
 def two_servers(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """An inventory of td-a and td-b in pool "Test" and td-c on its own, and a running VM's
     UUID."""
-    tag = uuidlib.uuid4().hex[:8]
-    conn = libvirt.open("test:///default")
-    dom = conn.defineXML(f"<domain type='test'><name>srv-{tag}</name><memory>1024</memory>"
-                         "<vcpu>1</vcpu><os><type>hvm</type></os></domain>")
-    dom.create()
+    with driver_domain("srv") as (tag, uuid):
+        yield _inventory(tmp_path, tag), uuid
+
+
+def _inventory(tmp_path: Path, tag: str) -> Path:
     inventory = tmp_path / "inventory.toml"
     inventory.write_text(f"""# the operator's own notes stay
 [[servers]]
@@ -56,11 +55,7 @@ members = ["td-a", "td-b"]
 name = "td-c"
 uri = "test:///default?server=c&tag={tag}"
 """)
-    yield inventory, dom.UUIDString()
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-    conn.close()
+    return inventory
 
 
 def test_a_disconnected_server_stays_so_until_it_is_connected(

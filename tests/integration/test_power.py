@@ -5,15 +5,14 @@ shut down (SeaBIOS waits: no OS), so the timeout and Force Shut Down are real.""
 from __future__ import annotations
 
 import json
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 
 from tests.labtools import cli, remove_vm, virsh, virt_install, where_defined
+from tests.testdriver import driver_domain
 from xencenter_lite.core.inventory import load_inventory
 from xencenter_lite.core.jobs import JobState
 from xencenter_lite.core.model import VmState
@@ -24,26 +23,16 @@ from xencenter_lite.engine import Engine
 # ---- the test driver --------------------------------------------------------------------------
 @pytest.fixture
 def driver_vm(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    tag = uuidlib.uuid4().hex[:8]
-    conn = libvirt.open("test:///default")
-    name = f"pw-{tag}"
-    # 1 MiB: the test driver says its host has 3 MiB free, and Start checks memory.
-    dom = conn.defineXML(f"<domain type='test'><name>{name}</name><memory>1024</memory>"
-                         "<vcpu>1</vcpu><os><type>hvm</type></os></domain>")
-    dom.create()
-    inventory = tmp_path / "inventory.toml"
-    inventory.write_text(f"""
+    with driver_domain("pw") as (tag, uuid):
+        inventory = tmp_path / "inventory.toml"
+        inventory.write_text(f"""
 [[servers]]
 name = "td"
 uri = "test:///default?power={tag}"
 [servers.networks]
 storage = "192.0.2.1"
 """)
-    yield inventory, dom.UUIDString()
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-    conn.close()
+        yield inventory, uuid
 
 
 def test_each_power_operation_ends_in_its_state_and_a_wrong_one_is_refused(
