@@ -11,11 +11,10 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from tests.conftest import until
 from tests.labtools import vm_named
 from tests.ui.fakes import BUILD, MIB, WEB, FakeEngine
-from xencenter_lite.core.checks import Problem
 from xencenter_lite.core.model import VmState
 from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.main_window import MainWindow
-from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, first_refusal, short_reason
+from xencenter_lite.ui.migrate_menu import MigrateToServerMenu
 
 
 @pytest.fixture
@@ -120,15 +119,6 @@ def test_a_rebuilt_menu_ignores_late_answers(qtbot: Any, run: Any, fake: FakeEng
     run(until(lambda: menu.pending == 0))
     assert [t for t, _ in menu.entries()] == ["lab-a1 (Current server)", "lab-a2  ★★★★☆",
                                               "lab-b1  ★★☆☆☆", "Migrate VM wizard…"]
-
-
-def test_problem_codes_map_to_short_reasons() -> None:
-    problems = [Problem("NOT_ENOUGH_SPACE", "x"), Problem("NOT_ENOUGH_MEMORY", "m"),
-                Problem("SAME_SERVER", "s")]
-    refusal = first_refusal(problems)
-    assert refusal is not None and short_reason(refusal) == "Current server"
-    assert first_refusal([Problem("NOT_ENOUGH_SPACE", "x")]) is None
-    assert short_reason(Problem("SOMETHING_NEW", "?")) == "Something new"
 
 
 @pytest.mark.lab

@@ -21,6 +21,7 @@ from builders import (
 
 from xencenter_lite.cli import _print_plan
 from xencenter_lite.core.checks import (
+    Code,
     Problem,
     Severity,
     blocking,
@@ -557,13 +558,16 @@ def test_sr_refusal_reasons(fleet):
     fleet.add_sr("lab-b1", "Volume group", "/dev/vg0", type="logical")
     fleet.sr("lab-b1", "Fast storage", active=False)
     snap = fleet.snapshot()
-    assert sr_refusal(snap, "lab-b1", "Local storage", GIB, "Local storage") == \
-        "Current location"
-    assert sr_refusal(snap, "lab-b1", "Shared storage", GIB) == "Not visible from lab-b1"
-    assert sr_refusal(snap, "lab-b1", "Fast storage", GIB) == "Not visible from lab-b1"
-    assert sr_refusal(snap, "lab-b1", "Volume group", GIB) == "Unsupported SR type"
+    assert sr_refusal(snap, "lab-b1", "Local storage", GIB, "Local storage") == (
+        Code.SAME_SR, "Current location")
+    assert sr_refusal(snap, "lab-b1", "Shared storage", GIB) == (
+        Code.SR_NOT_VISIBLE, "Not visible from lab-b1")
+    assert sr_refusal(snap, "lab-b1", "Fast storage", GIB) == (
+        Code.SR_NOT_VISIBLE, "Not visible from lab-b1")
+    assert sr_refusal(snap, "lab-b1", "Volume group", GIB) == (
+        Code.SR_UNSUPPORTED, "Unsupported SR type")
     assert sr_refusal(snap, "lab-b1", "Small storage", 65 * MIB) == (
-        f"Not enough space: {format_bytes(65 * MIB)} required, "
+        Code.NOT_ENOUGH_SPACE, f"Not enough space: {format_bytes(65 * MIB)} required, "
         f"{format_bytes(64 * MIB)} available")
     assert sr_refusal(snap, "lab-b1", "Small storage", 64 * MIB) is None
     assert sr_refusal(snap, "lab-b1", "Local storage", GIB, "Small storage") is None

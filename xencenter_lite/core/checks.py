@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 from xencenter_lite.core.model import (
     VM,
@@ -30,9 +30,62 @@ class Severity(Enum):
     WARNING = "warning"
 
 
+class Code(StrEnum):
+    """What a problem is, for code to act on (menus, the wizard, --json); its words are in
+    Problem.message. The value is the name, as `--json` gives it."""
+
+    BAD_NAME = "BAD_NAME"
+    CHECK_FAILED = "CHECK_FAILED"  # the check itself could not run (the console says why)
+    CD_NOT_VISIBLE = "CD_NOT_VISIBLE"
+    COPY_NEEDS_HALTED = "COPY_NEEDS_HALTED"
+    CPU_INCOMPATIBLE = "CPU_INCOMPATIBLE"
+    DESTINATION_DISCONNECTED = "DESTINATION_DISCONNECTED"
+    DESTINATION_IN_MAINTENANCE = "DESTINATION_IN_MAINTENANCE"
+    DESTINATION_UNKNOWN = "DESTINATION_UNKNOWN"
+    DISKS_NOT_VISIBLE = "DISKS_NOT_VISIBLE"
+    DISK_UNSUPPORTED = "DISK_UNSUPPORTED"
+    DMC_SQUEEZE = "DMC_SQUEEZE"
+    DUPLICATE_VM = "DUPLICATE_VM"
+    ESTIMATE = "ESTIMATE"
+    HA_ENABLED = "HA_ENABLED"
+    MANAGEMENT_NETWORK = "MANAGEMENT_NETWORK"
+    MIGRATION_RUNNING = "MIGRATION_RUNNING"
+    NAME_IN_USE = "NAME_IN_USE"
+    NETWORK_UNKNOWN = "NETWORK_UNKNOWN"
+    NIC_BRIDGE_UNKNOWN = "NIC_BRIDGE_UNKNOWN"
+    NIC_NETWORK_INACTIVE = "NIC_NETWORK_INACTIVE"
+    NIC_NETWORK_MISSING = "NIC_NETWORK_MISSING"
+    NIC_NETWORK_UNKNOWN = "NIC_NETWORK_UNKNOWN"
+    NOT_ENOUGH_MEMORY = "NOT_ENOUGH_MEMORY"
+    NOT_ENOUGH_SPACE = "NOT_ENOUGH_SPACE"
+    NO_SR_CHOSEN = "NO_SR_CHOSEN"
+    OFFLINE_MOVE = "OFFLINE_MOVE"
+    PCI_PASSTHROUGH = "PCI_PASSTHROUGH"
+    PERFORMANCE = "PERFORMANCE"
+    PLAN_FAILED = "PLAN_FAILED"
+    SAME_HOST = "SAME_HOST"
+    SAME_SERVER = "SAME_SERVER"
+    SAME_SR = "SAME_SR"
+    SAVED_STATE_NOT_COPIED = "SAVED_STATE_NOT_COPIED"
+    SNAPSHOTS_NOT_COPIED = "SNAPSHOTS_NOT_COPIED"
+    SOURCE_DISCONNECTED = "SOURCE_DISCONNECTED"
+    SR_NOT_SHARED = "SR_NOT_SHARED"
+    SR_NOT_VISIBLE = "SR_NOT_VISIBLE"
+    SR_REFUSED = "SR_REFUSED"
+    SR_UNSUPPORTED = "SR_UNSUPPORTED"
+    UNKNOWN_DISK = "UNKNOWN_DISK"
+    UNKNOWN_NIC = "UNKNOWN_NIC"
+    VM_GONE = "VM_GONE"
+    VM_HAS_SAVED_STATE = "VM_HAS_SAVED_STATE"
+    VM_HAS_SNAPSHOTS = "VM_HAS_SNAPSHOTS"
+    VM_NOT_RUNNING = "VM_NOT_RUNNING"
+    VM_STATE = "VM_STATE"
+    VM_STATE_UNSUPPORTED = "VM_STATE_UNSUPPORTED"
+
+
 @dataclass(frozen=True)
 class Problem:
-    code: str
+    code: Code
     message: str
     vm: str = ""
     severity: Severity = Severity.ERROR
@@ -46,11 +99,11 @@ class Problem:
                 "message": self.message}
 
 
-def _err(code: str, vm: VM | None, message: str) -> Problem:
+def _err(code: Code, vm: VM | None, message: str) -> Problem:
     return Problem(code, message, vm.name if vm else "")
 
 
-def _warn(code: str, vm: VM | None, message: str) -> Problem:
+def _warn(code: Code, vm: VM | None, message: str) -> Problem:
     return Problem(code, message, vm.name if vm else "", Severity.WARNING)
 
 
@@ -63,10 +116,10 @@ def _vm_free(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> list[Pro
     out: list[Problem] = []
     src = snapshot.servers.get(vm.server)
     if src is not None and not src.connected:
-        out.append(_err("SOURCE_DISCONNECTED", vm,
+        out.append(_err(Code.SOURCE_DISCONNECTED, vm,
                         f"The VM's server '{vm.server}' is not connected; reconnect it first."))
     if vm.key in busy or vm.job_running:
-        out.append(_err("MIGRATION_RUNNING", vm,
+        out.append(_err(Code.MIGRATION_RUNNING, vm,
                         f"'{vm.name}' already has a migration or disk move running; wait for "
                         "it to finish or cancel it."))
     return out
@@ -79,7 +132,7 @@ def _snapshots(vm: VM, what: str) -> list[Problem]:
     if vm.snapshots <= 0:
         return []
     count = "a snapshot" if vm.snapshots == 1 else f"{vm.snapshots} snapshots"
-    return [_err("VM_HAS_SNAPSHOTS", vm,
+    return [_err(Code.VM_HAS_SNAPSHOTS, vm,
                  f"'{vm.name}' has {count}, which {what} would lose (libvirt keeps them only "
                  "with the VM's current disks on its current server). Delete them first "
                  f"(virsh snapshot-list {vm.name}; virsh snapshot-delete {vm.name} NAME), "
@@ -92,11 +145,11 @@ def check_vm_movable(snapshot: Snapshot, vm: VM, busy: set[tuple[str, str]]) -> 
     if vm.state not in MOVABLE_STATES:
         fix = {VmState.SUSPENDED: "Wake it up (virsh dompmwakeup) or shut it down first.",
                }.get(vm.state, "Force Shut Down it first.")
-        out.append(_err("VM_STATE_UNSUPPORTED", vm,
+        out.append(_err(Code.VM_STATE_UNSUPPORTED, vm,
                         f"'{vm.name}' is {vm.state.value}: only a running, paused or halted VM "
                         f"can be migrated. {fix}"))
     if vm.has_hostdev:
-        out.append(_err("PCI_PASSTHROUGH", vm,
+        out.append(_err(Code.PCI_PASSTHROUGH, vm,
                         f"'{vm.name}' has a PCI device passed through; remove the device "
                         "before migrating it."))
     out += _snapshots(vm, "a migration")
@@ -107,30 +160,30 @@ def check_destination(snapshot: Snapshot, vm: VM, destination: str) -> list[Prob
     """Whether `destination` can take `vm` at all (used for menus and drop targets)."""
     dest = snapshot.servers.get(destination)
     if dest is None:
-        return [_err("DESTINATION_UNKNOWN", vm,
+        return [_err(Code.DESTINATION_UNKNOWN, vm,
                      f"There is no server named '{destination}' in the inventory.")]
     if destination == vm.server:
-        return [_err("SAME_SERVER", vm, f"'{vm.name}' is already on '{destination}' "
+        return [_err(Code.SAME_SERVER, vm, f"'{vm.name}' is already on '{destination}' "
                      "(Current server); choose another server.")]
     if not dest.connected:
-        return [_err("DESTINATION_DISCONNECTED", vm,
+        return [_err(Code.DESTINATION_DISCONNECTED, vm,
                      f"'{destination}' is not connected"
                      + (f" ({dest.error})" if dest.error else "")
                      + "; reconnect it or choose another server.")]
     if dest.maintenance:
-        return [_err("DESTINATION_IN_MAINTENANCE", vm,
+        return [_err(Code.DESTINATION_IN_MAINTENANCE, vm,
                      f"'{destination}' is in maintenance mode; choose another server, or "
                      "take it out of maintenance mode first.")]
     src = snapshot.servers.get(vm.server)
     if src is not None and dest.host_uuid and dest.host_uuid == src.host_uuid:
-        return [_err("SAME_HOST", vm, f"'{destination}' and '{vm.server}' are the same server "
+        return [_err(Code.SAME_HOST, vm, f"'{destination}' and '{vm.server}' are the same server "
                      f"(host UUID {dest.host_uuid}) under two names; '{vm.name}' is already "
                      "there. Remove one of the two from the inventory.")]
     return name_clash(snapshot, vm.name, destination, vm.uuid)
 
 
 # What the wizard's Networking page (or --nic) puts right: not a reason to rule a server out.
-NIC_CODES = frozenset({"NIC_NETWORK_MISSING", "NIC_NETWORK_INACTIVE", "UNKNOWN_NIC"})
+NIC_CODES = frozenset({Code.NIC_NETWORK_MISSING, Code.NIC_NETWORK_INACTIVE, Code.UNKNOWN_NIC})
 
 
 def nic_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
@@ -152,22 +205,22 @@ def nic_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
                "wizard's Networking page), or create it there first.")
         lead = f"NIC {p.nic.mac} of '{vm.name}' goes to {what}, "
         if kind == "network" and not dest.networks_known:
-            out.append(_warn("NIC_NETWORK_UNKNOWN", vm, lead + f"and libvirt on "
+            out.append(_warn(Code.NIC_NETWORK_UNKNOWN, vm, lead + f"and libvirt on "
                              f"'{plan.destination}' cannot list its networks: make sure it "
                              "has one of that name."))
         elif kind == "network":
             net = dest.virtual_network(name)
             if net is None:
-                out.append(_err("NIC_NETWORK_MISSING", vm, lead + f"which '{plan.destination}' "
+                out.append(_err(Code.NIC_NETWORK_MISSING, vm, lead + f"which '{plan.destination}' "
                                 "does not have; " + fix))
             elif not net.active:
-                out.append(_err("NIC_NETWORK_INACTIVE", vm, lead + f"which is not active on "
+                out.append(_err(Code.NIC_NETWORK_INACTIVE, vm, lead + f"which is not active on "
                                 f"'{plan.destination}'; start it there (virsh net-start "
                                 f"{name}), or " + fix))
         elif name not in dest.bridges:
             # (No network or running VM there uses it: it may still exist. libvirt's
             # interface driver could tell, but is not safe to call.)
-            out.append(_warn("NIC_BRIDGE_UNKNOWN", vm, lead + f"which no network or running "
+            out.append(_warn(Code.NIC_BRIDGE_UNKNOWN, vm, lead + f"which no network or running "
                              f"VM on '{plan.destination}' uses: make sure it exists there, or "
                              + fix))
     return out
@@ -180,7 +233,7 @@ def name_clash(snapshot: Snapshot, name: str, server: str, uuid: str = "") -> li
                  None)
     if other is None:
         return []
-    return [Problem("NAME_IN_USE", f"'{server}' already has a VM named '{name}' "
+    return [Problem(Code.NAME_IN_USE, f"'{server}' already has a VM named '{name}' "
                     f"({other.state.value}, UUID {other.uuid}); rename one of them (virsh "
                     "domrename) or choose another server.", name)]
 
@@ -200,7 +253,7 @@ def cpu_problems(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     named = f" ({model.group(1)})" if model else ""
     lacks = why.split("required features:", 1)[-1].strip() if "required features:" in why \
         else why
-    return [_err("CPU_INCOMPATIBLE", vm,
+    return [_err(Code.CPU_INCOMPATIBLE, vm,
                  f"'{plan.destination}' cannot run the CPU of '{vm.name}'{named}: it lacks "
                  f"{lacks}. Choose a server with those CPU features, or shut '{vm.name}' "
                  "down and give it a CPU model every server has (virsh edit: <cpu "
@@ -225,7 +278,7 @@ def check_plans(
     for plan in plans:
         vm = plan.vm
         if vm.key in seen:
-            out.append(_err("DUPLICATE_VM", vm, f"'{vm.name}' is listed twice; list it once."))
+            out.append(_err(Code.DUPLICATE_VM, vm, f"'{vm.name}' is listed twice; list it once."))
             continue
         seen.add(vm.key)
         out += check_vm_movable(snapshot, vm, busy)
@@ -236,48 +289,48 @@ def check_plans(
         if plan.needs_memory:
             memory_needed[plan.destination].append(plan)
         if vm.managed_save and plan.data_path is not DataPath.DIRECT:
-            out.append(_err("VM_HAS_SAVED_STATE", vm,
+            out.append(_err(Code.VM_HAS_SAVED_STATE, vm,
                             f"'{vm.name}' has a saved state (managed save), which only a direct "
                             "move keeps (it is restored paused, migrated, and saved again "
                             "there); through the console it would be lost. Move it directly, "
                             "or start it (it resumes where it was) and migrate it running."))
 
         for mac in plan.unknown_macs:
-            out.append(_err("UNKNOWN_NIC", vm, f"'{vm.name}' has no NIC {mac}; its NICs are "
+            out.append(_err(Code.UNKNOWN_NIC, vm, f"'{vm.name}' has no NIC {mac}; its NICs are "
                             f"{', '.join(n.mac for n in vm.nics) or 'none'}."))
         out += nic_problems(snapshot, plan)
         out += cpu_problems(snapshot, plan)
         for dev in plan.unknown_devs:
-            out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
+            out.append(_err(Code.UNKNOWN_DISK, vm, f"'{vm.name}' has no disk '{dev}'; its disks "
                             f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
         if plan.uses_network and (plan.network is None or plan.address is None):
             name = plan.network or "(none)"
-            out.append(_err("NETWORK_UNKNOWN", vm,
+            out.append(_err(Code.NETWORK_UNKNOWN, vm,
                             f"'{plan.destination}' has no address on network '{name}'; choose "
                             "one of its networks: "
                             f"{', '.join(sorted(snapshot.servers[plan.destination].addresses))}."))
 
         for disk in plan.disks:
             if not disk.supported:
-                out.append(_err("DISK_UNSUPPORTED", vm, _unsupported_disk(snapshot, vm,
+                out.append(_err(Code.DISK_UNSUPPORTED, vm, _unsupported_disk(snapshot, vm,
                                                                          disk.dev)))
                 continue
             if not disk.copy:
                 continue
             if disk.target_sr is None:
-                out.append(_err("NO_SR_CHOSEN", vm,
+                out.append(_err(Code.NO_SR_CHOSEN, vm,
                                 f"No SR chosen for disk {disk.dev} of '{vm.name}' and "
                                 f"'{plan.destination}' has no default SR; choose one with "
                                 "--sr or --disk DEV=SR."))
                 continue
             sr = snapshot.sr(plan.destination, disk.target_sr)
             if sr is None or not sr.active:
-                out.append(_err("SR_NOT_VISIBLE", vm,
+                out.append(_err(Code.SR_NOT_VISIBLE, vm,
                                 f"SR '{disk.target_sr}' cannot be seen from "
                                 f"'{plan.destination}'; choose an SR of that server."))
                 continue
             if not sr.supported:
-                out.append(_err("SR_UNSUPPORTED", vm,
+                out.append(_err(Code.SR_UNSUPPORTED, vm,
                                 f"SR '{sr.name}' on '{plan.destination}' is of type '{sr.type}', "
                                 "which cannot receive migrated disks; choose a directory, "
                                 "file-system or NFS SR."))
@@ -287,14 +340,14 @@ def check_plans(
         if plan.kind is MigrationKind.STORAGE:
             pool = snapshot.pool_of(vm.server)
             if pool is not None and pool.ha_enabled:
-                out.append(_err("HA_ENABLED", vm,
+                out.append(_err(Code.HA_ENABLED, vm,
                                 f"Pool '{pool.name}' has HA enabled: disable HA first, then "
                                 "migrate the VM with its storage."))
 
         for cd in (d for d in vm.disks if d.is_cdrom and d.path):
             assert cd.path is not None
             if snapshot.sr_for_path(plan.destination, cd.path) is None:
-                out.append(_err("CD_NOT_VISIBLE", vm,
+                out.append(_err(Code.CD_NOT_VISIBLE, vm,
                                 f"'{vm.name}' has a CD inserted ({cd.path}) that "
                                 f"'{plan.destination}' cannot see; eject the CD first."))
 
@@ -307,14 +360,14 @@ def check_plans(
         with_dmc = snapshot.memory_available_with_dmc(dest)
         for p in dest_plans:
             if need <= with_dmc:
-                out.append(_warn("DMC_SQUEEZE", p.vm,
+                out.append(_warn(Code.DMC_SQUEEZE, p.vm,
                                  f"Will free {format_bytes(need - have)} on '{dest}' using "
                                  "Dynamic Memory Control (its VMs are ballooned down towards "
                                  "their dynamic minimum)."))
             else:
                 dmc = (f" (or {format_bytes(with_dmc)} after Dynamic Memory Control)"
                        if with_dmc > have else "")
-                out.append(_err("NOT_ENOUGH_MEMORY", p.vm,
+                out.append(_err(Code.NOT_ENOUGH_MEMORY, p.vm,
                                 f"Not enough memory on '{dest}': {names} need "
                                 f"{format_bytes(need)}, {format_bytes(have)} is available"
                                 f"{dmc}. Free memory there or choose another server."))
@@ -325,7 +378,7 @@ def check_plans(
         need = sum(size for _, size in uses)
         if need > sr.available:
             for plan in {id(p): p for p, _ in uses}.values():
-                out.append(_err("NOT_ENOUGH_SPACE", plan.vm,
+                out.append(_err(Code.NOT_ENOUGH_SPACE, plan.vm,
                                 f"Not enough free space on SR '{sr_name}' of '{dest}': "
                                 f"{format_bytes(need)} required, {format_bytes(sr.available)} "
                                 "available. Choose another SR or free space on it."))
@@ -424,24 +477,24 @@ def warnings_for(snapshot: Snapshot, plans: Iterable[MigrationPlan]) -> list[Pro
                 why = "could not be proven to be the same storage there"
             else:
                 continue
-            out.append(_warn("SR_NOT_SHARED", vm,
+            out.append(_warn(Code.SR_NOT_SHARED, vm,
                              f"Disk {d.dev} of '{vm.name}' is on SR '{d.source_sr}', which "
                              f"'{plan.destination}' has under the same name and path but "
                              f"{why}: it is copied to SR '{d.target_sr}'."))
         if plan.offline:
             out += _offline_notes(snapshot, plan)
             continue
-        out.append(_warn("PERFORMANCE", vm,
+        out.append(_warn(Code.PERFORMANCE, vm,
                          f"'{vm.name}' will run slower while it is being migrated."))
         if mgmt is not None and plan.network == mgmt:
-            out.append(_warn("MANAGEMENT_NETWORK", vm,
+            out.append(_warn(Code.MANAGEMENT_NETWORK, vm,
                              "Due to performance reasons, it is recommended that you do not "
                              "use your management network for live migration."))
         secs = estimate_seconds(snapshot, plan)
         size = format_bytes(plan.bytes_to_copy)
         what = "memory and disks" if plan.kind is MigrationKind.STORAGE else "memory"
         if secs is not None:
-            out.append(_warn("ESTIMATE", vm,
+            out.append(_warn(Code.ESTIMATE, vm,
                              f"About {format_duration(secs)} to copy {size} of {what} over "
                              f"the '{plan.network}' network."))
     return out
@@ -451,7 +504,7 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
     """What an operator is told of a halted VM's move: how its data goes, and how long."""
     vm = plan.vm
     if plan.data_path is DataPath.DEFINITION:
-        return [_warn("OFFLINE_MOVE", vm, f"'{vm.name}' is halted and its disks stay where "
+        return [_warn(Code.OFFLINE_MOVE, vm, f"'{vm.name}' is halted and its disks stay where "
                       f"they are: only its definition moves to '{plan.destination}'.")]
     data = format_bytes(stream_bytes(plan))
     if plan.data_path is DataPath.DIRECT:
@@ -477,27 +530,28 @@ def _offline_notes(snapshot: Snapshot, plan: MigrationPlan) -> list[Problem]:
                f"'{vm.server}'. It stays halted.")
         what = f"to copy and verify {data} of disk data"
         network = snapshot.management_network()
-    out = [_warn("OFFLINE_MOVE", vm, how)]
+    out = [_warn(Code.OFFLINE_MOVE, vm, how)]
     secs = estimate_seconds(snapshot, plan)
     if secs is not None:
-        out.append(_warn("ESTIMATE", vm, f"About {format_duration(secs)} {what} over the "
+        out.append(_warn(Code.ESTIMATE, vm, f"About {format_duration(secs)} {what} over the "
                          f"'{network}' network."))
     return out
 
 
 def sr_refusal(snapshot: Snapshot, server: str, sr_name: str, needed: int,
-               current_sr: str | None = None) -> str | None:
-    """Why a disk of `needed` bytes cannot go to SR `sr_name` on `server` (None: it can)."""
+               current_sr: str | None = None) -> tuple[Code, str] | None:
+    """Why a disk of `needed` bytes cannot go to SR `sr_name` on `server`, as (code, the
+    reason in a few words); None: it can."""
     if current_sr is not None and sr_name == current_sr:
-        return "Current location"
+        return Code.SAME_SR, "Current location"
     sr = snapshot.sr(server, sr_name)
     if sr is None or not sr.active:
-        return f"Not visible from {server}"
+        return Code.SR_NOT_VISIBLE, f"Not visible from {server}"
     if not sr.supported:
-        return "Unsupported SR type"
+        return Code.SR_UNSUPPORTED, "Unsupported SR type"
     if needed > sr.available:
-        return (f"Not enough space: {format_bytes(needed)} required, "
-                f"{format_bytes(sr.available)} available")
+        return Code.NOT_ENOUGH_SPACE, (f"Not enough space: {format_bytes(needed)} required, "
+                                       f"{format_bytes(sr.available)} available")
     return None
 
 
@@ -506,29 +560,28 @@ def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
     vm = plan.vm
     out = _vm_free(snapshot, vm, busy)
     if vm.state not in (VmState.RUNNING, VmState.HALTED):
-        at = 1 if out and out[0].code == "SOURCE_DISCONNECTED" else 0
-        out.insert(at, _err("VM_NOT_RUNNING", vm,
+        at = 1 if out and out[0].code == Code.SOURCE_DISCONNECTED else 0
+        out.insert(at, _err(Code.VM_NOT_RUNNING, vm,
                             f"'{vm.name}' is {vm.state.value}: a disk moves while the VM runs "
                             "(live) or while it is halted. Resume it or shut it down first."))
     if vm.managed_save:
-        out.append(_err("VM_HAS_SAVED_STATE", vm,
+        out.append(_err(Code.VM_HAS_SAVED_STATE, vm,
                         f"'{vm.name}' has a saved state that refers to its disks where they "
                         "are. Start it (it resumes) and move the disk live, or discard the "
                         f"saved state (virsh managedsave-remove {vm.name})."))
     out += _snapshots(vm, "moving a disk")
     disk = vm.disk(plan.dev)
     if disk is None or disk.is_cdrom:
-        out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{plan.dev}'; its disks "
+        out.append(_err(Code.UNKNOWN_DISK, vm, f"'{vm.name}' has no disk '{plan.dev}'; its disks "
                         f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
         return out
     if disk.source_type != "file" or disk.sr is None:
-        out.append(_err("DISK_UNSUPPORTED", vm, f"Disk {disk.dev} of '{vm.name}' is not a file "
+        out.append(_err(Code.DISK_UNSUPPORTED, vm, f"Disk {disk.dev} of '{vm.name}' is not a file "
                         "on an SR, and cannot be moved."))
         return out
-    reason = sr_refusal(snapshot, vm.server, plan.target_sr, disk.capacity, disk.sr)
-    if reason is not None:
-        code = {"Current location": "SAME_SR", "Unsupported SR type": "SR_UNSUPPORTED"}.get(
-            reason, "SR_NOT_VISIBLE" if reason.startswith("Not visible") else "NOT_ENOUGH_SPACE")
+    refused = sr_refusal(snapshot, vm.server, plan.target_sr, disk.capacity, disk.sr)
+    if refused is not None:
+        code, reason = refused
         out.append(_err(code, vm, f"Cannot move disk {disk.dev} of '{vm.name}' to SR "
                         f"'{plan.target_sr}': {reason}."))
     return out

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from xencenter_lite.core.checks import (
+    Code,
     Problem,
     _err,
     _vm_free,
@@ -96,64 +97,64 @@ def check_copy(snapshot: Snapshot, plan: CopyPlan,
     vm, dest = plan.vm, plan.destination
     out = _vm_free(snapshot, vm, busy)
     if vm.state is not VmState.HALTED:
-        out.append(_err("COPY_NEEDS_HALTED", vm,
+        out.append(_err(Code.COPY_NEEDS_HALTED, vm,
                         f"'{vm.name}' is {vm.state.value}: its disks change while they are "
                         "read, and a consistent copy of a running VM needs a disk snapshot, "
                         "which would then stop it from migrating. Shut it down, then copy "
                         "it."))
     if not _NAME.match(plan.name):
-        out.append(_err("BAD_NAME", vm,
+        out.append(_err(Code.BAD_NAME, vm,
                         f"'{plan.name}' cannot name a VM: use 1 to 64 letters, digits, "
                         "spaces, '.', '_', '+' or '-', beginning with a letter or digit."))
     server = snapshot.servers.get(dest)
     if server is None:
-        return [*out, _err("DESTINATION_UNKNOWN", vm,
+        return [*out, _err(Code.DESTINATION_UNKNOWN, vm,
                            f"There is no server named '{dest}' in the inventory.")]
     if not server.connected:
-        out.append(_err("DESTINATION_DISCONNECTED", vm,
+        out.append(_err(Code.DESTINATION_DISCONNECTED, vm,
                         f"'{dest}' is not connected; reconnect it or choose another server."))
         return out
     if _NAME.match(plan.name):
         out += name_clash(snapshot, plan.name, dest)
     for dev in plan.unknown_devs:
-        out.append(_err("UNKNOWN_DISK", vm, f"'{vm.name}' has no disk '{dev}'; its disks "
+        out.append(_err(Code.UNKNOWN_DISK, vm, f"'{vm.name}' has no disk '{dev}'; its disks "
                         f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
     need: dict[str, int] = {}
     for d in plan.disks:
         if not d.supported:
-            out.append(_err("DISK_UNSUPPORTED", vm,
+            out.append(_err(Code.DISK_UNSUPPORTED, vm,
                             f"Disk {d.dev} of '{vm.name}' is not a file on a directory, "
                             "file-system or NFS SR, and cannot be copied."))
         elif d.target_sr is None:
-            out.append(_err("NO_SR_CHOSEN", vm,
+            out.append(_err(Code.NO_SR_CHOSEN, vm,
                             f"No SR chosen for disk {d.dev} and '{dest}' has no default SR; "
                             "choose one with --sr or --disk DEV=SR."))
         else:
             need[d.target_sr] = need.get(d.target_sr, 0) + d.capacity
     for sr_name, size in need.items():
-        reason = sr_refusal(snapshot, dest, sr_name, size)
-        if reason is not None:
-            out.append(_err("SR_REFUSED", vm, f"Cannot copy to SR '{sr_name}' of '{dest}': "
-                            f"{reason}."))
+        refused = sr_refusal(snapshot, dest, sr_name, size)
+        if refused is not None:
+            out.append(_err(Code.SR_REFUSED, vm, f"Cannot copy to SR '{sr_name}' of '{dest}': "
+                            f"{refused[1]}."))
     for cd in (d for d in vm.disks if d.is_cdrom and d.path):
         assert cd.path is not None
         if snapshot.sr_for_path(dest, cd.path) is None:
-            out.append(_err("CD_NOT_VISIBLE", vm,
+            out.append(_err(Code.CD_NOT_VISIBLE, vm,
                             f"'{vm.name}' has a CD inserted ({cd.path}) that '{dest}' cannot "
                             "see; eject the CD first."))
     if any(p.blocking for p in out):
         return out
     if vm.managed_save:
-        out.append(_warn("SAVED_STATE_NOT_COPIED", vm,
+        out.append(_warn(Code.SAVED_STATE_NOT_COPIED, vm,
                          f"'{vm.name}' has a saved state; the copy does not: it starts "
                          "afresh from disks as the saved VM left them."))
     if vm.snapshots:
-        out.append(_warn("SNAPSHOTS_NOT_COPIED", vm,
+        out.append(_warn(Code.SNAPSHOTS_NOT_COPIED, vm,
                          f"'{vm.name}' has {vm.snapshots} snapshot(s); the copy has none."))
     mgmt = snapshot.networks.get(snapshot.management_network() or "")
     text = (f"Copies {format_bytes(plan.data_bytes)} of disk data through this console "
             "(libvirt volume streams), then reads it back to verify it")
     if mgmt is not None and mgmt.rate:
         text += f": about {format_duration(2 * plan.data_bytes / mgmt.rate)}"
-    out.append(_warn("ESTIMATE", vm, text + "."))
+    out.append(_warn(Code.ESTIMATE, vm, text + "."))
     return out

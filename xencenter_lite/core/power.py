@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 
-from xencenter_lite.core.checks import Problem, blocking, check_destination, check_plans
+from xencenter_lite.core.checks import Code, Problem, blocking, check_destination, check_plans
 from xencenter_lite.core.model import VM, Snapshot, VmState
 from xencenter_lite.core.plan import DataPath, MigrationRequest, build_plan
 from xencenter_lite.core.units import format_bytes
@@ -84,19 +84,19 @@ def check_power(snapshot: Snapshot, vm: VM, action: PowerAction,
     out: list[Problem] = []
     srv = snapshot.servers.get(vm.server)
     if srv is None or not srv.connected:
-        out.append(Problem("SOURCE_DISCONNECTED", f"The VM's server '{vm.server}' is not "
+        out.append(Problem(Code.SOURCE_DISCONNECTED, f"The VM's server '{vm.server}' is not "
                            "connected; reconnect it first.", vm.name))
         return out
     if vm.key in busy or vm.job_running:
-        out.append(Problem("MIGRATION_RUNNING", f"'{vm.name}' is being migrated or has a "
+        out.append(Problem(Code.MIGRATION_RUNNING, f"'{vm.name}' is being migrated or has a "
                            "disk being moved; wait for that to end, or cancel it.", vm.name))
     if vm.state not in action.states:
-        out.append(Problem("VM_STATE", f"'{vm.name}' is {vm.state.value}; {action.label} "
+        out.append(Problem(Code.VM_STATE, f"'{vm.name}' is {vm.state.value}; {action.label} "
                            f"needs it {_states(action.states)}.", vm.name))
     if action is PowerAction.START and not out:
         have = snapshot.memory_available(vm.server)
         if vm.memory > have:
-            out.append(Problem("NOT_ENOUGH_MEMORY", f"Not enough memory on '{vm.server}' to "
+            out.append(Problem(Code.NOT_ENOUGH_MEMORY, f"Not enough memory on '{vm.server}' to "
                                f"start '{vm.name}': it needs {format_bytes(vm.memory)}, "
                                f"{format_bytes(have)} is available. Free memory there or "
                                "migrate another VM away first.", vm.name))
@@ -112,26 +112,26 @@ def check_start_on(snapshot: Snapshot, vm: VM, server: str,
     if server == vm.server:
         return check_power(snapshot, vm, PowerAction.START, busy)
     out = [p for p in check_power(snapshot, vm, PowerAction.START, busy)
-           if p.code != "NOT_ENOUGH_MEMORY"]
+           if p.code != Code.NOT_ENOUGH_MEMORY]
     if out:
         return out
     out = check_destination(snapshot, vm, server)
     if out:
         return out
     if vm.managed_save:
-        return [Problem("VM_HAS_SAVED_STATE", f"'{vm.name}' has a saved state: start it where "
+        return [Problem(Code.VM_HAS_SAVED_STATE, f"'{vm.name}' has a saved state: start it where "
                         f"it is, on '{vm.server}' (it resumes where it was), or migrate it "
                         f"to '{server}' first (Migrate VM keeps the saved state).", vm.name)]
     plan = build_plan(snapshot, vm, MigrationRequest(vm.key, server))
     if plan.data_path is not DataPath.DEFINITION:
         copied = ", ".join(f"{d.dev} (on {d.source_sr or 'no SR'})" for d in plan.copied_disks)
-        return [Problem("DISKS_NOT_VISIBLE", f"'{server}' cannot see the disks of '{vm.name}' "
+        return [Problem(Code.DISKS_NOT_VISIBLE, f"'{server}' cannot see the disks of '{vm.name}' "
                         f"where they are: {copied}. Migrate it there with its disks (Migrate "
                         "VM), or start it where it is.", vm.name)]
     out = blocking(check_plans(snapshot, [plan], set(busy) - {vm.key}))
     have = snapshot.memory_available(server)
     if vm.memory > have:
-        out.append(Problem("NOT_ENOUGH_MEMORY", f"Not enough memory on '{server}' to start "
+        out.append(Problem(Code.NOT_ENOUGH_MEMORY, f"Not enough memory on '{server}' to start "
                            f"'{vm.name}': it needs {format_bytes(vm.memory)}, "
                            f"{format_bytes(have)} is available.", vm.name))
     return out

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from xencenter_lite.core.checks import Problem, check_disk_move, check_plans
+from xencenter_lite.core.checks import Code, Problem, check_disk_move, check_plans
 from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.copy import CopyPlan, CopyRequest, build_copy_plan, check_copy
 from xencenter_lite.core.errors import friendly
@@ -410,7 +410,7 @@ class Engine:
         problems = check_plans(snap, plans, self.busy)
         missing = len(requests) - len(plans)
         if missing:
-            problems.insert(0, Problem("VM_GONE", f"{missing} of the chosen VMs no longer "
+            problems.insert(0, Problem(Code.VM_GONE, f"{missing} of the chosen VMs no longer "
                                        "exist; refresh and choose again."))
         return plans, problems
 
@@ -518,7 +518,7 @@ class Engine:
         await self.fleet.fresh({vm_key[0], server}, self.timing.fresh_for)
         vm = self.snapshot().vm(vm_key)
         problems = (check_start_on(self.snapshot(), vm, server, self.busy) if vm else
-                    [Problem("VM_GONE", f"There is no VM {vm_key[1]} on '{vm_key[0]}'.")])
+                    [Problem(Code.VM_GONE, f"There is no VM {vm_key[1]} on '{vm_key[0]}'.")])
         if problems:  # said by a job in Events, as any refusal is
             name = vm.name if vm else vm_key[1]
             refused = self.queue.new(Job(

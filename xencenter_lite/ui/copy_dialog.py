@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xencenter_lite.core.checks import Code
 from xencenter_lite.core.copy import CopyRequest
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import Snapshot
@@ -28,7 +29,7 @@ from xencenter_lite.ui.common import format_size, keep_until_closed, problem_lab
 from xencenter_lite.ui.move_disk import sr_reason
 
 # Said by the SR list already.
-_SR_CODES = frozenset({"SR_REFUSED", "NO_SR_CHOSEN"})
+_SR_CODES = frozenset({Code.SR_REFUSED, Code.NO_SR_CHOSEN})
 
 
 class CopyVmDialog(QDialog):

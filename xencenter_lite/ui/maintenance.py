@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xencenter_lite.core.checks import Problem, blocking
+from xencenter_lite.core.checks import Code, Problem, blocking
 from xencenter_lite.core.placement import Evacuation
 from xencenter_lite.engine.queue import DEFAULT_CONCURRENCY
 from xencenter_lite.ui.common import spawn
@@ -98,7 +98,7 @@ class MaintenanceDialog(QDialog):
         try:
             rows, problems = await self.engine.plan_maintenance(self.server, choices)
         except Exception as exc:  # the dialog must still say something
-            rows, problems = [], [Problem("PLAN_FAILED", f"Could not plan: {exc}")]
+            rows, problems = [], [Problem(Code.PLAN_FAILED, f"Could not plan: {exc}")]
         if not shiboken6.isValid(self):
             return
         self.pending -= 1

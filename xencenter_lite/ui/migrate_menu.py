@@ -12,7 +12,7 @@ in its tooltip, the reasons for its score.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import shiboken6
@@ -21,7 +21,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
 
 from xencenter_lite.core.checks import (
-    NIC_CODES,
+    Code,
     Problem,
     check_destination,
     check_plans,
@@ -32,6 +32,7 @@ from xencenter_lite.core.model import Snapshot
 from xencenter_lite.core.placement import Rating, rank
 from xencenter_lite.core.plan import MigrationKind, MigrationRequest, build_plan
 from xencenter_lite.core.power import check_start_on
+from xencenter_lite.core.reasons import first_refusal, most_telling, short_reason
 from xencenter_lite.ui.common import spawn, star_text
 
 if TYPE_CHECKING:
@@ -39,54 +40,13 @@ if TYPE_CHECKING:
 
 VmKey = tuple[str, str]
 
-# Problem code -> the few words shown after a server's name, most telling first.
-SHORT_REASONS = {
-    "SAME_SERVER": "Current server",
-    "DESTINATION_IN_MAINTENANCE": "Maintenance Mode",
-    "DESTINATION_DISCONNECTED": "Disconnected",
-    "DESTINATION_UNKNOWN": "Unknown server",
-    "VM_GONE": "VM no longer exists",
-    "SOURCE_DISCONNECTED": "Source server disconnected",
-    "VM_NOT_RUNNING": "Not running",
-    "VM_STATE_UNSUPPORTED": "Cannot move in its state",
-    "VM_HAS_SAVED_STATE": "Has a saved state",
-    "MIGRATION_RUNNING": "Migration in progress",
-    "PCI_PASSTHROUGH": "PCI device passed through",
-    "NOT_ENOUGH_MEMORY": "Not enough memory",
-    "NETWORK_UNKNOWN": "No migration network",
-    "DISK_UNSUPPORTED": "Disk cannot be migrated",
-    "CD_NOT_VISIBLE": "CD cannot be seen there",
-    "HA_ENABLED": "HA is enabled",
-    "DUPLICATE_VM": "VM listed twice",
-    "NAME_IN_USE": "Name in use there",
-    "DISKS_NOT_VISIBLE": "Cannot see the VM's disks",
-    "VM_STATE": "Not halted",
-}
-# Problems with the default choice of SRs or networks: the wizard lets the operator choose
-# others (its Storage and Networking pages).
-STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
-                           "NOT_ENOUGH_SPACE", "UNKNOWN_DISK"}) | NIC_CODES
-_ORDER = {code: i for i, code in enumerate(SHORT_REASONS)}
-
-
-def first_refusal(problems: Iterable[Problem]) -> Problem | None:
-    """The blocking problem that rules a server out (storage choices don't: the wizard can fix
-    them), most telling first."""
-    found = [p for p in problems if p.blocking and p.code not in STORAGE_CODES]
-    return min(found, key=lambda p: _ORDER.get(p.code, len(_ORDER)), default=None)
-
-
-def short_reason(problem: Problem) -> str:
-    return SHORT_REASONS.get(problem.code, problem.code.replace("_", " ").capitalize())
-
-
 def drop_refusal(snapshot: Snapshot, keys: Sequence[VmKey], destination: str,
                  busy: set[VmKey]) -> Problem | None:
     """Why these VMs can't be dropped on `destination`, from the snapshot alone (fast enough
     to run on every mouse move; the job checks everything again before it moves a byte)."""
     vms = [snapshot.vm(k) for k in keys]
     if not vms or any(v is None for v in vms):
-        return Problem("VM_GONE", "The VM no longer exists; the tree is being refreshed.")
+        return Problem(Code.VM_GONE, "The VM no longer exists; the tree is being refreshed.")
     problems: list[Problem] = []
     for vm in vms:
         assert vm is not None
@@ -96,7 +56,7 @@ def drop_refusal(snapshot: Snapshot, keys: Sequence[VmKey], destination: str,
         plans = [build_plan(snapshot, vm, MigrationRequest(vm.key, destination))
                  for vm in vms if vm is not None]
         problems = [p for p in check_plans(snapshot, plans, busy)
-                    if p.code == "NOT_ENOUGH_MEMORY"]
+                    if p.code == Code.NOT_ENOUGH_MEMORY]
     return first_refusal(problems)
 
 
@@ -263,11 +223,10 @@ class StartOnServerMenu(QMenu):
             problems: list[Problem] = []
             for vm in vms:
                 if vm is None:
-                    problems.append(Problem("VM_GONE", "The VM no longer exists."))
+                    problems.append(Problem(Code.VM_GONE, "The VM no longer exists."))
                 else:
                     problems += check_start_on(snapshot, vm, name, set(self.engine.busy))
-            refusal = min(problems, key=lambda p: _ORDER.get(p.code, len(_ORDER)),
-                          default=None)
+            refusal = most_telling(problems)
             here = bool(vms) and all(v is not None and v.server == name for v in vms)
             label = f"{name} (Current server)" if here else name
             action = self.addAction(f"{name} ({short_reason(refusal)})" if refusal else label)

@@ -24,23 +24,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xencenter_lite.core.checks import sr_refusal
+from xencenter_lite.core.checks import Code, sr_refusal
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import Disk, Snapshot
 from xencenter_lite.ui.common import format_size, keep_until_closed, problem_label, spawn
 
 # These depend on the SR picked, and the list already says them; the others are about the VM.
-SR_CODES = frozenset({"SAME_SR", "SR_NOT_VISIBLE", "SR_UNSUPPORTED", "NOT_ENOUGH_SPACE"})
+SR_CODES = frozenset({Code.SAME_SR, Code.SR_NOT_VISIBLE, Code.SR_UNSUPPORTED,
+                      Code.NOT_ENOUGH_SPACE})
 
 def sr_reason(snap: Snapshot, server: str, name: str, need: int,
               current: str | None = None) -> str | None:
     """core.checks.sr_refusal, with sizes written the way the rest of the console writes them."""
-    reason = sr_refusal(snap, server, name, need, current)
+    refused = sr_refusal(snap, server, name, need, current)
     sr = snap.sr(server, name)
-    if reason and reason.startswith("Not enough space") and sr is not None:
+    if refused is None:
+        return None
+    if refused[0] is Code.NOT_ENOUGH_SPACE and sr is not None:
         return (f"Not enough space: {format_size(need)} required, "
                 f"{format_size(sr.available)} available")
-    return reason
+    return refused[1]
 
 
 def disk_label(disk: Disk) -> str:

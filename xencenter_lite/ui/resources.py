@@ -54,6 +54,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xencenter_lite.core.checks import Code
 from xencenter_lite.core.folders import in_folder, norm_folder
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import SR, VM, Server, Snapshot, VmState
@@ -539,7 +540,7 @@ class ResourceModel(QStandardItemModel):
             if any(r is None for r in refusals):
                 return True, f"Migrate {what} to pool '{ident}' (choose the server next)"
             # The reason worth reading: a member's own, not "it is already on this one".
-            first = next((r for r in refusals if r is not None and r.code != "SAME_SERVER"),
+            first = next((r for r in refusals if r is not None and r.code != Code.SAME_SERVER),
                          next((r for r in refusals if r is not None), None))
             return False, (f"Cannot migrate {what} to pool '{ident}': "
                            + (first.message if first else "it has no servers"))

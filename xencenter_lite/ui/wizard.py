@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from xencenter_lite.core.checks import NIC_CODES, Problem, estimate_seconds, nic_problems
+from xencenter_lite.core.checks import Code, Problem, estimate_seconds, nic_problems
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import VM, Snapshot, VmState, describe_nic_target
 from xencenter_lite.core.placement import Rating, place_together, rate
@@ -58,6 +58,7 @@ from xencenter_lite.core.policy import (
     OnTimeout,
     Policy,
 )
+from xencenter_lite.core.reasons import STORAGE_CODES, short_reason
 from xencenter_lite.core.units import format_duration
 from xencenter_lite.ui.common import format_size, problem_label, show_non_modal, spawn, star_text
 from xencenter_lite.ui.events import weak_listener
@@ -83,33 +84,6 @@ HOW = {
 
 SAVED_HOW = ("Halted with a saved state: restored paused, migrated over the storage network, "
              "saved again there")
-
-# The Storage and Networking pages deal with these; they do not make a destination unusable.
-STORAGE_CODES = frozenset({"NO_SR_CHOSEN", "SR_NOT_VISIBLE", "SR_UNSUPPORTED",
-                           "NOT_ENOUGH_SPACE"}) | NIC_CODES
-SHORT_REASONS = {
-    "SAME_SERVER": "Current server",
-    "DESTINATION_DISCONNECTED": "Not connected",
-    "DESTINATION_UNKNOWN": "Unknown server",
-    "NOT_ENOUGH_MEMORY": "Not enough memory",
-    "VM_NOT_RUNNING": "The VM is not running",
-    "SOURCE_DISCONNECTED": "The VM's server is not connected",
-    "PCI_PASSTHROUGH": "PCI device passed through",
-    "MIGRATION_RUNNING": "A migration is running",
-    "HA_ENABLED": "HA is enabled",
-    "CD_NOT_VISIBLE": "CD not visible",
-    "DISK_UNSUPPORTED": "Unsupported disk",
-    "NETWORK_UNKNOWN": "No network",
-    "VM_GONE": "The VM no longer exists",
-    "VM_STATE_UNSUPPORTED": "The VM cannot move in its state",
-    "VM_HAS_SAVED_STATE": "The VM has a saved state",
-    "NAME_IN_USE": "A VM of that name is there",
-}
-
-
-def short_reason(problem: Problem) -> str:
-    return SHORT_REASONS.get(problem.code, problem.message)
-
 
 @dataclass(frozen=True)
 class Target:
@@ -272,7 +246,7 @@ class MigrateWizard(QWizard):
         try:
             _, problems = await self.engine.precheck(requests)
         except Exception as exc:  # a broken check must not leave the entry waiting forever
-            problems = [Problem("CHECK_FAILED", f"The check failed: {exc}")]
+            problems = [Problem(Code.CHECK_FAILED, f"The check failed: {exc}")]
         if not shiboken6.isValid(self):
             return
         self._checking.discard(server)
@@ -295,7 +269,7 @@ class MigrateWizard(QWizard):
         for key in self.vm_keys:
             refusals = [self.refusal(key, m) for m in target.members]
             if all(refusals):
-                return True, next((r for r in refusals if r and r.code != "SAME_SERVER"),
+                return True, next((r for r in refusals if r and r.code != Code.SAME_SERVER),
                                   refusals[0])
         return True, None
 
@@ -1173,7 +1147,7 @@ class ReviewPage(WizardPage):
         try:
             result = await self.w.engine.precheck(requests)
         except Exception as exc:  # say so rather than stay on "Checking…"
-            result = ([], [Problem("CHECK_FAILED", f"The check failed: {exc}")])
+            result = ([], [Problem(Code.CHECK_FAILED, f"The check failed: {exc}")])
         if not shiboken6.isValid(self) or key != self._key:
             return  # the wizard closed, or the operator changed something meanwhile
         self._result = result
@@ -1221,12 +1195,12 @@ class ReviewPage(WizardPage):
         plans, problems = self._result
         snap = self.w.engine.snapshot()
         errors = [p for p in problems if p.blocking]
-        warnings = [p for p in problems if not p.blocking and p.code != "ESTIMATE"]
+        warnings = [p for p in problems if not p.blocking and p.code != Code.ESTIMATE]
         self.problems.clear()
         style = self.style()
         for p, icon in [*((p, QStyle.StandardPixmap.SP_MessageBoxCritical) for p in errors),
                         *((p, QStyle.StandardPixmap.SP_MessageBoxWarning) for p in warnings)]:
-            text = (self.w.gone_problem() or p.message) if p.code == "VM_GONE" else p.message
+            text = (self.w.gone_problem() or p.message) if p.code == Code.VM_GONE else p.message
             QListWidgetItem(style.standardIcon(icon), text, self.problems)
         if errors:
             self.status.setText("The migration cannot start. Go Back and resolve these "
