@@ -313,3 +313,24 @@ def test_a_member_that_connects_again_is_probed_again(fleet: DriverFleet, run: A
     finally:
         plan.disarm()
         run(engine.close())
+
+
+def test_a_volume_a_domain_names_by_pool_and_volume_is_in_use(fleet: DriverFleet) -> None:
+    """virt-manager may write `<disk type='volume'>` (pool and volume name, no path): such a
+    volume is in use all the same, and never removed."""
+    link = LibvirtLink("td-a", "test:///default?byname")
+    link.open()
+    path = link.create_volume(fleet.fast, "byname.raw", 4096, "raw")
+    dom = fleet.conn.defineXML(f"""<domain type='test'><name>{fleet.vm}-byname</name>
+        <memory>1024</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>
+        <disk type='volume' device='disk'><driver name='qemu' type='raw'/>
+        <source pool='{fleet.fast}' volume='byname.raw'/><target dev='vda'/></disk>
+        </devices></domain>""")
+    try:
+        assert link.volume_in_use(path)
+        assert link.remove_volume(path) is Removal.IN_USE
+        assert "byname.raw" in _volumes(fleet, fleet.fast)
+    finally:
+        dom.undefine()
+    assert link.remove_volume(path) is Removal.REMOVED
+    link.close()

@@ -12,6 +12,8 @@ from xencenter_lite.core.domxml import (
     copy_domain,
     parse_domain,
     parse_pool,
+    referenced_paths,
+    referenced_volumes,
     rewrite_domain,
     volume_backing,
     volume_layout,
@@ -336,3 +338,14 @@ def test_the_cpu_a_destination_is_asked_about(cpu, kept):
         assert d.cpu.startswith("<cpu ") and "<model" in d.cpu and d.cpu.endswith("</cpu>")
     else:
         assert d.cpu == ""
+
+
+def test_disks_named_by_path_or_by_pool_and_volume_are_both_referenced() -> None:
+    xml = """<domain><devices>
+      <disk type='file'><source file='/srv/a.qcow2'><backingStore type='file'>
+        <source file='/srv/base.qcow2'/></backingStore></source></disk>
+      <disk type='volume'><source pool='default' volume='b.qcow2'/></disk>
+      <disk type='volume' device='cdrom'><source pool='isos' volume='d.iso'/></disk>
+    </devices></domain>"""
+    assert referenced_paths(xml) == {"/srv/a.qcow2", "/srv/base.qcow2"}
+    assert referenced_volumes(xml) == {("default", "b.qcow2"), ("isos", "d.iso")}

@@ -280,6 +280,20 @@ def referenced_paths(xml: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def referenced_volumes(xml: str) -> frozenset[tuple[str, str]]:
+    """The (pool, volume) of every disk a domain (or snapshot) XML names by pool and volume
+    name (`<disk type='volume'>`, as virt-manager may write): in use too, though no path
+    appears in the XML."""
+    root = ET.fromstring(xml)
+    found: set[tuple[str, str]] = set()
+    for disk in root.iter("disk"):
+        for src in disk.iter("source"):
+            pool, volume = src.get("pool"), src.get("volume")
+            if pool and volume:
+                found.add((pool, volume))
+    return frozenset(found)
+
+
 def disk_path_of(xml: str, dev: str) -> str | None:
     """The source file (or device) of disk `dev` in a domain XML; None without one."""
     root = ET.fromstring(xml)

@@ -23,6 +23,7 @@ from xencenter_lite.core.domxml import (
     parse_network,
     parse_pool,
     referenced_paths,
+    referenced_volumes,
     rewrite_domain,
     volume_backing,
     volume_layout,
@@ -551,7 +552,20 @@ class LibvirtLink:
                 raise virt_error(exc) from exc
             if any(path in referenced_paths(x) for x in xmls):
                 return True
+            if any(self._volume_path(pool, name) == path
+                   for x in xmls for pool, name in referenced_volumes(x)):
+                return True
         return False
+
+    def _volume_path(self, pool: str, name: str) -> str | None:
+        """The path of volume `name` in pool `pool` (None: no such pool or volume)."""
+        try:
+            return str(self._c().storagePoolLookupByName(pool).storageVolLookupByName(name)
+                       .path())
+        except libvirt.libvirtError as exc:
+            if _code(exc) in (libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL):
+                return None
+            raise virt_error(exc) from exc
 
     @_one_at_a_time
     def volume_backing(self, path: str) -> str | None:
