@@ -54,6 +54,8 @@ __all__ = ["DEFAULT_CONCURRENCY", "Engine", "NewServer", "metadata_of"]
 
 log = logging.getLogger(__name__)
 
+SERVER_EVENTS_KEPT = 200  # the latest servers lost and back (Events lists those it was told)
+
 
 @dataclass(frozen=True)
 class NewServer:
@@ -204,6 +206,7 @@ class Engine:
             event.fail(f"'{name}': {why}. The console connects again as soon as it answers "
                        "(Server ▸ Connect tries now).")
         self.server_events.append(event)
+        del self.server_events[:-SERVER_EVENTS_KEPT]  # a server that flaps all day
         for listener in list(self._server_event_listeners):
             listener(event)
 
