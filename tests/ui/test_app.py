@@ -65,7 +65,8 @@ def test_layout_names_and_menus(window: MainWindow) -> None:
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
     assert list(menus) == ["File", "View", "Server", "VM", "Help"]
     assert menu_texts(menus["File"]) == ["Add Server…", "Exit"]
-    assert menu_texts(menus["Server"]) == ["Add Server…", "Enter Maintenance Mode…",
+    assert menu_texts(menus["Server"]) == ["Add Server…", "Connect", "Disconnect", "Reconnect",
+                                           "Remove from Inventory…", "Enter Maintenance Mode…",
                                            "Exit Maintenance Mode"]
     assert menu_texts(menus["View"]) == ["Infrastructure", "Folder View"]
     assert menu_texts(menus["VM"]) == ["Start", "Start on Server", "Shut Down",

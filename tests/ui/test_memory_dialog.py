@@ -164,7 +164,8 @@ def test_a_bad_range_shows_the_engines_message_and_changes_nothing(
     assert not dialog.problem.isVisible() and dialog.ok_button.isEnabled()
     dialog.ok_button.click()
     run(until(lambda: closed(dialog)))
-    assert calls == [("range", 32, 64)]
+    # Memory now was held inside the new range (128 -> 64 MiB), as shown: it is set too.
+    assert calls == [("range", 32, 64), ("now", 64)]
 
 
 def test_a_halted_vm_gets_a_range_but_no_memory_now(run, engine, dialogs):
