@@ -109,6 +109,11 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     assert (g.value("Type"), g.value("Shared"), g.value("Path"), g.value("Seen by")) == (
         "netfs", "Shared (verified)", "/srv/nfs/shared", "pool Production")
     assert g.value("Size") == "500.0 GiB" and g.value("Free") == "200.0 GiB"
+    # Its disks, with their VMs, from every member of the pool.
+    assert g.value("Virtual disks") == "vda of build-1 (10.0 GiB), vda of web-1 (10.0 GiB)"
+    view.show_object(("sr", ("lab-a1", next(s.uuid for s in fake.snapshot().srs_on("lab-a1")
+                                            if s.name == "Local storage"))))
+    assert g.value("Virtual disks") == "vda of db-1 (10.0 GiB), vdb of db-1 (10.0 GiB)"
 
     # virt-install's `default` pool: the same name and path on both members, proven not
     # to be the same storage.

@@ -114,6 +114,7 @@ def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
             ("Path", obj.path), ("Shared", obj.sharing.label), ("Seen by", where),
             ("Size", format_size(obj.capacity)), ("Free", format_size(obj.available)),
             ("Used", format_size(obj.allocation)),
+            ("Virtual disks", sr_disks(snap, obj)),
         ]
     if key[0] == "folder":
         path = key[1]
@@ -123,6 +124,18 @@ def describe(snap: Snapshot, key: NodeKey | None, job: Job | None = None
     if key[0] == "group":
         return "Servers", [("Servers", ", ".join(sorted(snap.servers)))]
     return "", []
+
+
+def sr_disks(snap: Snapshot, sr: SR) -> str:
+    """The disks an SR holds, with their VMs ("vda of web-1 (10.0 GiB)"): a pool's shared SR
+    holds those of every member's VMs on it."""
+    pool = snap.servers[sr.server].pool if sr.server in snap.servers else None
+    servers = ({n for n, s in snap.servers.items() if s.pool == pool} if sr.shared and pool
+               else {sr.server})
+    found = sorted((vm.name, d.dev, d.is_cdrom, d.capacity) for vm in snap.vms
+                   if vm.server in servers for d in vm.disks if d.sr == sr.name)
+    return ", ".join(f"{dev} of {name} (CD)" if cd else f"{dev} of {name} ({format_size(size)})"
+                     for name, dev, cd, size in found) or "(none)"
 
 
 def memory_rows(vm: VM) -> list[tuple[str, str]]:
