@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.unit.builders import Fleet, disk, local_disk, shared_disk, standard_fleet
 from xencenter_lite.core.checks import check_plans
-from xencenter_lite.core.folders import in_folder, norm_folder
+from xencenter_lite.core.folders import norm_folder, vms_in_folder
 from xencenter_lite.core.inventory import InventoryConfig
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.core.model import VmState
@@ -134,13 +134,12 @@ class FakeEngine:
         return norm_folder(path)
 
     async def rename_folder(self, old: str, new: str) -> None:
-        for vm in list(self._snap.vms):
-            if in_folder(norm_folder(vm.folder), old):
-                await self.set_folder(vm.key, new + norm_folder(vm.folder)[len(old):])
+        for vm in vms_in_folder(self._snap.vms, old):
+            await self.set_folder(vm.key, new + norm_folder(vm.folder)[len(old):])
         self.folder_store.rename(old, new)
 
     async def delete_folder(self, folder: str) -> int:
-        vms = [vm for vm in self._snap.vms if in_folder(norm_folder(vm.folder), folder)]
+        vms = vms_in_folder(self._snap.vms, folder)
         for vm in vms:
             await self.set_folder(vm.key, "")
         self.folder_store.remove(folder)

@@ -26,7 +26,7 @@ from xencenter_lite.core.checks import Code, Problem, check_disk_move, check_pla
 from xencenter_lite.core.cleanup import Cleanup
 from xencenter_lite.core.copy import CopyPlan, CopyRequest, build_copy_plan, check_copy
 from xencenter_lite.core.errors import friendly
-from xencenter_lite.core.folders import in_folder, norm_folder
+from xencenter_lite.core.folders import norm_folder, vms_in_folder
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import VM, Snapshot
@@ -679,15 +679,12 @@ class Engine:
         self.folder_store.add([path])
         return path
 
-    def _vms_in(self, folder: str) -> list[VM]:
-        return [vm for vm in self.snapshot().vms if in_folder(norm_folder(vm.folder), folder)]
-
     async def rename_folder(self, old: str, new: str) -> None:
         """`old` and everything in it become `new`: each VM in it is told its new folder."""
         old, new = norm_folder(old), norm_folder(new)
         if not old or not new:
             raise ValueError("a folder needs a name")
-        for vm in self._vms_in(old):
+        for vm in vms_in_folder(self.snapshot().vms, old):
             await self.set_folder(vm.key, new + norm_folder(vm.folder)[len(old):])
         self.folder_store.rename(old, new)
 
@@ -695,7 +692,7 @@ class Engine:
         """Delete `folder` and the folders in it; their VMs go to no folder (nothing else
         happens to them). Returns how many VMs that was."""
         folder = norm_folder(folder)
-        vms = self._vms_in(folder)
+        vms = vms_in_folder(self.snapshot().vms, folder)
         for vm in vms:
             await self.set_folder(vm.key, "")
         self.folder_store.remove(folder)

@@ -48,9 +48,10 @@ class FolderStore:
         return self._folders
 
     def add(self, paths: Iterable[str]) -> None:
+        have = self.all()
         new = {norm_folder(p) for p in paths} - {""}
-        if not new <= self.all():
-            self._write(self.all() | new)
+        if not new <= have:
+            self._write(have | new)
 
     def rename(self, old: str, new: str) -> None:
         """`old` and everything under it are now under `new`."""

@@ -55,7 +55,7 @@ from PySide6.QtWidgets import (
 )
 
 from xencenter_lite.core.checks import Code
-from xencenter_lite.core.folders import in_folder, norm_folder
+from xencenter_lite.core.folders import norm_folder, vms_in_folder
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import SR, VM, Server, Snapshot, VmState
 from xencenter_lite.ui import migrate_menu
@@ -1016,8 +1016,7 @@ class ResourcesPane(QWidget):
         folder = self.selected_folder()
         if folder is None:
             return None
-        vms = [vm.name for vm in self.engine.snapshot().vms
-               if in_folder(norm_folder(vm.folder), folder)]
+        vms = [vm.name for vm in vms_in_folder(self.engine.snapshot().vms, folder)]
         text = f"Delete the folder {folder} and every folder in it?"
         if vms:
             text += (f" The {len(vms)} VM(s) in them ({', '.join(sorted(vms)[:5])}"
