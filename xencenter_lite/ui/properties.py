@@ -35,8 +35,12 @@ if TYPE_CHECKING:
     from xencenter_lite.engine import Engine
 
 
-def overview(snap: Snapshot, jobs: list[Job]) -> tuple[str, list[tuple[str, str]]]:
-    """The home pane, shown while nothing is selected (at start-up): the fleet in numbers."""
+Rows = list[tuple[str, str]]
+
+
+def fleet_rows(snap: Snapshot) -> tuple[Rows, Rows]:
+    """The home pane's rows about the fleet (read from one snapshot): those before the jobs'
+    rows, and those after them."""
     def counted(things: list[str]) -> str:
         parts = {t: things.count(t) for t in dict.fromkeys(things)}
         return ", ".join(f"{n} {t}" for t, n in parts.items())
@@ -44,8 +48,6 @@ def overview(snap: Snapshot, jobs: list[Job]) -> tuple[str, list[tuple[str, str]
     servers = list(snap.servers.values())
     connected = sum(1 for s in servers if s.connected)
     states = [vm.state.value for vm in sorted(snap.vms, key=lambda v: v.state.value)]
-    running = [j for j in jobs if not j.state.finished]
-    failed = sum(1 for j in jobs if j.state is JobState.FAILED)
     maintenance = [s.name for s in servers if s.connected and s.maintenance]
     rows = [
         ("Pools", str(len(snap.pools))),
@@ -58,10 +60,17 @@ def overview(snap: Snapshot, jobs: list[Job]) -> tuple[str, list[tuple[str, str]
             ("pool", pool, sr.name) if sr.shared and (pool := snap.servers[sr.server].pool)
             else ("server", sr.server, sr.name) for sr in snap.srs
             if sr.server in snap.servers}))),
-        ("Jobs running", str(len(running))),
     ]
-    if maintenance:
-        rows.append(("In maintenance mode", ", ".join(sorted(maintenance))))
+    after = [("In maintenance mode", ", ".join(sorted(maintenance)))] if maintenance else []
+    return rows, after
+
+
+def overview(fleet: tuple[Rows, Rows], jobs: list[Job]) -> tuple[str, Rows]:
+    """The home pane, shown while nothing is selected (at start-up): the fleet in numbers
+    (`fleet_rows`), and its jobs."""
+    running = sum(1 for j in jobs if not j.state.finished)
+    failed = sum(1 for j in jobs if j.state is JobState.FAILED)
+    rows = [*fleet[0], ("Jobs running", str(running)), *fleet[1]]
     if failed:
         rows.append(("Jobs failed", f"{failed} (see Events)"))
     return "XenCenter Lite", rows
@@ -340,6 +349,9 @@ class PropertiesView(QTabWidget):
         self.setAccessibleName("Properties")
         self.engine = engine
         self.key: NodeKey | None = None
+        # The home pane's fleet rows and the snapshot they were read from: a job's progress
+        # (several times a second) recounts its jobs, not every VM and SR.
+        self._fleet: tuple[Snapshot, tuple[Rows, Rows]] | None = None
         self.general = GeneralTab(self)
         self.storage = StorageTab(engine, self)
         self.storage.hide()  # a tab only while a VM is selected; until then not drawn at all
@@ -360,13 +372,18 @@ class PropertiesView(QTabWidget):
         if self.key is None or self.key == ("vm", job.vm_key):  # (the home pane counts jobs)
             self._refresh(self.engine.snapshot())
 
+    def _fleet_rows(self, snap: Snapshot) -> tuple[Rows, Rows]:
+        if self._fleet is None or self._fleet[0] is not snap:
+            self._fleet = (snap, fleet_rows(snap))
+        return self._fleet[1]
+
     def _refresh(self, snap: Snapshot) -> None:
         job = None
         if self.key is not None and self.key[0] == "vm":
             job = next((j for j in reversed(self.engine.jobs) if j.vm_key == self.key[1]),
                        None)
         self.general.show_rows(*(describe(snap, self.key, job) if self.key is not None
-                                 else overview(snap, self.engine.jobs)))
+                                 else overview(self._fleet_rows(snap), self.engine.jobs)))
         vm = find_object(snap, self.key) if self.key and self.key[0] == "vm" else None
         self.general.memory_button.setVisible(vm is not None)
         has_storage = self.indexOf(self.storage) >= 0
