@@ -397,12 +397,17 @@ class Engine:
     async def precheck(
         self, requests: Iterable[MigrationRequest]
     ) -> tuple[list[MigrationPlan], list[Problem]]:
-        """Read the servers involved again, then plan and check `requests` together.
+        """Plan and check `requests` together on current readings of the servers involved.
 
-        What the console runs in the background for each candidate destination."""
+        What the console runs in the background for each candidate destination, for every
+        server in a menu: a server is read again only when an event came from it since its
+        reading, or when that reading is older than the slow poll keeps readings (the job
+        itself checks again on readings under a second old before it moves anything)."""
         requests = [self.with_defaults(r) for r in requests]
         names = {r.vm[0] for r in requests} | {r.destination for r in requests}
-        await asyncio.gather(*(self.fleet.read(n) for n in names if n in self.fleet.servers))
+        fleet = self.fleet
+        await fleet.fresh(names, fleet.poll_cycle + 1.0 if self._poll_task is not None
+                          else self.timing.fresh_for)
         await self.ask_cpus(requests)
         snap = self.snapshot()
         plans = []
