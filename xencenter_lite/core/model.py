@@ -52,7 +52,7 @@ class VmState(Enum):
     OTHER = "other"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Disk:
     """One virtual disk (a VDI) attached to a VM."""
 
@@ -71,7 +71,7 @@ class Disk:
         return self.device == "cdrom"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nic:
     """One network interface of a VM (a VIF)."""
 
@@ -107,7 +107,7 @@ def parse_nic_target(target: str) -> tuple[str, str]:
     return "network", target
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VirtualNetwork:
     """A libvirt network on a server (virsh net-list --all)."""
 
@@ -117,7 +117,7 @@ class VirtualNetwork:
     forward: str = ""  # its forward mode: "nat", "route", "bridge"...; "" isolated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VM:
     server: str
     uuid: str
@@ -182,7 +182,7 @@ class VM:
         return tuple(d for d in self.disks if not d.is_cdrom)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SR:
     """A storage repository: one libvirt storage pool as seen from one server."""
 
@@ -212,7 +212,7 @@ class SR:
         return path.startswith(root)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Server:
     name: str
     uri: str

@@ -89,7 +89,7 @@ _KEY, _KIND, _SORT, _NAME = int(KeyRole), int(KindRole), int(SortRole), int(Name
 
 
 # ---- what a tree should show, computed from a snapshot (pure) ------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     key: NodeKey
     text: str
