@@ -342,3 +342,16 @@ def parse_pool(xml: str) -> PoolXml:
             source = f"{hosts}:{where}"
     return PoolXml(type=root.get("type", ""), path=root.findtext("./target/path") or "",
                    source=source)
+
+
+def io_targets(xml: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The devices a running domain's I/O counters are asked by: its disks' target names
+    ("vda"; CD-ROMs and floppies left out) and its NICs' host-side devices ("vnet0"; a NIC
+    without one has no counters)."""
+    root = ET.fromstring(xml)
+    disks = tuple(t.get("dev", "") for d in root.findall("./devices/disk")
+                  if d.get("device", "disk") in ("disk", "lun")
+                  and (t := d.find("target")) is not None and t.get("dev"))
+    nics = tuple(t.get("dev", "") for n in root.findall("./devices/interface")
+                 if (t := n.find("target")) is not None and t.get("dev"))
+    return disks, nics

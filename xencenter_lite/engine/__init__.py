@@ -30,6 +30,7 @@ from xencenter_lite.core.folders import norm_folder, vms_in_folder
 from xencenter_lite.core.inventory import InventoryConfig, NetworkConfig, ServerConfig
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import VM, Snapshot
+from xencenter_lite.core.perf import Counters, FiguresUnavailable
 from xencenter_lite.core.placement import Evacuation, Rating, evacuation_plans, plan_evacuation
 from xencenter_lite.core.placement import rank as rank_servers
 from xencenter_lite.core.plan import DiskMovePlan, MigrationPlan, MigrationRequest, build_plan
@@ -255,6 +256,16 @@ class Engine:
 
     def link(self, server: str) -> ServerLink:
         return self.fleet.link(server)
+
+    async def counters(self, server: str, uuid: str | None = None) -> Counters:
+        """The performance counters of a running VM on `server` (by UUID), or of the server
+        itself. Raises FiguresUnavailable, saying why, when there are none to read now."""
+        if server not in self.fleet.servers or not self.fleet.is_connected(server):
+            raise FiguresUnavailable(f"'{server}' is not connected")
+        try:
+            return await self.fleet.call(server, self.fleet.link(server).counters, uuid)
+        except VirtError as exc:
+            raise FiguresUnavailable(friendly(exc.code, exc.raw).message) from exc
 
     def pending_cleanups(self) -> list[Cleanup]:
         """What failed jobs (of this engine or earlier ones) left to undo once safe."""

@@ -29,6 +29,7 @@ from xencenter_lite.core.inventory import redact_uri
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import SR, VM, Disk, Pool, Server, Snapshot
 from xencenter_lite.ui.common import format_size
+from xencenter_lite.ui.performance import PerformanceTab
 from xencenter_lite.ui.resources import NodeKey, find_object, follow_engine
 
 if TYPE_CHECKING:
@@ -357,6 +358,8 @@ class PropertiesView(QTabWidget):
         self.storage.hide()  # a tab only while a VM is selected; until then not drawn at all
         self.networking = NetworkingTab(self)
         self.networking.hide()  # a VM's or a server's
+        self.performance = PerformanceTab(engine, self)
+        self.performance.hide()  # a VM's or a server's; read only while on show
         self.addTab(self.general, "General")
         self.general.memory_button.clicked.connect(self.open_memory)
         follow_engine(engine, self._on_snapshot, self._on_job)
@@ -394,12 +397,21 @@ class PropertiesView(QTabWidget):
         self.storage.show_vm(vm)
         obj = find_object(snap, self.key) if self.key else None
         has_networking = self.indexOf(self.networking) >= 0
+        has_performance = self.indexOf(self.performance) >= 0
         if isinstance(obj, VM | Server):
             if not has_networking:
-                self.addTab(self.networking, "Networking")
+                self.insertTab(self.indexOf(self.storage) + 1 if vm is not None else 1,
+                               self.networking, "Networking")
             self.networking.show_object(obj)
-        elif has_networking:
-            self.removeTab(self.indexOf(self.networking))
+            if not has_performance:
+                self.addTab(self.performance, "Performance")
+            self.performance.show_object(obj)
+        else:
+            if has_networking:
+                self.removeTab(self.indexOf(self.networking))
+            if has_performance:
+                self.removeTab(self.indexOf(self.performance))
+            self.performance.show_object(None)
 
     def open_memory(self) -> Any:
         vm = find_object(self.engine.snapshot(), self.key) if self.key else None

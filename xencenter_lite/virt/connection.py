@@ -19,6 +19,7 @@ from xencenter_lite.core.domxml import (
     DomainXml,
     VolumeLayout,
     disk_path_of,
+    io_targets,
     parse_domain,
     parse_network,
     parse_pool,
@@ -32,6 +33,7 @@ from xencenter_lite.core.domxml import (
 from xencenter_lite.core.inventory import redact_secret
 from xencenter_lite.core.metadata import KEY, NAMESPACE, VmMetadata, render_metadata
 from xencenter_lite.core.model import SR, VM, Disk, Nic, VirtualNetwork, VmState
+from xencenter_lite.core.perf import Counters
 from xencenter_lite.virt.link import (
     DiskFiles,
     HostIdentity,
@@ -444,6 +446,82 @@ class LibvirtLink:
                                      libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
             return {}
         return {k: int(v) for k, v in stats.items() if isinstance(v, int | float)}
+
+    @_one_at_a_time
+    def counters(self, uuid: str | None) -> Counters:
+        conn = self._c()
+        now = time.monotonic()
+        with virt_errors():
+            if uuid is None:
+                return self._server_counters(conn, now)
+            dom = conn.lookupByUUIDString(uuid)
+            if dom.isActive() != 1:
+                raise VirtError(f"'{dom.name()}' is not running: it has no performance "
+                                "figures", libvirt.VIR_ERR_OPERATION_INVALID)
+            _state, _max, current_kib, vcpus, cpu_ns = dom.info()
+            used = total = None
+            with contextlib.suppress(libvirt.libvirtError):
+                mem = dom.memoryStats()
+                # What the guest says it uses (a balloon driver reporting), else what QEMU
+                # holds of the host's memory for it.
+                if "available" in mem and "unused" in mem:
+                    used = (int(mem["available"]) - int(mem["unused"])) * 1024
+                    total = int(mem["available"]) * 1024
+                elif "rss" in mem:
+                    used = int(mem["rss"]) * 1024
+            if total is None:
+                total = int(current_kib) * 1024
+            disks, nics = io_targets(dom.XMLDesc(0))
+            rd = wr = rx = tx = 0
+            for dev in disks:
+                with contextlib.suppress(libvirt.libvirtError):
+                    _rq, rbytes, _wq, wbytes, _err = dom.blockStats(dev)
+                    rd, wr = rd + max(int(rbytes), 0), wr + max(int(wbytes), 0)
+            for dev in nics:
+                with contextlib.suppress(libvirt.libvirtError):
+                    stats = dom.interfaceStats(dev)
+                    rx, tx = rx + max(int(stats[0]), 0), tx + max(int(stats[4]), 0)
+            return Counters(at=now, cpu_busy_ns=int(cpu_ns), cpus=int(vcpus),
+                            memory_used=used, memory_total=total, disk_read=rd,
+                            disk_write=wr, net_rx=rx, net_tx=tx)
+
+    @staticmethod
+    def _server_counters(conn: libvirt.virConnect, now: float) -> Counters:
+        cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
+        total_ns = sum(int(v) for v in cpu.values())
+        busy_ns = total_ns - int(cpu.get("idle", 0)) - int(cpu.get("iowait", 0))
+        info = conn.getInfo()
+        try:
+            mem = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+            total = int(mem["total"]) * 1024
+            free = sum(int(mem.get(k, 0)) for k in ("free", "buffers", "cached")) * 1024
+        except (libvirt.libvirtError, KeyError):
+            total, free = int(info[1]) * 1024 * 1024, int(conn.getFreeMemory())
+        # The VMs' disk and network traffic together, where libvirt gives them in one call.
+        rd = wr = rx = tx = None
+        try:
+            stats = conn.getAllDomainStats(
+                libvirt.VIR_DOMAIN_STATS_BLOCK | libvirt.VIR_DOMAIN_STATS_INTERFACE,
+                libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+        except libvirt.libvirtError:
+            stats = []
+        if stats:
+            rd = wr = rx = tx = 0
+            for _dom, values in stats:
+                for key, value in values.items():
+                    if not isinstance(value, int):
+                        continue
+                    if key.startswith("block.") and key.endswith(".rd.bytes"):
+                        rd += value
+                    elif key.startswith("block.") and key.endswith(".wr.bytes"):
+                        wr += value
+                    elif key.startswith("net.") and key.endswith(".rx.bytes"):
+                        rx += value
+                    elif key.startswith("net.") and key.endswith(".tx.bytes"):
+                        tx += value
+        return Counters(at=now, cpu_busy_ns=max(busy_ns, 0), cpus=int(info[2]),
+                        cpu_total_ns=total_ns, memory_used=max(total - free, 0),
+                        memory_total=total, disk_read=rd, disk_write=wr, net_rx=rx, net_tx=tx)
 
     @_one_at_a_time
     def disk_files(self, uuid: str, dev: str) -> DiskFiles:

@@ -17,6 +17,7 @@ from typing import Protocol
 from xencenter_lite.core.domxml import VolumeLayout
 from xencenter_lite.core.metadata import VmMetadata
 from xencenter_lite.core.model import SR, VM, VirtualNetwork, VmState
+from xencenter_lite.core.perf import Counters
 
 
 class VirtError(Exception):
@@ -120,6 +121,9 @@ class ServerLink(Protocol):
     def job_stats(self, uuid: str) -> dict[str, int]: ...
     def disk_files(self, uuid: str, dev: str) -> DiskFiles: ...
     def migratable_xml(self, uuid: str, inactive: bool = False) -> str: ...
+    def counters(self, uuid: str | None) -> Counters:
+        """The performance counters of a running VM (by UUID), or of the server (None)."""
+        ...
 
     # ---- storage ------------------------------------------------------------------------
     def volume_names(self, sr: str) -> frozenset[str]: ...
