@@ -6,12 +6,21 @@ from typing import Any
 
 from PySide6.QtGui import QColor
 
-from xencenter_lite.ui.charts import COLOURS, LineChart, nice_ceiling
+from xencenter_lite.ui.charts import COLOURS, LineChart, nice_bytes_ceiling, nice_ceiling
 
 
 def test_the_axis_top_is_a_round_number_at_or_above_the_highest_value() -> None:
     assert [nice_ceiling(v) for v in (0, 0.7, 1, 1.2, 2.2, 3, 7, 80, 130)] == \
         [1, 1, 1, 2, 2.5, 5, 10, 100, 200]
+
+
+def test_a_bytes_axis_tops_at_a_round_binary_size() -> None:
+    kib, mib = 1024, 1024**2
+    assert nice_bytes_ceiling(0) == kib  # nothing moving: still an axis of 1 KiB
+    assert nice_bytes_ceiling(190.7 * mib) == 200 * mib
+    assert nice_bytes_ceiling(3 * kib) == 5 * kib
+    assert nice_bytes_ceiling(1000 * mib) == 1000 * mib
+    assert nice_bytes_ceiling(1030 * mib) == 2 * 1024 * mib
 
 
 def test_the_chart_draws_its_series_and_says_the_latest_values(qtbot: Any) -> None:

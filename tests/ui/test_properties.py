@@ -93,7 +93,8 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     view.show_object(("vm", WEB))
     assert tabs(view) == ["General", "Storage", "Networking", "Performance"]
     view.show_object(("server", "lab-a1"))
-    assert tabs(view) == ["General", "Networking", "Performance"] and not view.storage.isVisibleTo(view)
+    assert tabs(view) == ["General", "Networking", "Performance"]
+    assert not view.storage.isVisibleTo(view)
 
     fake.fleet.server("lab-b1", connected=False, error="connection refused")
     fake.push()

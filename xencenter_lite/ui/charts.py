@@ -40,12 +40,22 @@ def nice_ceiling(value: float) -> float:
     return 10 * step
 
 
+def nice_bytes_ceiling(value: float, least: float = 1024.0) -> float:
+    """An axis' top for bytes (or bytes per second): a round number of the binary unit the
+    value is in (1, 2, 2.5 or 5 × 10ⁿ KiB, MiB, GiB...), at least `least`."""
+    value = max(value, least)
+    unit = 1024.0 ** min(int(math.log(value, 1024)), 6)
+    return nice_ceiling(value / unit) * unit
+
+
 class LineChart(QWidget):
     """Series over the last `span` seconds (or over the whole of their time, when None)."""
 
     def __init__(self, title: str, fmt: Formatter, *, fixed_max: float | None = None,
-                 span: float | None = None, parent: QWidget | None = None) -> None:
+                 span: float | None = None, binary: bool = False,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.binary = binary  # values are bytes: the axis' top is a round binary size
         self.title = title
         self.fmt = fmt
         self.fixed_max = fixed_max
@@ -86,8 +96,9 @@ class LineChart(QWidget):
         values = [v for s in self.series for _t, v in s.points if v is not None]
         t1 = max(times, default=0.0)
         t0 = min(times, default=0.0) if self.span is None else t1 - self.span
-        top = self.fixed_max if self.fixed_max is not None else nice_ceiling(
-            max(values, default=0.0))
+        highest = max(values, default=0.0)
+        top = self.fixed_max if self.fixed_max is not None else (
+            nice_bytes_ceiling(highest) if self.binary else nice_ceiling(highest))
         return t0, max(t1, t0 + 1e-9), top
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -100,7 +111,7 @@ class LineChart(QWidget):
         fm = p.fontMetrics()
         line = fm.height()
         t0, t1, top = self._ranges()
-        left = fm.horizontalAdvance(self.fmt(top)) + 8
+        left = max(fm.horizontalAdvance(self.fmt(top * i / 4)) for i in range(5)) + 8
         plot = QRectF(left, line + 4, self.width() - left - 8,
                       self.height() - 3 * line - 10)
         p.setPen(text)

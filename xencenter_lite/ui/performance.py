@@ -46,9 +46,9 @@ class PerformanceTab(QWidget):
         self.status.setObjectName("performanceStatus")
         self.status.setWordWrap(True)
         self.cpu = LineChart("CPU", _percent, fixed_max=100.0, span=SPAN, parent=self)
-        self.memory = LineChart("Memory", format_size, span=SPAN, parent=self)
-        self.disk = LineChart("Disk", _rate, span=SPAN, parent=self)
-        self.network = LineChart("Network", _rate, span=SPAN, parent=self)
+        self.memory = LineChart("Memory", format_size, span=SPAN, binary=True, parent=self)
+        self.disk = LineChart("Disk", _rate, span=SPAN, binary=True, parent=self)
+        self.network = LineChart("Network", _rate, span=SPAN, binary=True, parent=self)
         grid = QGridLayout()
         for i, chart in enumerate((self.cpu, self.memory, self.disk, self.network)):
             grid.addWidget(chart, i // 2, i % 2)

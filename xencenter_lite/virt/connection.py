@@ -462,13 +462,11 @@ class LibvirtLink:
             used = total = None
             with contextlib.suppress(libvirt.libvirtError):
                 mem = dom.memoryStats()
-                # What the guest says it uses (a balloon driver reporting), else what QEMU
-                # holds of the host's memory for it.
+                # What the guest says it uses (its balloon driver reporting); without it
+                # nothing is said (QEMU's own resident memory is not the guest's use).
                 if "available" in mem and "unused" in mem:
                     used = (int(mem["available"]) - int(mem["unused"])) * 1024
                     total = int(mem["available"]) * 1024
-                elif "rss" in mem:
-                    used = int(mem["rss"]) * 1024
             if total is None:
                 total = int(current_kib) * 1024
             disks, nics = io_targets(dom.XMLDesc(0))
