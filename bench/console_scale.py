@@ -158,7 +158,8 @@ def rss_kib() -> tuple[int, int]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
+def measure_round(inventory: Path, filter_repeats: int, answer_delay: float = 0.0,
+                  menu_servers: int = 0) -> dict[str, object]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["QT_API"] = "pyside6"
     import asyncio
@@ -189,6 +190,22 @@ def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
         return reading
 
     ServerLink.read = timed_read  # type: ignore[method-assign]
+    if answer_delay:
+        # A remote server: its connection answers only after network round trips. The
+        # wait is spent where a network wait would be (in the worker thread, GIL free), and
+        # each server waits a different time, up to answer_delay (the slowest).
+        original_open = ServerLink.open
+        delays = {s: answer_delay * (0.5 + 0.5 * ((i * 7919) % 1000) / 999)
+                  for i, (s, _u, _n) in enumerate(sorted(set((s, "", "") for s, _u, _n in
+                                                              json.loads((inventory.parent
+                                                                          / "expected.json")
+                                                                         .read_text()))))}
+
+        def slow_open(self: ServerLink) -> object:
+            time.sleep(delays.get(self.name, answer_delay))
+            return original_open(self)
+
+        ServerLink.open = slow_open  # type: ignore[method-assign]
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -232,6 +249,7 @@ def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
     populated: asyncio.Event | None = None  # made on the loop, in main()
     t_start = 0.0
     t_populated: float | None = None
+    t_first: float | None = None
     changed = True
 
     def note_change(*_args: object) -> None:
@@ -243,11 +261,14 @@ def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
     proxy.modelReset.connect(note_change)
 
     def check() -> None:
-        nonlocal t_populated, changed
+        nonlocal t_populated, t_first, changed
         if t_populated is not None or not changed:
             return
         changed = False
-        if rows_under_servers() >= expected_rows and vm_rows() == total_vms:
+        under = rows_under_servers()
+        if t_first is None and under > 0:
+            t_first = time.perf_counter()  # the first server answered and shows its VMs
+        if under >= expected_rows and vm_rows() == total_vms:
             t_populated = time.perf_counter()
             assert populated is not None
             populated.set()
@@ -271,6 +292,11 @@ def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
         result["start_to_last_answer_s"] = round(last_answer - t_start, 4)
         result["start_to_populated_s"] = round(t_populated - t_start, 4)
         result["answer_to_populated_s"] = round(t_populated - last_answer, 4)
+        assert t_first is not None
+        result["start_to_first_server_s"] = round(t_first - t_start, 4)
+        result["start_to_first_answer_s"] = round(min(answered.values()) - t_start, 4)
+        if menu_servers:
+            result["menu_checks_s"] = await menu_checks(engine, window, menu_servers)
         # Whether all selections/highlights are right is the tests' job; here: exact counts.
         await asyncio.sleep(0.5)
         counts = {}
@@ -333,6 +359,40 @@ def measure_round(inventory: Path, filter_repeats: int) -> dict[str, object]:
     with loop:
         loop.run_until_complete(main())
     return result
+
+
+async def menu_checks(engine: Any, window: Any, servers: int) -> dict[str, list[float]]:
+    """The Migrate to Server menu of one running VM, built as the console builds it: the
+    time until every one of its `servers` entries has its verdict (the checks run in the
+    background; the menu reads "(Updating…)" meanwhile). Then the wizard's Destination
+    page for the same VM: until every destination has its verdict. Three times each."""
+    import asyncio
+
+    from xencenter_lite.core.model import VmState
+    from xencenter_lite.ui.migrate_menu import MigrateToServerMenu
+    from xencenter_lite.ui.wizard import MigrateWizard
+
+    snap = engine.snapshot()
+    vm = next(v for v in snap.vms if v.state is VmState.RUNNING)
+    times: list[float] = []
+    for _ in range(3):
+        menu = MigrateToServerMenu(engine, lambda: [vm.key], window)
+        t0 = time.perf_counter()
+        menu.refresh()
+        while menu.pending:
+            await asyncio.sleep(0.002)
+        times.append(round(time.perf_counter() - t0, 4))
+        assert len(menu.entries()) >= servers, menu.entries()[:3]
+        menu.deleteLater()
+    wizard_times: list[float] = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        wizard = MigrateWizard(engine, [vm.key], parent=window)
+        while not all(wizard.checked(s) for s in snap.servers):
+            await asyncio.sleep(0.002)
+        wizard_times.append(round(time.perf_counter() - t0, 4))
+        wizard.deleteLater()
+    return {"menu": times, "wizard_destinations": wizard_times}
 
 
 # ---- one server: us vs virsh ---------------------------------------------------------------
@@ -404,10 +464,17 @@ def main() -> int:
                     help="checkout(s) of the package to measure, alternating (default: this "
                          "repository); label=DIR names one")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-console-scale.json"))
+    ap.add_argument("--answer-delay", type=float, default=0.0, metavar="S",
+                    help="each server's connection answers only after a wait of S/2..S "
+                         "seconds (network round trips of a remote server)")
+    ap.add_argument("--menu", action="store_true",
+                    help="also time the Migrate to Server menu's and the wizard's checks")
     ap.add_argument("--round", metavar="INVENTORY", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.round:  # a child process: one round
-        print(json.dumps(measure_round(Path(args.round), args.filter_repeats)))
+        print(json.dumps(measure_round(Path(args.round), args.filter_repeats,
+                                       args.answer_delay,
+                                       args.servers if args.menu else 0)))
         return 0
 
     srcs = [s.split("=", 1) if "=" in s else [Path(s).name, s] for s in args.src] or [
@@ -422,7 +489,10 @@ def main() -> int:
             for label, src in order:
                 env = dict(os.environ, PYTHONPATH=src, QT_QPA_PLATFORM="offscreen")
                 out = subprocess.run([sys.executable, __file__, "--round", str(inventory),
-                                      "--filter-repeats", str(args.filter_repeats)],
+                                      "--filter-repeats", str(args.filter_repeats),
+                                      "--answer-delay", str(args.answer_delay),
+                                      "--servers", str(args.servers),
+                                      *(["--menu"] if args.menu else [])],
                                      env=env, capture_output=True, text=True, timeout=900)
                 if out.returncode != 0:
                     print(out.stderr[-3000:], file=sys.stderr)
@@ -430,7 +500,8 @@ def main() -> int:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 per_src[label].append(r)
                 worst_filter = max(max(v) for v in r["filter_ms"].values())
-                print(f"round {i + 1} [{label}]: answer→populated "
+                print(f"round {i + 1} [{label}]: first server shown "
+                      f"{r['start_to_first_server_s']:.3f} s, answer→populated "
                       f"{r['answer_to_populated_s']:.3f} s (start→populated "
                       f"{r['start_to_populated_s']:.3f} s), worst filter "
                       f"{worst_filter:.1f} ms, RSS {r['rss_mib']} MiB", file=sys.stderr)
@@ -438,6 +509,7 @@ def main() -> int:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "fleet": {"servers": args.servers, "vms_per_server": args.vms,
                       "vms": len(expected)},
+            "answer_delay_s": args.answer_delay,
             "rounds": args.rounds,
         }
         for label, rounds in per_src.items():
@@ -454,6 +526,15 @@ def main() -> int:
                 "start_to_populated_s": summary([r["start_to_populated_s"] for r in rounds]),
                 "start_to_last_answer_s": summary([r["start_to_last_answer_s"]
                                                    for r in rounds]),
+                "start_to_first_answer_s": summary([r["start_to_first_answer_s"]
+                                                    for r in rounds]),
+                "start_to_first_server_s": summary([r["start_to_first_server_s"]
+                                                    for r in rounds]),
+                **({"menu_checks_s": summary([x for r in rounds
+                                              for x in r["menu_checks_s"]["menu"]]),
+                    "wizard_destination_checks_s": summary(
+                        [x for r in rounds for x in r["menu_checks_s"]["wizard_destinations"]])}
+                   if args.menu else {}),
                 "filter_ms_by_query": {q: summary(xs, 2) for q, xs in filt.items()},
                 "filter_ms_all": summary(all_filter, 2),
                 "filter_set_text_only_ms_all": summary(set_text_only, 2),
