@@ -243,3 +243,28 @@ def test_a_server_lost_and_back_are_rows_of_their_own(qtbot, run):
     qtbot.waitUntil(button.isEnabled, timeout=3000)
     button.click()
     assert model.row_of(back.id) is None and model.rowCount() == 1
+
+
+def test_the_graph_follows_a_jobs_transfer(qtbot: Any, run: Any) -> None:
+    engine = FakeEngine()
+    view = EventsView(engine)
+    qtbot.addWidget(view)
+    job = engine.add("Migrating 'web-1' to 'lab-b1'")
+    job.set_state(JobState.COPYING_DISKS, "Copying")
+    view.tree.setCurrentIndex(view.model.index(view.model.row_of(job.id) or 0, 0))
+    assert not view.graph_button.isEnabled()  # nothing sent yet: nothing to draw
+    mib = 1024**2
+    t0 = job.started or 0.0
+    for i in range(1, 6):
+        job.progress(i * 10 * mib, 100 * mib, now=t0 + i)
+    run(asyncio.sleep(0.2))
+    assert view.graph_button.isEnabled()
+    dialog = view.open_graph()
+    assert dialog is not None
+    qtbot.addWidget(dialog)
+    assert dialog.remaining.latest("Remaining") == 50 * mib
+    assert dialog.rate.latest("Rate") == pytest.approx(10 * mib)  # 10 MiB each second
+    assert "Rate: 10.0 MiB/s" in dialog.rate.accessibleDescription()
+    job.progress(80 * mib, 100 * mib, now=t0 + 6)  # it follows the job while it runs
+    assert dialog.remaining.latest("Remaining") == 20 * mib
+    assert [round(t) for t, _r, _left in job.transfer] == [1, 2, 3, 4, 5, 6]

@@ -9,6 +9,7 @@ import pytest
 
 import xencenter_lite.core.jobs as jobs
 from xencenter_lite.core.jobs import (
+    TRANSFER_POINTS,
     Job,
     JobKind,
     JobState,
@@ -312,3 +313,20 @@ def test_a_queued_job_says_what_it_waits_for():
     job.set_detail(None)
     job.set_state(JobState.CHECKING)
     assert job.status == "checking"
+
+
+def test_a_jobs_transfer_is_kept_for_its_graph_and_thinned_when_long() -> None:
+    job = Job(JobKind.MIGRATE, "t", ("a", "b"), "b", "a", "c")
+    job.set_state(JobState.COPYING_DISKS)
+    t0 = job.started or 0.0
+    job.progress(0, 1000, now=t0 + 1)
+    job.progress(500, 1000, now=t0 + 2)
+    assert job.transfer[0] == (1.0, None, 1000)
+    assert job.transfer[1][0] == 2.0 and job.transfer[1][2] == 500
+    assert job.transfer[1][1] == 500.0  # 500 bytes in the second since the first
+    for i in range(3, TRANSFER_POINTS + 3):
+        job.progress(500 + i, 100_000, now=t0 + i)
+    assert len(job.transfer) <= TRANSFER_POINTS
+    times = [t for t, _r, _left in job.transfer]
+    assert times[0] == 1.0 and times[-1] == TRANSFER_POINTS + 2  # from its start to now
+    assert times == sorted(times)

@@ -47,6 +47,9 @@ class JobKind(Enum):
 _ids = itertools.count(1)
 
 
+TRANSFER_POINTS = 1200
+
+
 class RateMeter:
     """Transfer rate over the last few seconds, from (time, bytes done) samples."""
 
@@ -89,6 +92,10 @@ class Job:
     detail: str | None = None  # the live phase in words ("memory pass 3, 12 MiB left, ...")
     policy: str | None = None  # the migration settings in words (see core.policy)
     policy_log: list[str] = field(default_factory=list)  # what the policy made the engine do
+    # The transfer over time, for its graph: (seconds since the job began, bytes per second
+    # measured then, bytes still to send). At most TRANSFER_POINTS: a long job keeps every
+    # other point once it has that many, so its whole course stays drawn.
+    transfer: list[tuple[float, float | None, int]] = field(default_factory=list, repr=False)
     _meter: RateMeter = field(default_factory=RateMeter, repr=False)
     _listeners: list[Callable[[Job], None]] = field(default_factory=list, repr=False)
 
@@ -173,6 +180,11 @@ class Job:
         self.bytes_total = max(total, 0)
         self.bytes_done = max(0, min(done, self.bytes_total)) if total > 0 else max(done, 0)
         self.rate = self._meter.add(now, self.bytes_done)
+        began = self.started if self.started is not None else self.created
+        if len(self.transfer) >= TRANSFER_POINTS:
+            del self.transfer[1::2]
+        self.transfer.append((max(0.0, now - began), self.rate,
+                              max(0, self.bytes_total - self.bytes_done)))
         self._changed()
 
     # A finished job is final: a late fail/cancel/done must not rewrite its outcome.

@@ -26,6 +26,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QGuiApplication, QIcon, QPainter
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QHBoxLayout,
     QHeaderView,
     QPushButton,
@@ -40,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.units import format_duration
-from xencenter_lite.ui.common import format_size, spawn, whole_percent
+from xencenter_lite.ui.common import format_size, show_non_modal, spawn, whole_percent
 
 Index = QModelIndex | QPersistentModelIndex
 ROOT = QModelIndex()
@@ -353,12 +354,19 @@ class EventsView(QWidget):
         self.copy_button.setObjectName("copyDetailsButton")
         self.copy_button.setToolTip("Copy the selected event and its details")
         self.copy_button.clicked.connect(self.copy_details)
+        self.graph_button = QPushButton("&Graph…")
+        self.graph_button.setObjectName("transferGraphButton")
+        self.graph_button.setToolTip("The selected job's transfer rate and remaining data over "
+                                     "time")
+        self.graph_button.setEnabled(False)
+        self.graph_button.clicked.connect(self.open_graph)
         self.dismiss_all = QPushButton("Dismiss &All")
         self.dismiss_all.setObjectName("dismissAllButton")
         self.dismiss_all.setToolTip("Remove every event that has ended from this list")
         self.dismiss_all.clicked.connect(self.dismiss_finished)
         bar = QHBoxLayout()
         bar.addStretch(1)
+        bar.addWidget(self.graph_button)
         bar.addWidget(self.copy_button)
         bar.addWidget(self.dismiss_all)
         layout = QVBoxLayout(self)
@@ -368,6 +376,7 @@ class EventsView(QWidget):
 
         self.model.rowsInserted.connect(self._rows_inserted)
         self.model.dataChanged.connect(self._data_changed)
+        self.tree.selectionModel().currentChanged.connect(self._update_graph_button)
         self._rows_inserted(QModelIndex(), 0, self.model.rowCount() - 1)
 
     def _rows_inserted(self, parent: Index, first: int, last: int) -> None:
@@ -388,6 +397,7 @@ class EventsView(QWidget):
             return
         for row in range(top_left.row(), bottom_right.row() + 1):
             self._update_button(self.model.jobs()[row])
+        self._update_graph_button()
 
     def _update_button(self, job: Job) -> None:
         button = self.buttons.get(job.id)
@@ -427,6 +437,20 @@ class EventsView(QWidget):
 
     def selected_job(self) -> Job | None:
         return self.model.job_at(self.tree.currentIndex())
+
+    def _update_graph_button(self, *_args: Any) -> None:
+        job = self.selected_job()
+        self.graph_button.setEnabled(job is not None and bool(job.transfer))
+
+    def open_graph(self) -> QDialog | None:
+        job = self.selected_job()
+        if job is None or not job.transfer:
+            return None
+        from xencenter_lite.ui.transfer_graph import TransferGraph
+
+        dialog = TransferGraph(job, self.window())
+        show_non_modal(dialog)
+        return dialog
 
     def copy_details(self) -> None:
         job = self.selected_job()
