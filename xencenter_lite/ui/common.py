@@ -25,6 +25,11 @@ def format_size(n: int | float) -> str:
     return QLocale().formattedDataSize(int(n), 1, QLocale.DataSizeFormat.DataSizeIecFormat)
 
 
+def format_rate(bytes_per_second: int | float) -> str:
+    """A transfer rate in the same units ("12.5 MiB/s")."""
+    return f"{format_size(bytes_per_second)}/s"
+
+
 def whole_percent(percent: float) -> int:
     """A job's percentage as every view shows it (Events, status bar, its bar): rounded the
     same way, never 100 before the job has all its bytes."""

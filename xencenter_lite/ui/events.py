@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.units import format_duration
-from xencenter_lite.ui.common import format_size, show_non_modal, spawn, whole_percent
+from xencenter_lite.ui.common import format_rate, format_size, show_non_modal, spawn, whole_percent
 
 Index = QModelIndex | QPersistentModelIndex
 ROOT = QModelIndex()
@@ -111,7 +111,7 @@ def has_bar(job: Job) -> bool:
 def transferred_text(job: Job) -> str:
     if job.bytes_total <= 0:
         return ""
-    rate = f" at {format_size(job.rate)}/s" if job.rate else ""
+    rate = f" at {format_rate(job.rate)}" if job.rate else ""
     return f"{format_size(job.bytes_done)} of {format_size(job.bytes_total)}{rate}"
 
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 from xencenter_lite.core.model import VM, Server, VmState
 from xencenter_lite.core.perf import FiguresUnavailable, History
 from xencenter_lite.ui.charts import LineChart
-from xencenter_lite.ui.common import format_size, spawn
+from xencenter_lite.ui.common import format_rate, format_size, spawn
 
 INTERVAL_MS = 2000  # between two readings
 SPAN = 300.0  # seconds shown
@@ -33,10 +33,6 @@ def _percent(v: float) -> str:
     return f"{v:.1f} %" if v < 10 else f"{v:.0f} %"
 
 
-def _rate(v: float) -> str:
-    return f"{format_size(v)}/s"
-
-
 class PerformanceTab(QWidget):
     def __init__(self, engine: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,8 +43,8 @@ class PerformanceTab(QWidget):
         self.status.setWordWrap(True)
         self.cpu = LineChart("CPU", _percent, fixed_max=100.0, span=SPAN, parent=self)
         self.memory = LineChart("Memory", format_size, span=SPAN, binary=True, parent=self)
-        self.disk = LineChart("Disk", _rate, span=SPAN, binary=True, parent=self)
-        self.network = LineChart("Network", _rate, span=SPAN, binary=True, parent=self)
+        self.disk = LineChart("Disk", format_rate, span=SPAN, binary=True, parent=self)
+        self.network = LineChart("Network", format_rate, span=SPAN, binary=True, parent=self)
         grid = QGridLayout()
         for i, chart in enumerate((self.cpu, self.memory, self.disk, self.network)):
             grid.addWidget(chart, i // 2, i % 2)

@@ -7,12 +7,8 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QVBoxLayou
 
 from xencenter_lite.core.jobs import Job
 from xencenter_lite.ui.charts import LineChart
-from xencenter_lite.ui.common import format_size
+from xencenter_lite.ui.common import format_rate, format_size
 from xencenter_lite.ui.events import weak_listener
-
-
-def _rate(v: float) -> str:
-    return f"{format_size(v)}/s"
 
 
 class TransferGraph(QDialog):
@@ -21,7 +17,7 @@ class TransferGraph(QDialog):
         self.setObjectName("transferGraph")
         self.setWindowTitle(f"Transfer: {job.title}")
         self.job = job
-        self.rate = LineChart("Rate", _rate, binary=True, parent=self)
+        self.rate = LineChart("Rate", format_rate, binary=True, parent=self)
         self.remaining = LineChart("Remaining", format_size, binary=True, parent=self)
         charts = QHBoxLayout()
         charts.addWidget(self.rate)
