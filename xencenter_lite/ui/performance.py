@@ -124,14 +124,14 @@ class PerformanceTab(QWidget):
         try:
             counters = await self.engine.counters(key[1], key[2] or None)
         except FiguresUnavailable as exc:
+            if shiboken6.isValid(self) and key == self.key:
+                self.status.setText(f"{self.title}: no figures now: {exc}")
+            return
+        finally:  # whatever the answer, the next tick reads again
             if shiboken6.isValid(self):
                 self._reading = False
-                if key == self.key:
-                    self.status.setText(f"{self.title}: no figures now: {exc}")
-            return
         if not shiboken6.isValid(self):
             return
-        self._reading = False
         self.readings += 1
         h = self.histories.get(key)
         if h is None:
