@@ -210,3 +210,21 @@ def test_a_server_lost_and_back_are_events_once_each(
     assert [e.title for e in engine.server_events] == [s[0] for s in seen]
     lost = next(e for e in engine.server_events if e.title.startswith("Lost"))
     assert lost.error is not None and "Server ▸ Connect" in lost.error
+
+
+def test_a_default_sr_set_from_the_console_is_the_engines_at_once(
+        two_servers: tuple[Path, str], run: Any, tmp_path: Path) -> None:
+    inventory, _ = two_servers
+    engine = Engine(load_inventory(inventory), state_dir=tmp_path / "state")
+    try:
+        run(engine.start(watch=False))
+        engine.set_default_sr("pool", "Test", "default-pool")
+        engine.set_default_sr("server", "td-c", "default-pool")
+        snap = engine.snapshot()
+        assert snap.pools["Test"].default_sr == "default-pool"
+        assert snap.servers["td-c"].default_sr == "default-pool"
+        assert engine.inventory.server("td-c").default_sr == "default-pool"  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="no pool named 'Nope'"):
+            engine.set_default_sr("pool", "Nope", "default-pool")
+    finally:
+        run(engine.close())

@@ -118,6 +118,13 @@ class FakeEngine:
     async def remove_server(self, name: str) -> None:
         self.removed.append(name)
 
+    def set_default_sr(self, kind: str, name: str, sr: str) -> None:
+        if kind == "pool":
+            self.fleet.pools[name] = replace(self.fleet.pools[name], default_sr=sr)
+        else:
+            self.fleet.servers[name] = replace(self.fleet.servers[name], default_sr=sr)
+        self.push()
+
     async def set_folder(self, key: tuple[str, str], folder: str) -> None:
         vm = self._snap.vm(key)
         assert vm is not None

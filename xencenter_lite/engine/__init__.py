@@ -339,6 +339,27 @@ class Engine:
             pools=tuple(p for p in pools if p.members))
         self.fleet.remove(name)
 
+    def set_default_sr(self, kind: str, name: str, sr: str) -> None:
+        """Make `sr` the default SR of pool (kind "pool") or standalone server (kind
+        "server") `name` from now on (the console's Set as Default SR; the caller has
+        already written it into the inventory file)."""
+        inv = self.inventory
+        if kind == "pool":
+            if all(p.name != name for p in inv.pools):
+                raise ValueError(f"there is no pool named '{name}'")
+            self.fleet.inventory = replace(inv, pools=tuple(
+                replace(p, default_sr=sr) if p.name == name else p for p in inv.pools))
+        else:
+            if inv.server(name) is None:
+                raise ValueError(f"there is no server named '{name}'")
+            servers = tuple(replace(s, default_sr=sr) if s.name == name else s
+                            for s in inv.servers)
+            self.fleet.inventory = replace(inv, servers=servers)
+            for st in self.fleet.servers.values():
+                if st.config.name == name:
+                    st.config = replace(st.config, default_sr=sr)
+        self.fleet.changed()
+
     async def vet_new_server(self, uri: str) -> NewServer:
         """What Add Server asks before it writes anything: can `uri` be reached, and is it
         a server the inventory already has under another name?"""

@@ -147,6 +147,45 @@ def remove_from_inventory(path: Path, server: str) -> InventoryConfig:
     return inventory
 
 
+def set_default_sr_text(text: str, kind: str, name: str, sr: str) -> str:
+    """`text` with `default_sr = sr` in [[pools]] (kind "pool") or [[servers]] (kind
+    "server") `name`: the line it has replaced, else one added after its name. Everything
+    else stays as written."""
+    header = "[[pools]]" if kind == "pool" else "[[servers]]"
+    sections = re.split(r"(?m)^(?=[ \t]*\[)", text)
+    for i, section in enumerate(sections):
+        if not section.lstrip().startswith(header) or _names(section) != name:
+            continue
+        line = f"default_sr = {_toml_str(sr)}"
+        new, count = re.subn(r"(?m)^([ \t]*)default_sr\s*=.*$",
+                             lambda m, line=line: m.group(1) + line, section, count=1)
+        if not count:
+            new = re.sub(r"(?m)^([ \t]*name\s*=.*)$",
+                         lambda m, line=line: m.group(1) + "\n" + line, section, count=1)
+        sections[i] = new
+        return "".join(sections)
+    raise AddServerError(f"Inventory file: no {header} entry named '{name}'; set its "
+                         f"default_sr by hand")
+
+
+def set_default_sr_in_inventory(path: Path, kind: str, name: str, sr: str) -> InventoryConfig:
+    """Write `sr` as the default SR of pool or server `name` into the inventory file; nothing
+    is written unless the result reads back with it."""
+    text = set_default_sr_text(path.read_text(encoding="utf-8"), kind, name, sr)
+    try:
+        inventory = validated(text, path)
+    except InventoryError as exc:
+        raise AddServerError(f"Inventory file: with the new default SR it would not read: "
+                             f"{exc}; set it by hand") from None
+    owner = (next((p for p in inventory.pools if p.name == name), None) if kind == "pool"
+             else inventory.server(name))
+    if owner is None or owner.default_sr != sr:
+        raise AddServerError(f"Inventory file: the default SR of '{name}' did not read back "
+                             f"as '{sr}'; set it by hand")
+    write_inventory(path, text)
+    return inventory
+
+
 _FIELD = re.compile(r"servers\[\d+\]\.(\w+)(?:\.(\w+))?: (.*)", re.S)
 
 

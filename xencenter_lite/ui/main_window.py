@@ -13,6 +13,7 @@ import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -22,15 +23,17 @@ from PySide6.QtWidgets import (
 )
 
 from xencenter_lite.core.checks import MOVABLE_STATES
+from xencenter_lite.core.commands import can_set_default_sr, default_sr_owner
 from xencenter_lite.core.inventory import InventoryError
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import Snapshot, VmState
+from xencenter_lite.core.model import SR, Snapshot, VmState
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog, AddServerError, remove_from_inventory
-from xencenter_lite.ui.common import spawn, whole_percent
+from xencenter_lite.ui.common import show_non_modal, spawn, whole_percent
 from xencenter_lite.ui.events import EventsView, weak_listener
 from xencenter_lite.ui.icons import icon
 from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, StartOnServerMenu, open_wizard
+from xencenter_lite.ui.pool_storage import PoolPropertiesDialog, make_default
 from xencenter_lite.ui.properties import PropertiesView
 from xencenter_lite.ui.resources import (
     FOLDERS,
@@ -94,6 +97,9 @@ class MainWindow(QMainWindow):
         self.resources.message.connect(self._show_message)
         self.resources.vm_menu_hook = self._vm_context_menu
         self.resources.server_menu_hook = self._server_context_menu
+        self.resources.pool_menu_hook = lambda menu: menu.addAction(
+            self.pool_properties_action)
+        self.resources.sr_menu_hook = lambda menu: menu.addAction(self.set_default_sr_action)
         follow_engine(engine, self._on_snapshot, self._on_job)
         if hasattr(engine, "subscribe_server_events"):  # a server lost or back: said at once
             engine.subscribe_server_events(weak_listener(self._on_server_event))
@@ -166,6 +172,13 @@ class MainWindow(QMainWindow):
         self.exit_maintenance_action = QAction("E&xit Maintenance Mode", self)
         self.exit_maintenance_action.setObjectName("exitMaintenanceAction")
         self.exit_maintenance_action.triggered.connect(self.open_exit_maintenance)
+        self.set_default_sr_action = QAction("Set as &Default SR", self)
+        self.set_default_sr_action.setObjectName("setDefaultSrAction")
+        self.set_default_sr_action.triggered.connect(self.set_default_sr)
+        self.pool_properties_action = QAction("&Properties…", self)
+        self.pool_properties_action.setObjectName("poolPropertiesAction")
+        self.pool_properties_action.setToolTip("The selected pool's servers and default SR")
+        self.pool_properties_action.triggered.connect(self.open_pool_properties)
         self.view_actions: dict[str, QAction] = {}
         group = QActionGroup(self)
         group.setExclusive(True)
@@ -195,6 +208,8 @@ class MainWindow(QMainWindow):
         server_menu.addSeparator()
         server_menu.addAction(self.enter_maintenance_action)
         server_menu.addAction(self.exit_maintenance_action)
+        pool_menu = bar.addMenu("&Pool")
+        pool_menu.addAction(self.pool_properties_action)
         vm_menu = bar.addMenu("V&M")
         self.migrate_menu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys,
                                                 self)
@@ -210,6 +225,10 @@ class MainWindow(QMainWindow):
         vm_menu.addAction(self.move_disk_action)
         vm_menu.addAction(self.copy_action)
         vm_menu.addAction(self.memory_action)
+        storage_menu = bar.addMenu("S&torage")
+        storage_menu.addAction(self.set_default_sr_action)
+        storage_menu.addSeparator()
+        storage_menu.addAction(self.move_disk_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
 
@@ -347,6 +366,48 @@ class MainWindow(QMainWindow):
         self.disconnect_action.setEnabled(srv is not None and not srv.held and not in_use)
         self.reconnect_action.setEnabled(srv is not None and srv.connected and not in_use)
         self.remove_server_action.setEnabled(srv is not None)
+        self.pool_properties_action.setEnabled(self.selected_pool() is not None)
+        sr = self.selected_sr()
+        if sr is None:
+            self.set_default_sr_action.setEnabled(False)
+            self.set_default_sr_action.setToolTip("Select an SR")
+        else:
+            verdict = can_set_default_sr(snap, sr)
+            self.set_default_sr_action.setEnabled(verdict.ok)
+            self.set_default_sr_action.setToolTip(
+                verdict.reason if not verdict.ok else
+                f"Disks go to '{sr.name}' when a migration or a copy to "
+                f"{default_sr_owner(snap, sr)} names no SR")
+
+    def selected_pool(self) -> str | None:
+        keys = self.resources.selected_keys()
+        if len(keys) == 1 and keys[0][0] == "pool":
+            return str(keys[0][1])
+        return None
+
+    def selected_sr(self) -> SR | None:
+        keys = self.resources.selected_keys()
+        if len(keys) == 1 and keys[0][0] == "sr":
+            found = find_object(self.engine.snapshot(), keys[0])
+            return found if isinstance(found, SR) else None
+        return None
+
+    def set_default_sr(self) -> str | None:
+        sr = self.selected_sr()
+        if sr is None:
+            return None
+        text = make_default(self.engine, sr)
+        self.statusBar().showMessage(text, 15000)
+        self._update_actions()
+        return text
+
+    def open_pool_properties(self) -> QDialog | None:
+        pool = self.selected_pool()
+        if pool is None or pool not in self.engine.snapshot().pools:
+            return None
+        dialog = PoolPropertiesDialog(self.engine, pool, self)
+        show_non_modal(dialog)
+        return dialog
 
     def selected_server(self) -> str | None:
         keys = self.resources.selected_keys()

@@ -725,6 +725,8 @@ class ResourcesPane(QWidget):
         self.engine = engine
         self.vm_menu_hook: Callable[[QMenu], None] | None = None
         self.server_menu_hook: Callable[[QMenu, str], None] | None = None
+        self.pool_menu_hook: Callable[[QMenu], None] | None = None
+        self.sr_menu_hook: Callable[[QMenu], None] | None = None
         self._jobs: dict[VmKey, Job] = {}
         self.models = {m: ResourceModel(m, self) for m in (INFRASTRUCTURE, FOLDERS)}
         for model in self.models.values():
@@ -1061,6 +1063,10 @@ class ResourcesPane(QWidget):
             self.vm_menu_hook(menu)
         if key is not None and key[0] == "server" and self.server_menu_hook is not None:
             self.server_menu_hook(menu, key[1])
+        if key is not None and key[0] == "pool" and self.pool_menu_hook is not None:
+            self.pool_menu_hook(menu)
+        if key is not None and key[0] == "sr" and self.sr_menu_hook is not None:
+            self.sr_menu_hook(menu)
         if self.mode == FOLDERS:
             if not menu.isEmpty():
                 menu.addSeparator()
