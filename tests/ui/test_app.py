@@ -63,7 +63,9 @@ def test_layout_names_and_menus(window: MainWindow) -> None:
     assert "Shift+F10" in window.findChild(QTreeView, "resourcesTree").accessibleDescription()
     assert window.objectName() == "mainWindow" and window.accessibleName() == "XenCenter Lite"
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
-    assert list(menus) == ["File", "View", "Server", "VM", "Help"]
+    assert list(menus) == ["File", "View", "Pool", "Server", "VM", "Storage", "Help"]
+    assert menu_texts(menus["Pool"]) == ["Properties…"]
+    assert menu_texts(menus["Storage"]) == ["Set as Default SR", "Move Virtual Disk…"]
     assert menu_texts(menus["File"]) == ["Add Server…", "Exit"]
     assert menu_texts(menus["Server"]) == ["Add Server…", "Connect", "Disconnect", "Reconnect",
                                            "Remove from Inventory…", "Enter Maintenance Mode…",

@@ -200,6 +200,8 @@ class MainWindow(QMainWindow):
         view_menu = bar.addMenu("&View")
         for action in self.view_actions.values():
             view_menu.addAction(action)
+        pool_menu = bar.addMenu("&Pool")  # (XenCenter's order: Pool, Server, VM, Storage)
+        pool_menu.addAction(self.pool_properties_action)
         server_menu = bar.addMenu("&Server")
         server_menu.addAction(self.add_server_action)
         server_menu.addSeparator()
@@ -208,8 +210,6 @@ class MainWindow(QMainWindow):
         server_menu.addSeparator()
         server_menu.addAction(self.enter_maintenance_action)
         server_menu.addAction(self.exit_maintenance_action)
-        pool_menu = bar.addMenu("&Pool")
-        pool_menu.addAction(self.pool_properties_action)
         vm_menu = bar.addMenu("V&M")
         self.migrate_menu = MigrateToServerMenu(self.engine, self.resources.selected_vm_keys,
                                                 self)
