@@ -66,7 +66,7 @@ def test_vm_general_tab_and_live_updates(fake: FakeEngine, view: PropertiesView)
     assert g.value("Current memory") == "768.0 MiB"
     assert g.value("Dynamic minimum / maximum") == "512.0 MiB / 1.0 GiB"
     assert g.value("Home server") == "(none)"
-    assert tabs(view) == ["General", "Storage", "Networking", "Performance"]
+    assert tabs(view) == ["General", "Memory", "Storage", "Networking", "Performance"]
 
     change(fake.fleet, "web-1", state=VmState.PAUSED, home_server="lab-a1")
     fake.push()
@@ -88,12 +88,12 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     assert not g.memory_button.isVisibleTo(view)  # a VM's button
     assert g.value("Memory free for VMs") == "8.0 GiB"  # what libvirt reports free
     assert g.value("Address (storage)") == "198.51.100.11"
-    assert tabs(view) == ["General", "Networking", "Performance"]  # Storage is a VM's tab
+    assert tabs(view) == ["General", "Memory", "Networking", "Performance"]  # Storage is a VM's tab
     assert not view.storage.isVisibleTo(view)  # nor drawn over the tabs
     view.show_object(("vm", WEB))
-    assert tabs(view) == ["General", "Storage", "Networking", "Performance"]
+    assert tabs(view) == ["General", "Memory", "Storage", "Networking", "Performance"]
     view.show_object(("server", "lab-a1"))
-    assert tabs(view) == ["General", "Networking", "Performance"]
+    assert tabs(view) == ["General", "Memory", "Networking", "Performance"]
     assert not view.storage.isVisibleTo(view)
 
     fake.fleet.server("lab-b1", connected=False, error="connection refused")

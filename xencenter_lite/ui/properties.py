@@ -29,6 +29,7 @@ from xencenter_lite.core.inventory import redact_uri
 from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import SR, VM, Disk, Pool, Server, Snapshot
 from xencenter_lite.ui.common import format_size
+from xencenter_lite.ui.memory_tab import MemoryTab
 from xencenter_lite.ui.performance import PerformanceTab
 from xencenter_lite.ui.resources import NodeKey, find_object, follow_engine
 
@@ -358,6 +359,8 @@ class PropertiesView(QTabWidget):
         self.storage.hide()  # a tab only while a VM is selected; until then not drawn at all
         self.networking = NetworkingTab(self)
         self.networking.hide()  # a VM's or a server's
+        self.memory = MemoryTab(self.open_memory, self)
+        self.memory.hide()  # a VM's or a server's
         self.performance = PerformanceTab(engine, self)
         self.performance.hide()  # a VM's or a server's; read only while on show
         self.addTab(self.general, "General")
@@ -389,29 +392,40 @@ class PropertiesView(QTabWidget):
                                  else overview(self._fleet_rows(snap), self.engine.jobs)))
         vm = find_object(snap, self.key) if self.key and self.key[0] == "vm" else None
         self.general.memory_button.setVisible(vm is not None)
-        has_storage = self.indexOf(self.storage) >= 0
-        if vm is not None and not has_storage:
-            self.insertTab(1, self.storage, "Storage")  # (before Networking)
-        elif vm is None and has_storage:
-            self.removeTab(self.indexOf(self.storage))
-        self.storage.show_vm(vm)
         obj = find_object(snap, self.key) if self.key else None
-        has_networking = self.indexOf(self.networking) >= 0
-        has_performance = self.indexOf(self.performance) >= 0
+        # The tabs as XenCenter orders them: a VM's General, Memory, Storage, Networking,
+        # Performance; a server's the same without Storage; anything else, General alone.
+        wanted: list[tuple[QWidget, str]] = [(self.general, "General")]
         if isinstance(obj, VM | Server):
-            if not has_networking:
-                self.insertTab(self.indexOf(self.storage) + 1 if vm is not None else 1,
-                               self.networking, "Networking")
+            wanted.append((self.memory, "Memory"))
+            if vm is not None:
+                wanted.append((self.storage, "Storage"))
+            wanted += [(self.networking, "Networking"), (self.performance, "Performance")]
+        self._sync_tabs(wanted)
+        self.storage.show_vm(vm)
+        if isinstance(obj, VM | Server):
+            self.memory.show_object(snap, obj)
             self.networking.show_object(obj)
-            if not has_performance:
-                self.addTab(self.performance, "Performance")
             self.performance.show_object(obj)
         else:
-            if has_networking:
-                self.removeTab(self.indexOf(self.networking))
-            if has_performance:
-                self.removeTab(self.indexOf(self.performance))
             self.performance.show_object(None)
+
+    def _sync_tabs(self, wanted: list[tuple[QWidget, str]]) -> None:
+        """Show exactly these tabs in this order; a tab that stays is not taken out (it
+        keeps being the current one)."""
+        keep = {id(w) for w, _label in wanted}
+        optional: tuple[QWidget, ...] = (self.memory, self.storage, self.networking,
+                                         self.performance)
+        for tab in optional:
+            if id(tab) not in keep and self.indexOf(tab) >= 0:
+                self.removeTab(self.indexOf(tab))
+        for i, (w, label) in enumerate(wanted):
+            at = self.indexOf(w)
+            if at == i:
+                continue
+            if at >= 0:
+                self.removeTab(at)
+            self.insertTab(i, w, label)
 
     def open_memory(self) -> Any:
         vm = find_object(self.engine.snapshot(), self.key) if self.key else None
