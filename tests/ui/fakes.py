@@ -44,19 +44,19 @@ class FakeEngine:
     def snapshot(self) -> Any:
         return self._snap
 
-    def subscribe(self, fn: Any) -> None:
-        self.listeners.append(fn)
+    def subscribe(self, listener: Any) -> None:
+        self.listeners.append(listener)
 
-    def subscribe_jobs(self, fn: Any) -> None:
-        self.job_listeners.append(fn)
+    def subscribe_jobs(self, listener: Any) -> None:
+        self.job_listeners.append(listener)
 
     def push(self) -> None:
         self._snap = self.fleet.snapshot()
         for fn in list(self.listeners):
             fn(self._snap)
 
-    def subscribe_server_events(self, fn: Any) -> None:
-        self.server_listeners.append(fn)
+    def subscribe_server_events(self, listener: Any) -> None:
+        self.server_listeners.append(listener)
 
     def server_event(self, event: Job) -> None:
         self.server_events.append(event)
@@ -86,8 +86,8 @@ class FakeEngine:
         self.migrated.append(list(requests))
         return []
 
-    async def start_on(self, key: tuple[str, str], server: str) -> list[Job]:
-        self.started_on.append((key, server))
+    async def start_on(self, vm_key: tuple[str, str], server: str) -> list[Job]:
+        self.started_on.append((vm_key, server))
         return []
 
     async def cancel(self, job: Job) -> None:
@@ -125,10 +125,10 @@ class FakeEngine:
             self.fleet.servers[name] = replace(self.fleet.servers[name], default_sr=sr)
         self.push()
 
-    async def set_folder(self, key: tuple[str, str], folder: str) -> None:
-        vm = self._snap.vm(key)
+    async def set_folder(self, vm_key: tuple[str, str], folder: str) -> None:
+        vm = self._snap.vm(vm_key)
         assert vm is not None
-        change(self.fleet, key[1].removeprefix("uuid-"), folder=norm_folder(folder))
+        change(self.fleet, vm_key[1].removeprefix("uuid-"), folder=norm_folder(folder))
         self.folder_store.add([vm.folder])
         self.push()
 
