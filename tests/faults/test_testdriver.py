@@ -334,3 +334,44 @@ def test_a_volume_a_domain_names_by_pool_and_volume_is_in_use(fleet: DriverFleet
         dom.undefine()
     assert link.remove_volume(path) is Removal.REMOVED
     link.close()
+
+
+def test_a_reading_marks_transient_vms_snapshots_and_saved_states() -> None:
+    """What the reading takes from libvirt's filtered domain lists (one call each for the
+    server) is what each domain says of itself."""
+    tag = uuidlib.uuid4().hex[:8]
+    conn = libvirt.open("test:///default")
+
+    def xml(name: str) -> str:
+        return (f"<domain type='test'><name>{name}-{tag}</name><memory>1024</memory>"
+                "<vcpu>1</vcpu><os><type>hvm</type></os></domain>")
+
+    transient = conn.createXML(xml("marks-transient"), 0)
+    snapped = conn.defineXML(xml("marks-snapped"))
+    snapped.create()
+    snapped.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>", 0)
+    saved = conn.defineXML(xml("marks-saved"))
+    saved.create()
+    saved.managedSave(0)
+    try:
+        link = LibvirtLink("td", "test:///default")
+        link.open()
+        vms = {vm.name: vm for vm in link.read().vms}
+        link.close()
+        for dom in (transient, snapped, saved):
+            vm = vms[dom.name()]
+            assert vm.persistent == (dom.isPersistent() == 1), vm.name
+            assert vm.snapshots == dom.snapshotNum(0), vm.name
+            assert vm.managed_save == (dom.hasManagedSaveImage(0) == 1), vm.name
+        assert not vms[transient.name()].persistent
+        assert vms[snapped.name()].snapshots == 1
+        assert vms[saved.name()].managed_save and vms[saved.name()].state.value == "halted"
+    finally:
+        transient.destroy()
+        for snap in snapped.listAllSnapshots():
+            snap.delete()
+        snapped.destroy()
+        snapped.undefine()
+        saved.managedSaveRemove(0)
+        saved.undefine()
+        conn.close()

@@ -10,6 +10,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import libvirt
@@ -172,6 +173,30 @@ _STATE = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class _DomainMarks:
+    """Which domains are transient, have snapshots or a saved state (UUIDs): three calls
+    for a server instead of up to three per VM (each a round trip to a remote server)."""
+
+    transient: frozenset[str]
+    with_snapshots: frozenset[str]
+    saved: frozenset[str]
+
+
+def _domain_marks(conn: libvirt.virConnect) -> _DomainMarks | None:
+    """None when this libvirt cannot filter its domain list so (each VM is asked then)."""
+
+    def uuids(flag: int) -> frozenset[str]:
+        return frozenset(d.UUIDString() for d in conn.listAllDomains(flag))
+
+    try:
+        return _DomainMarks(uuids(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT),
+                            uuids(libvirt.VIR_CONNECT_LIST_DOMAINS_HAS_SNAPSHOT),
+                            uuids(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE))
+    except libvirt.libvirtError:
+        return None
+
+
 def _one_at_a_time(method: F) -> F:
     """Run a LibvirtLink method holding the link's lock: one thread on a connection at a time.
 
@@ -318,9 +343,11 @@ class LibvirtLink:
             srs = self._read_srs(conn, refresh_pools)
             parsed: dict[str, DomainXml] = {}
             vms = []
-            for dom in conn.listAllDomains():
+            domains = conn.listAllDomains()
+            marks = _domain_marks(conn)
+            for dom in domains:
                 try:
-                    vms.append(self._read_vm(conn, dom, srs, parsed))
+                    vms.append(self._read_vm(conn, dom, srs, parsed, marks))
                 except libvirt.libvirtError as exc:
                     # A domain that went away while we looked (the end of a migration, an
                     # incoming copy removed) is simply not there any more.
@@ -371,7 +398,8 @@ class LibvirtLink:
         return tuple(out)
 
     def _read_vm(self, conn: libvirt.virConnect, dom: libvirt.virDomain,
-                 srs: tuple[SR, ...], parsed: dict[str, DomainXml]) -> VM:
+                 srs: tuple[SR, ...], parsed: dict[str, DomainXml],
+                 marks: _DomainMarks | None = None) -> VM:
         state_code, max_mem_kib, cur_mem_kib, vcpus, _cpu = dom.info()
         state = _STATE.get(state_code, VmState.OTHER)
         xml = dom.XMLDesc(0)
@@ -398,17 +426,24 @@ class LibvirtLink:
             with contextlib.suppress(libvirt.libvirtError):
                 job = dom.jobInfo()[0] in (libvirt.VIR_DOMAIN_JOB_BOUNDED,
                                            libvirt.VIR_DOMAIN_JOB_UNBOUNDED)
+        uuid = dom.UUIDString()
         snapshots = 0
-        with contextlib.suppress(libvirt.libvirtError):
-            snapshots = int(dom.snapshotNum(0))
+        if marks is None or uuid in marks.with_snapshots:
+            with contextlib.suppress(libvirt.libvirtError):
+                snapshots = int(dom.snapshotNum(0))
         saved = False
         if state is VmState.HALTED:
-            with contextlib.suppress(libvirt.libvirtError):
-                saved = dom.hasManagedSaveImage(0) == 1
-        return VM(server=self.name, uuid=dom.UUIDString(), name=dom.name(), state=state,
+            if marks is not None:
+                saved = uuid in marks.saved
+            else:
+                with contextlib.suppress(libvirt.libvirtError):
+                    saved = dom.hasManagedSaveImage(0) == 1
+        persistent = (uuid not in marks.transient if marks is not None
+                      else dom.isPersistent() == 1)
+        return VM(server=self.name, uuid=uuid, name=dom.name(), state=state,
                   memory=int(max_mem_kib) * 1024, vcpus=int(vcpus), disks=tuple(disks),
                   home_server=dx.metadata.home_server, folder=dx.metadata.folder,
-                  has_hostdev=dx.has_hostdev, persistent=dom.isPersistent() == 1,
+                  has_hostdev=dx.has_hostdev, persistent=persistent,
                   virt_type=dx.virt_type, has_balloon=dx.has_balloon,
                   nics=tuple(Nic(n.mac, n.type, n.source, n.model) for n in dx.nics),
                   job_running=job,
