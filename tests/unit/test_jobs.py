@@ -16,6 +16,7 @@ from xencenter_lite.core.jobs import (
     RateMeter,
     phase_from_stats,
     progress_from_stats,
+    wire_rate_from_stats,
 )
 
 FINISHED = [JobState.DONE, JobState.FAILED, JobState.CANCELLED]
@@ -321,12 +322,30 @@ def test_a_jobs_transfer_is_kept_for_its_graph_and_thinned_when_long() -> None:
     t0 = job.started or 0.0
     job.progress(0, 1000, now=t0 + 1)
     job.progress(500, 1000, now=t0 + 2)
-    assert job.transfer[0] == (1.0, None, 1000)
-    assert job.transfer[1][0] == 2.0 and job.transfer[1][2] == 500
-    assert job.transfer[1][1] == 500.0  # 500 bytes in the second since the first
+    assert job.transfer[0] == (pytest.approx(1.0), None, 1000)
+    assert job.transfer[1][0] == pytest.approx(2.0) and job.transfer[1][2] == 500
+    assert job.transfer[1][1] == pytest.approx(500.0)  # 500 bytes in the second since
     for i in range(3, TRANSFER_POINTS + 3):
         job.progress(500 + i, 100_000, now=t0 + i)
     assert len(job.transfer) <= TRANSFER_POINTS
     times = [t for t, _r, _left in job.transfer]
-    assert times[0] == 1.0 and times[-1] == TRANSFER_POINTS + 2  # from its start to now
+    assert times[0] == pytest.approx(1.0)  # from its start...
+    assert times[-1] == pytest.approx(TRANSFER_POINTS + 2)  # ...to now
     assert times == sorted(times)
+
+
+def test_while_memory_is_copied_the_rate_is_the_one_on_the_wire() -> None:
+    stats = {"memory_bps": 25 * MIB, "data_processed": 900 * MIB, "memory_processed": 1}
+    assert wire_rate_from_stats(stats, JobState.COPYING_MEMORY) == 25 * MIB
+    assert wire_rate_from_stats(stats, JobState.COPYING_DISKS) is None
+    assert wire_rate_from_stats({"memory_bps": 0}, JobState.COPYING_MEMORY) is None
+    job = Job(JobKind.MIGRATE, "t", ("a", "b"), "b", "a", "c")
+    job.set_state(JobState.COPYING_MEMORY)
+    t0 = job.started or 0.0
+    job.progress(0, 1000 * MIB, now=t0)
+    # 600 MiB processed in 3 s (zero pages mostly) over a 25 MiB/s link.
+    job.progress(600 * MIB, 1000 * MIB, now=t0 + 3, wire_rate=25 * MIB)
+    assert job.rate == 25 * MIB
+    assert job.eta == 400 / 25
+    job.progress(700 * MIB, 1000 * MIB, now=t0 + 4)  # no wire figure: the progress rate
+    assert job.rate == 100 * MIB  # (its last 3 s: 100 MiB in the last second)

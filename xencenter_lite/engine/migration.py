@@ -21,7 +21,13 @@ from xencenter_lite.core.checks import Problem, blocking, check_plans
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind, finishing_message
 from xencenter_lite.core.domxml import rewrite_domain, rewrite_nics
 from xencenter_lite.core.errors import ABORTED, NOT_VALID_NOW, STOPPED_ANSWERING, friendly
-from xencenter_lite.core.jobs import Job, JobState, phase_from_stats, progress_from_stats
+from xencenter_lite.core.jobs import (
+    Job,
+    JobState,
+    phase_from_stats,
+    progress_from_stats,
+    wire_rate_from_stats,
+)
 from xencenter_lite.core.metadata import VmMetadata
 from xencenter_lite.core.model import VM, VmState
 from xencenter_lite.core.plan import (
@@ -489,9 +495,9 @@ class MigrationRunner:
         stats = await reading
         if stats and not job.cancel_requested:
             done, total = progress_from_stats(stats, job.bytes_total)
-            if total:
-                job.progress(done, total)
             phase = phase_from_stats(stats, job.state)
+            if total:
+                job.progress(done, total, wire_rate=wire_rate_from_stats(stats, phase))
             if phase is not job.state and job.state is not JobState.POST_COPY:
                 job.set_state(phase, "Copying memory" if phase is JobState.COPYING_MEMORY
                               else None)
