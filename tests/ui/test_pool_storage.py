@@ -1,7 +1,8 @@
 """Pool ▸ Properties and Storage ▸ Set as Default SR in the console: offered where they
 apply, refused with the reason where not, and written into the inventory file with the
-rest of it as it was. (Which SR can be a default: tests/unit/test_commands.py; the engine's
-side on the test driver: tests/faults/test_servers.py.)"""
+rest of it as it was; and a disabled command's tooltip saying why. (Which SR can be a
+default: tests/unit/test_commands.py; the engine's side on the test driver:
+tests/faults/test_servers.py.)"""
 
 from __future__ import annotations
 
@@ -85,3 +86,15 @@ def test_pool_properties_changes_the_pools_default_sr(window: MainWindow) -> Non
     assert load_inventory(path).pools[0].default_sr == "Local storage"
     assert fake.snapshot().pools["Production"].default_sr == "Local storage"
     assert not dialog.isVisible()
+
+
+def test_a_disabled_vm_command_says_why_in_its_tooltip(window: MainWindow) -> None:  # noqa: F811
+    web = next(v for v in window.engine.snapshot().vms if v.name == "web-1")
+    assert window.select(("vm", web.key))
+    assert not window.copy_action.isEnabled()
+    assert window.copy_action.toolTip() == \
+        "'web-1' is running: a VM is copied halted; shut it down first"
+    build = next(v for v in window.engine.snapshot().vms if v.name == "build-1")
+    assert window.select(("vm", build.key))
+    assert window.copy_action.isEnabled()
+    assert window.copy_action.toolTip().startswith("A new halted VM")  # its own words again

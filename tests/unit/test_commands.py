@@ -1,11 +1,19 @@
-"""Which SR can become a default SR, and why not (core.commands)."""
+"""Whether a command can run on the selection, and why not (core.commands)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from tests.unit.builders import standard_fleet
-from xencenter_lite.core.commands import can_set_default_sr, default_sr_owner
+from xencenter_lite.core.commands import (
+    can_copy,
+    can_edit_memory,
+    can_migrate,
+    can_move_disk,
+    can_set_default_sr,
+    default_sr_owner,
+)
+from xencenter_lite.core.model import VmState
 
 
 def test_a_pools_default_sr_must_be_on_every_member_and_not_already_it() -> None:
@@ -48,3 +56,25 @@ def test_a_standalone_servers_default_sr() -> None:
     assert inactive is not None
     assert can_set_default_sr(f.snapshot(), inactive).reason == \
         "'Fast storage' is inactive: start it first"
+
+
+def test_vm_commands_say_why_they_cannot_run() -> None:
+    f = standard_fleet()
+    web = f.vm("web-1", "lab-a1")
+    build = f.vm("build-1", "lab-a2", state=VmState.HALTED)
+    odd = f.vm("odd-1", "lab-a1", state=VmState.OTHER)
+    bare = f.vm("bare-1", "lab-b1", disks=())
+    snap = f.snapshot()
+    assert can_migrate(snap, [web, build], set()).ok
+    assert can_migrate(snap, [web], {web.key}).reason == \
+        "'web-1' is being migrated or has a disk being moved"
+    assert "'odd-1' is" in can_migrate(snap, [web, odd], set()).reason
+    assert can_migrate(snap, [web, None], set()).reason == "Select the VMs to migrate"
+    assert can_copy(snap, [build], set()).ok
+    assert can_copy(snap, [web], set()).reason == \
+        "'web-1' is running: a VM is copied halted; shut it down first"
+    assert can_copy(snap, [web, build], set()).reason == "Select one VM to copy"
+    assert can_move_disk(snap, [bare]).reason == "'bare-1' has no disk to move"
+    assert can_move_disk(snap, [web]).ok and can_edit_memory(snap, [web]).ok
+    f.servers["lab-a1"] = replace(f.servers["lab-a1"], connected=False)
+    assert can_edit_memory(f.snapshot(), [web]).reason.startswith("'lab-a1' is not connected")

@@ -5,9 +5,11 @@ same function, so an entry is never offered in one place and refused in another.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from xencenter_lite.core.model import SR, Snapshot
+from xencenter_lite.core.checks import MOVABLE_STATES
+from xencenter_lite.core.model import SR, VM, Snapshot, VmState
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,65 @@ def can_set_default_sr(snap: Snapshot, sr: SR) -> Verdict:
                 return Verdict.no(f"'{member}' has no active SR named '{sr.name}': every "
                                   f"member of pool '{pool.name}' must have it")
     return Verdict.yes()
+
+
+# ---- VM commands (the selection is the VMs chosen in the tree) --------------------------------
+Busy = set[tuple[str, str]] | frozenset[tuple[str, str]]
+
+
+def _one_vm(vms: Sequence[VM | None], what: str) -> VM | Verdict:
+    if len(vms) != 1 or vms[0] is None:
+        return Verdict.no(f"Select one VM to {what}")
+    return vms[0]
+
+
+def _connected(snap: Snapshot, vm: VM) -> Verdict | None:
+    server = snap.servers.get(vm.server)
+    if server is None or not server.connected:
+        return Verdict.no(f"'{vm.server}' is not connected: Server ▸ Connect, then try again")
+    return None
+
+
+def can_migrate(snap: Snapshot, vms: Sequence[VM | None], busy: Busy) -> Verdict:
+    """Migrate VM…, Migrate to Server, a drag: every selected VM running, paused or halted,
+    and none being moved already. (Whether a destination can take them is the checks'.)"""
+    if not vms or any(v is None for v in vms):
+        return Verdict.no("Select the VMs to migrate")
+    for vm in vms:
+        assert vm is not None
+        if (why := _connected(snap, vm)) is not None:
+            return why
+        if vm.key in busy:
+            return Verdict.no(f"'{vm.name}' is being migrated or has a disk being moved")
+        if vm.state not in MOVABLE_STATES:
+            return Verdict.no(f"'{vm.name}' is {vm.state.value}: a VM migrates running, "
+                              "paused or halted")
+    return Verdict.yes()
+
+
+def can_move_disk(snap: Snapshot, vms: Sequence[VM | None]) -> Verdict:
+    vm = _one_vm(vms, "move one of its disks")
+    if isinstance(vm, Verdict):
+        return vm
+    if not vm.hard_disks:
+        return Verdict.no(f"'{vm.name}' has no disk to move")
+    return _connected(snap, vm) or Verdict.yes()
+
+
+def can_copy(snap: Snapshot, vms: Sequence[VM | None], busy: Busy) -> Verdict:
+    vm = _one_vm(vms, "copy")
+    if isinstance(vm, Verdict):
+        return vm
+    if vm.state is not VmState.HALTED:
+        return Verdict.no(f"'{vm.name}' is {vm.state.value}: a VM is copied halted; shut it "
+                          "down first")
+    if vm.key in busy:
+        return Verdict.no(f"'{vm.name}' is being migrated or has a disk being moved")
+    return _connected(snap, vm) or Verdict.yes()
+
+
+def can_edit_memory(snap: Snapshot, vms: Sequence[VM | None]) -> Verdict:
+    vm = _one_vm(vms, "set its memory")
+    if isinstance(vm, Verdict):
+        return vm
+    return _connected(snap, vm) or Verdict.yes()

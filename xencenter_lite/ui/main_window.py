@@ -22,11 +22,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xencenter_lite.core.checks import MOVABLE_STATES
-from xencenter_lite.core.commands import can_set_default_sr, default_sr_owner
+from xencenter_lite.core.commands import (
+    Verdict,
+    can_copy,
+    can_edit_memory,
+    can_migrate,
+    can_move_disk,
+    can_set_default_sr,
+    default_sr_owner,
+)
 from xencenter_lite.core.inventory import InventoryError
 from xencenter_lite.core.jobs import Job, JobState
-from xencenter_lite.core.model import SR, Snapshot, VmState
+from xencenter_lite.core.model import SR, Snapshot
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog, AddServerError, remove_from_inventory
 from xencenter_lite.ui.common import show_non_modal, spawn, whole_percent
@@ -334,18 +341,16 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         keys = self.resources.selected_keys()
         snap = self.engine.snapshot()
-        vms = [snap.vm(k[1]) for k in keys if k[0] == "vm"]
-        only_vms = bool(keys) and len(vms) == len(keys) and all(v is not None for v in vms)
+        # (a row that is not a VM makes the selection one no VM command takes)
+        vms = [snap.vm(k[1]) if k[0] == "vm" else None for k in keys]
+        only_vms = bool(keys) and all(v is not None for v in vms)
         busy = self.engine.busy
-        can_migrate = only_vms and all(v is not None and v.state in MOVABLE_STATES
-                                       and v.key not in busy for v in vms)
-        self.migrate_action.setEnabled(can_migrate)
-        self.migrate_menu.setEnabled(can_migrate)
-        self.move_disk_action.setEnabled(only_vms and len(vms) == 1)
-        self.memory_action.setEnabled(only_vms and len(vms) == 1)
-        self.copy_action.setEnabled(only_vms and len(vms) == 1 and vms[0] is not None
-                                    and vms[0].state is VmState.HALTED
-                                    and vms[0].key not in busy)
+        migrate = can_migrate(snap, vms, busy)
+        self._follow(self.migrate_action, migrate)
+        self.migrate_menu.setEnabled(migrate.ok)
+        self._follow(self.move_disk_action, can_move_disk(snap, vms))
+        self._follow(self.memory_action, can_edit_memory(snap, vms))
+        self._follow(self.copy_action, can_copy(snap, vms, busy))
         for act, qa in self.power_actions.items():
             qa.setEnabled(only_vms and all(v is not None and not check_power(snap, v, act, busy)
                                            for v in vms))
@@ -378,6 +383,15 @@ class MainWindow(QMainWindow):
                 verdict.reason if not verdict.ok else
                 f"Disks go to '{sr.name}' when a migration or a copy to "
                 f"{default_sr_owner(snap, sr)} names no SR")
+
+    def _follow(self, action: QAction, verdict: Verdict) -> None:
+        """Enable `action` as the core's verdict says; disabled, its tooltip says why."""
+        default = action.property("defaultToolTip")
+        if default is None:
+            default = action.toolTip()
+            action.setProperty("defaultToolTip", default)
+        action.setEnabled(verdict.ok)
+        action.setToolTip(str(default) if verdict.ok else verdict.reason)
 
     def selected_pool(self) -> str | None:
         keys = self.resources.selected_keys()
