@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.units import format_duration
+from xencenter_lite.ui.bridge import bridge
 from xencenter_lite.ui.common import format_rate, format_size, show_non_modal, spawn, whole_percent
 
 Index = QModelIndex | QPersistentModelIndex
@@ -145,9 +146,9 @@ class JobsModel(QAbstractItemModel):
         for job in sorted([*engine.jobs, *events], key=lambda j: j.created):
             job.subscribe(listener)
             self._job_changed(job)
-        engine.subscribe_jobs(listener)
-        if hasattr(engine, "subscribe_server_events"):
-            engine.subscribe_server_events(listener)
+        news = bridge(engine)
+        news.jobChanged.connect(self._job_changed)
+        news.serverEvent.connect(self._job_changed)
 
     # ---- keeping up with the engine ----------------------------------------------------
     def _job_changed(self, job: Job) -> None:

@@ -36,8 +36,9 @@ from xencenter_lite.core.jobs import Job, JobState
 from xencenter_lite.core.model import SR, Snapshot
 from xencenter_lite.core.power import PowerAction, check_power
 from xencenter_lite.ui.add_server import AddServerDialog, AddServerError, remove_from_inventory
+from xencenter_lite.ui.bridge import bridge
 from xencenter_lite.ui.common import show_non_modal, spawn, whole_percent
-from xencenter_lite.ui.events import EventsView, weak_listener
+from xencenter_lite.ui.events import EventsView
 from xencenter_lite.ui.icons import icon
 from xencenter_lite.ui.migrate_menu import MigrateToServerMenu, StartOnServerMenu, open_wizard
 from xencenter_lite.ui.pool_storage import PoolPropertiesDialog, make_default
@@ -108,8 +109,7 @@ class MainWindow(QMainWindow):
             self.pool_properties_action)
         self.resources.sr_menu_hook = lambda menu: menu.addAction(self.set_default_sr_action)
         follow_engine(engine, self._on_snapshot, self._on_job)
-        if hasattr(engine, "subscribe_server_events"):  # a server lost or back: said at once
-            engine.subscribe_server_events(weak_listener(self._on_server_event))
+        bridge(engine).serverEvent.connect(self._on_server_event)  # lost or back: said at once
         self._selection_changed()
         self._update_jobs()
 

@@ -9,12 +9,10 @@ nodes survive the constant stream of updates. Rows are identified by keys such a
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import shiboken6
 from PySide6.QtCore import (
     QByteArray,
     QEvent,
@@ -59,6 +57,7 @@ from xencenter_lite.core.folders import norm_folder, vms_in_folder
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import SR, VM, Server, Snapshot, VmState
 from xencenter_lite.ui import migrate_menu
+from xencenter_lite.ui.bridge import bridge
 from xencenter_lite.ui.common import KeyRole, KindRole, format_size, spawn
 from xencenter_lite.ui.icons import icon
 from xencenter_lite.ui.migrate_menu import drop_refusal, migrate_or_open_wizard
@@ -695,22 +694,12 @@ class ResourcesTree(QTreeView):
 
 def follow_engine(engine: Any, on_snapshot: Callable[[Snapshot], None],
                   on_job: Callable[[Job], None] | None = None) -> None:
-    """Subscribe a widget's bound methods to the engine, which outlives widgets and has no
-    unsubscribe: calls stop once the widget is gone."""
-
-    def weak(method: Callable[[Any], None]) -> Callable[[Any], None]:
-        ref = weakref.WeakMethod(method)
-
-        def forward(value: Any) -> None:
-            fn = ref()
-            if fn is not None and shiboken6.isValid(getattr(fn, "__self__", None)):
-                fn(value)
-
-        return forward
-
-    engine.subscribe(weak(on_snapshot))
+    """Connect a widget's slots to the engine's news (through its EngineBridge): they stop
+    being called when the widget goes."""
+    news = bridge(engine)
+    news.snapshotChanged.connect(on_snapshot)
     if on_job is not None:
-        engine.subscribe_jobs(weak(on_job))
+        news.jobChanged.connect(on_job)
 
 
 class ResourcesPane(QWidget):

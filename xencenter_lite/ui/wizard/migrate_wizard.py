@@ -28,8 +28,8 @@ from xencenter_lite.core.policy import (
     MigrationSettings,
 )
 from xencenter_lite.core.reasons import STORAGE_CODES
+from xencenter_lite.ui.bridge import bridge
 from xencenter_lite.ui.common import show_non_modal, spawn, star_text
-from xencenter_lite.ui.events import weak_listener
 from xencenter_lite.ui.wizard.common import (
     DESTINATION,
     HOME_SERVER,
@@ -107,7 +107,7 @@ class MigrateWizard(QWizard):
         self.currentIdChanged.connect(self._show_steps)
         self._show_steps()
 
-        engine.subscribe(weak_listener(self._snapshot_changed))
+        bridge(engine).snapshotChanged.connect(self._snapshot_changed)
 
     def open(self) -> None:
         """Show without blocking anything else; once closed, the wizard goes away."""
