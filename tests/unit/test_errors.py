@@ -126,3 +126,18 @@ def test_why_a_server_cannot_be_reached_is_said_with_what_to_do(raw, words):
     message = friendly(38, raw).message
     assert words in message, message
     assert "connection to the destination was lost" not in message
+
+
+def test_a_call_whose_connection_broke_is_told_from_a_refusal() -> None:
+    from xencenter_lite.core.errors import STOPPED_ANSWERING, connection_lost
+
+    for code, raw in ((38, "End of file while reading data: Input/output error"),
+                      (1, "internal error: client socket is closed"),
+                      (1, "internal error: connection closed due to keepalive timeout"),
+                      (39, "rpc error"), (None, STOPPED_ANSWERING),
+                      (None, "not connected to lab-a1 (the worker of lab-a1 is retired)")):
+        assert connection_lost(code, raw), raw
+    for code, raw in ((55, "Requested operation is not valid: domain is not running"),
+                      (1, "internal error: injected failure of migrate"),
+                      (9, "operation failed: migration job: unexpectedly failed")):
+        assert not connection_lost(code, raw), raw

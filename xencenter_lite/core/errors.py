@@ -196,3 +196,18 @@ def is_volume_exists(code: int | None, raw: str) -> bool:
     """libvirt refused to create a volume because one of that name is there (the storage
     driver says so by code; the test driver only in words)."""
     return code == VOLUME_EXISTS or "already exists" in raw.lower()
+
+
+# What libvirt's client says when the connection a call was made on went away under it.
+_CONNECTION_LOST = ("end of file while reading data", "cannot recv data", "connection reset",
+                    "broken pipe", "keepalive timeout", "client socket is closed",
+                    "connection closed", "not connected to")
+RPC_ERROR = 39  # VIR_ERR_RPC
+
+
+def connection_lost(code: int | None, raw: str) -> bool:
+    """The call's connection broke (or the server stopped answering): the server may have
+    done what it was asked, may be doing it still, or may never have heard of it."""
+    text = raw.lower()
+    return raw == STOPPED_ANSWERING or code == RPC_ERROR or any(p in text
+                                                              for p in _CONNECTION_LOST)

@@ -20,7 +20,13 @@ from typing import Any
 from xencenter_lite.core.checks import Problem, blocking, check_plans
 from xencenter_lite.core.cleanup import Cleanup, CleanupKind, finishing_message
 from xencenter_lite.core.domxml import rewrite_domain, rewrite_nics
-from xencenter_lite.core.errors import ABORTED, NOT_VALID_NOW, STOPPED_ANSWERING, friendly
+from xencenter_lite.core.errors import (
+    ABORTED,
+    NOT_VALID_NOW,
+    STOPPED_ANSWERING,
+    connection_lost,
+    friendly,
+)
 from xencenter_lite.core.jobs import (
     Job,
     JobState,
@@ -86,6 +92,11 @@ class Timing:
     # How long a job that lost its migration call waits while both halves of the VM are
     # there (libvirt still migrating it) before it says it cannot tell where the VM runs.
     in_flight_wait: float = 600.0
+    # How long a job whose migration call lost its connection watches for the migration
+    # to show (its copy appearing on the destination, a job on the source) before it takes
+    # the VM still on the source, with nothing on the destination, for a migration that
+    # never began: the source may carry out the call it was sent a moment later.
+    lost_call_grace: float = 15.0
     # Seconds without progress in a migration's memory copy that make a stall (see
     # core.policy): what the migration policy acts on.
     stall_window: float = 4.0
@@ -609,8 +620,10 @@ class MigrationRunner:
         direct = plan.data_path is DataPath.DIRECT
         paused = direct or suspended  # (paused by the job: arrives paused)
         arrived = {VmState.RUNNING, plan.vm.state} | ({VmState.PAUSED} if paused else set())
+        lost = isinstance(exc, VirtError) and connection_lost(exc.code, exc.raw)
         where_src, where_dest = await self._whereabouts(
-            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or paused)
+            job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or paused,
+            call_lost=lost)
         if where_src in (None, False) and where_dest in arrived:
             # The VM moved even though the call reported an error (or we lost the source
             # while it finished): the migration is done.
@@ -669,15 +682,20 @@ class MigrationRunner:
         return False
 
     async def _whereabouts(self, job: Job, src: str, dest: str, uuid: str,
-                           paused_arrival: bool = False
+                           paused_arrival: bool = False, call_lost: bool = False
                            ) -> tuple[VmState | bool | None, VmState | bool | None]:
         """Where the VM is on the source and on the destination, once that is settled: a
         source that does not answer is waited for (reconcile_wait), a migration still
         running there is followed to its end, and one that is ending (the VM gone from the
-        source, its copy not yet resumed on the destination) is given a moment."""
+        source, its copy not yet resumed on the destination) is given a moment. When the
+        migration call lost its connection (`call_lost`), a VM still on the source with
+        nothing on the destination is watched for lost_call_grace: the source may begin the
+        migration it was sent after the connection went."""
         fleet = self.fleet
         loop = asyncio.get_running_loop()
         end = loop.time() + self.timing.reconcile_wait
+        grace_end = loop.time() + self.timing.lost_call_grace if call_lost else 0.0
+        watching = False
         flight_end: float | None = None
         while True:
             where_src = await fleet.locate(src, uuid, wait=max(0.0, end - loop.time()))
@@ -699,6 +717,15 @@ class MigrationRunner:
                                   "waiting for it to end")
                 if loop.time() >= flight_end or fleet.closed:
                     return False, where_dest  # not known where it will run
+                await asyncio.sleep(self.timing.progress_interval)
+                continue
+            if (isinstance(where_src, VmState) and where_dest is None
+                    and loop.time() < grace_end and not fleet.closed):
+                if not watching:
+                    watching = True
+                    job.set_state(job.state, f"The connection broke under the migration "
+                                  f"call; watching whether '{src}' migrates "
+                                  f"'{job.vm_name}' all the same before deciding")
                 await asyncio.sleep(self.timing.progress_interval)
                 continue
             # (A paused VM arrives paused: gone from the source, it has arrived. libvirt
