@@ -27,21 +27,21 @@ from xencenter_lite.core.model import SR, Pool, Snapshot
 from xencenter_lite.ui.add_server import AddServerError, set_default_sr_in_inventory
 
 
-def make_default(engine: Any, sr: SR) -> str:
+def make_default(engine: Any, sr: SR) -> tuple[bool, str]:
     """Make `sr` the default SR of its pool or standalone server, in the inventory file and
-    the engine. Returns what happened, in words (also when it was refused)."""
+    the engine. Returns whether it did, and what happened in words (also when refused)."""
     snap = engine.snapshot()
     verdict = can_set_default_sr(snap, sr)
     owner = default_sr_owner(snap, sr)
     if not verdict.ok:
-        return f"The default SR of {owner} was not changed: {verdict.reason}."
+        return False, f"The default SR of {owner} was not changed: {verdict.reason}."
     try:
         set_default_sr_in_inventory(Path(engine.inventory.path), owner.kind, owner.name,
                                     sr.name)
     except (AddServerError, InventoryError, OSError) as exc:
-        return f"The default SR of {owner} was not changed: {exc}"
+        return False, f"The default SR of {owner} was not changed: {exc}"
     engine.set_default_sr(owner.kind, owner.name, sr.name)
-    return f"'{sr.name}' is now the default SR of {owner}."
+    return True, f"'{sr.name}' is now the default SR of {owner}."
 
 
 def pool_sr_choices(snap: Snapshot, pool: Pool) -> list[SR]:
@@ -107,8 +107,8 @@ class PoolPropertiesDialog(QDialog):
         sr = next((s for s in self.choices if s.name == chosen), None)
         assert sr is not None
         now = snap.sr(sr.server, sr.name) or sr
-        text = make_default(self.engine, now)
-        if "is now the default SR" in text:
+        changed, text = make_default(self.engine, now)
+        if changed:
             self.accept()
         else:
             self.message.setText(text)  # stay open: the operator reads why
