@@ -87,6 +87,12 @@ def _connected(snap: Snapshot, vm: VM) -> Verdict | None:
     return None
 
 
+def _moving(vm: VM, busy: Busy) -> Verdict | None:
+    if vm.key in busy:
+        return Verdict.no(f"'{vm.name}' is being migrated or has a disk being moved")
+    return None
+
+
 def can_migrate(snap: Snapshot, vms: Sequence[VM | None], busy: Busy) -> Verdict:
     """Migrate VM…, Migrate to Server, a drag: every selected VM running, paused or halted,
     and none being moved already. (Whether a destination can take them is the checks'.)"""
@@ -94,10 +100,8 @@ def can_migrate(snap: Snapshot, vms: Sequence[VM | None], busy: Busy) -> Verdict
         return Verdict.no("Select the VMs to migrate")
     for vm in vms:
         assert vm is not None
-        if (why := _connected(snap, vm)) is not None:
+        if (why := _connected(snap, vm) or _moving(vm, busy)) is not None:
             return why
-        if vm.key in busy:
-            return Verdict.no(f"'{vm.name}' is being migrated or has a disk being moved")
         if vm.state not in MOVABLE_STATES:
             return Verdict.no(f"'{vm.name}' is {vm.state.value}: a VM migrates running, "
                               "paused or halted")
@@ -120,9 +124,7 @@ def can_copy(snap: Snapshot, vms: Sequence[VM | None], busy: Busy) -> Verdict:
     if vm.state is not VmState.HALTED:
         return Verdict.no(f"'{vm.name}' is {vm.state.value}: a VM is copied halted; shut it "
                           "down first")
-    if vm.key in busy:
-        return Verdict.no(f"'{vm.name}' is being migrated or has a disk being moved")
-    return _connected(snap, vm) or Verdict.yes()
+    return _moving(vm, busy) or _connected(snap, vm) or Verdict.yes()
 
 
 def can_edit_memory(snap: Snapshot, vms: Sequence[VM | None]) -> Verdict:

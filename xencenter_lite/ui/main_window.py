@@ -46,6 +46,7 @@ from xencenter_lite.ui.properties import PropertiesView
 from xencenter_lite.ui.resources import (
     FOLDERS,
     INFRASTRUCTURE,
+    NodeKey,
     ResourcesPane,
     find_object,
     follow_engine,
@@ -393,24 +394,25 @@ class MainWindow(QMainWindow):
         action.setEnabled(verdict.ok)
         action.setToolTip(str(default) if verdict.ok else verdict.reason)
 
-    def selected_pool(self) -> str | None:
+    def _selected_one(self, kind: str) -> NodeKey | None:
+        """The selection's key when it is one row of this kind."""
         keys = self.resources.selected_keys()
-        if len(keys) == 1 and keys[0][0] == "pool":
-            return str(keys[0][1])
-        return None
+        return keys[0] if len(keys) == 1 and keys[0][0] == kind else None
+
+    def selected_pool(self) -> str | None:
+        key = self._selected_one("pool")
+        return str(key[1]) if key else None
 
     def selected_sr(self) -> SR | None:
-        keys = self.resources.selected_keys()
-        if len(keys) == 1 and keys[0][0] == "sr":
-            found = find_object(self.engine.snapshot(), keys[0])
-            return found if isinstance(found, SR) else None
-        return None
+        key = self._selected_one("sr")
+        found = find_object(self.engine.snapshot(), key) if key else None
+        return found if isinstance(found, SR) else None
 
     def set_default_sr(self) -> str | None:
         sr = self.selected_sr()
         if sr is None:
             return None
-        text = make_default(self.engine, sr)
+        _changed, text = make_default(self.engine, sr)
         self.statusBar().showMessage(text, 15000)
         self._update_actions()
         return text
@@ -424,10 +426,8 @@ class MainWindow(QMainWindow):
         return dialog
 
     def selected_server(self) -> str | None:
-        keys = self.resources.selected_keys()
-        if len(keys) == 1 and keys[0][0] == "server":
-            return str(keys[0][1])
-        return None
+        key = self._selected_one("server")
+        return str(key[1]) if key else None
 
     def _update_jobs(self) -> None:
         jobs = self.engine.jobs
