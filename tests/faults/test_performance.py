@@ -4,6 +4,7 @@ the Performance tab drawing them (offscreen)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,13 @@ def test_the_performance_tab_reads_while_on_show_and_draws_the_figures(
     assert vm is not None and off is not None
     tab = PerformanceTab(eng)
     qtbot.addWidget(tab)
+    key = ("vm", "td", running)
     tab.show_object(vm)
-    assert tab.readings == 0  # not on show: nothing read
+    assert tab.histories == {}  # not on show: nothing read
     tab.show()
-    run(until(lambda: tab.readings >= 1, 10))
+    run(until(lambda: key in tab.histories, 10))  # the first reading
     tab.read_now()
-    run(until(lambda: tab.readings >= 2, 10))
+    run(until(lambda: len(tab.histories[key]) >= 1, 10))  # the second: figures
     assert "CPU: " in tab.cpu.accessibleDescription()
     assert tab.cpu.latest("CPU") is not None
     assert (tab.memory.latest("Total") or 0) > 0
@@ -81,9 +83,10 @@ def test_the_performance_tab_reads_while_on_show_and_draws_the_figures(
     # A halted VM: said, and nothing read for it.
     tab.show_object(off)
     assert f"'{off.name}' is halted" in tab.status.text()
-    before = tab.readings
     tab.read_now()
-    assert tab.readings == before and tab.cpu.summary() == "No figures yet"
+    run(asyncio.sleep(0.3))
+    assert ("vm", "td", halted) not in tab.histories
+    assert tab.cpu.summary() == "No figures yet"
     # Back to the running VM: what was seen before is there again.
     tab.show_object(vm)
     assert tab.cpu.latest("CPU") is not None

@@ -72,6 +72,6 @@ def test_the_memory_tab_follows_the_selection_and_opens_the_dialog(
     assert view.currentWidget() is tab  # the Memory tab stays on show from VM to server
     assert not tab.edit.isVisibleTo(view)
     assert "8.0 GiB free" in tab.heading.text()
-    assert [s.label for s in tab.segments()][-1] == "Free"
+    assert [s.label for s in tab.bar.bar.segments][-1] == "Free"
     view.show_object(("pool", "Production"))
     assert view.indexOf(tab) < 0

@@ -5,7 +5,7 @@ VMs, its own use and what is free; drawn as a bar (QPainter) with a legend in wo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
@@ -170,6 +170,3 @@ class MemoryTab(QWidget):
         self.heading.setText(f"'{obj.name}': {format_size(obj.host_memory)}, "
                              f"{format_size(obj.free_memory)} free; {running} VM(s) running.")
         self.bar.show_bar(server_bar(snap, obj))
-
-    def segments(self) -> Sequence[Segment]:
-        return self.bar.bar.segments

@@ -54,7 +54,6 @@ class PerformanceTab(QWidget):
         self.key: HistoryKey | None = None
         self.title = ""
         self.histories: OrderedDict[HistoryKey, History] = OrderedDict()
-        self.readings = 0  # readings taken (the tests wait on it)
         self._reading = False
         self.timer = QTimer(self)
         self.timer.setInterval(INTERVAL_MS)
@@ -132,7 +131,6 @@ class PerformanceTab(QWidget):
                 self._reading = False
         if not shiboken6.isValid(self):
             return
-        self.readings += 1
         h = self.histories.get(key)
         if h is None:
             h = self.histories[key] = History(keep=int(2 * SPAN * 1000 / INTERVAL_MS))
