@@ -355,9 +355,6 @@ class Engine:
             servers = tuple(replace(s, default_sr=sr) if s.name == name else s
                             for s in inv.servers)
             self.fleet.inventory = replace(inv, servers=servers)
-            for st in self.fleet.servers.values():
-                if st.config.name == name:
-                    st.config = replace(st.config, default_sr=sr)
         self.fleet.changed()
 
     async def vet_new_server(self, uri: str) -> NewServer:
