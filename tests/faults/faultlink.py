@@ -70,7 +70,9 @@ class FaultPlan:
     _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     hung_until: float = 0.0  # monotonic time the hung call goes through
-    slow: dict[str, float] = field(default_factory=dict)  # method -> seconds before it begins
+    # Seconds before a call begins: by method ("migrate": every such call) or by one call
+    # while armed ("destination.locate#1").
+    slow: dict[str, float] = field(default_factory=dict)
     failing: frozenset[str] = frozenset()  # methods that fail every time while armed
 
     def arm(self, target: Call | None = None, kind: str = FAIL) -> None:
@@ -84,21 +86,24 @@ class FaultPlan:
         with self._lock:
             self.armed = False
 
-    def hit(self, server: str, method: str) -> str | None:
-        """Count the call; the kind of fault if it is the armed one."""
+    def hit(self, server: str, method: str) -> tuple[str | None, float]:
+        """Count the call; the kind of fault if it is the armed one, and how long it is to
+        wait before it begins (see `slow`)."""
         with self._lock:
+            delay = self.slow.get(method, 0.0)
             if not self.armed:
-                return None
+                return None, delay
             role = self.roles.get(server, server)
             self._counts[(role, method)] += 1
             call = Call(role, method, self._counts[(role, method)])
             self.trace.append(call)
+            delay = max(delay, self.slow.get(str(call), 0.0))
             if not self.fired and call == self.target:
                 self.fired = True
                 if self.kind == HANG:
                     self.hung_until = time.monotonic() + self.hang
-                return self.kind
-            return None
+                return self.kind, delay
+            return None, delay
 
 
 # Methods that are not calls on the server.
@@ -144,9 +149,9 @@ class FaultLink:
     def _call(self, method: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._dropped:
             raise VirtError("internal error: client socket is closed", INTERNAL_ERROR)
-        kind = self._plan.hit(self.name, method)
-        if method in self._plan.slow:
-            time.sleep(self._plan.slow[method])
+        kind, delay = self._plan.hit(self.name, method)
+        if delay:
+            time.sleep(delay)
         if kind is None and method in self._plan.failing and self._plan.armed:
             raise VirtError(f"internal error: {method} cannot be answered now", INTERNAL_ERROR)
         if kind is None:

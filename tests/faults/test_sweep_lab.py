@@ -218,3 +218,25 @@ def test_a_migration_still_running_without_its_call_is_waited_for_not_decided(
                                    failing=frozenset({"job_stats"})), 240)
     assert outcome.fired and outcome.problems == [], outcome.to_json()
     assert (outcome.state, outcome.where) == ("done", "destination"), outcome.to_json()
+
+
+def test_a_destination_that_does_not_answer_the_first_look_does_not_decide_it(
+        lab_inventory: Path, guests: dict[str, str], run: Any, tmp_path: Path) -> None:
+    """As above, and the destination is too busy to answer the job's first look for the VM
+    (2 s, past the engine's deadline: starting the VM's incoming copy, say). Not knowing
+    whether the copy is there is not knowing that it is not: the job looks again instead of
+    saying the VM stays on the source and unwinding under the migration."""
+    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
+        dest = "lab-b1" if server == "lab-a1" else "lab-a1"
+        return engine.migrate([MigrationRequest((server, uuid), dest, sr="Local storage",
+                                                bandwidth_mib_s=2)])
+
+    spec = JobSpec("storage migration", "sw-storage", guests, start,
+                   lambda server: "lab-b1" if server == "lab-a1" else "lab-a1")
+    outcome, trace = run(run_case(load_inventory(lab_inventory), spec,
+                                  Call("source", "migrate", 1), DETACH, tmp_path,
+                                  slow={"destination.locate#1": 2.0},
+                                  failing=frozenset({"job_stats"})), 240)
+    assert Call("destination", "locate", 1) in trace
+    assert outcome.fired and outcome.problems == [], (outcome.problems, outcome.error)
+    assert (outcome.state, outcome.where) == ("done", "destination"), outcome.to_json()

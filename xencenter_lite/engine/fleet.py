@@ -195,6 +195,24 @@ class Fleet:
     def is_connected(self, name: str) -> bool:
         return self.servers[name].connected
 
+    def generation(self, name: str) -> int:
+        """Which of `name`'s connections is the current one: it changes whenever one is
+        given up on or opened (see connection_broke)."""
+        return self.servers[name].generation
+
+    async def connection_broke(self, name: str, since: int) -> bool:
+        """Whether `name`'s connection of generation `since` is gone: given up on already,
+        or found dead now (and then given up on). A call that failed on a connection that
+        still works was answered by the server, not cut off."""
+        st = self.servers[name]
+        if not st.connected or st.generation != since:
+            return True
+        if await self._still_alive(st):
+            return False
+        if st.generation == since:
+            self.lost(name, "connection lost")
+        return True
+
     # ---- connecting -----------------------------------------------------------------------
     async def connect_all(self) -> None:
         self.loop = asyncio.get_running_loop()

@@ -185,13 +185,14 @@ class MigrationRunner:
     async def _execute(self, job: Job, plan: MigrationPlan,
                        release_slot: Callable[[], None]) -> None:
         undo = self.settler.new_log()
+        connection = self.fleet.generation(plan.source)
         try:
             try:
                 await self._move(job, plan, undo)
             except Exception as exc:  # whatever ends the move: find out, then undo
                 if not isinstance(exc, VirtError | Cancelled | DmcFailed | MoveFailed):
                     log.exception("migration of %s stopped by a bug", plan.vm.name)
-                if not await self._recover(job, plan, undo, exc):
+                if not await self._recover(job, plan, undo, exc, connection):
                     return
             release_slot()  # the VM runs on the destination: the next job may begin
             await self._finish(job, plan, undo)
@@ -602,9 +603,10 @@ class MigrationRunner:
         return False
 
     async def _recover(self, job: Job, plan: MigrationPlan, undo: UndoLog,
-                       exc: Exception) -> bool:
+                       exc: Exception, connection: int) -> bool:
         """Find out where the VM really runs, then undo what this job made. True when the
-        VM turns out to run on the destination (the move is to be finished)."""
+        VM turns out to run on the destination (the move is to be finished). `connection`:
+        the source's connection the job began on (Fleet.generation)."""
         fleet = self.fleet
         uuid, src, dest = plan.vm.uuid, plan.source, plan.destination
         governor = self.governors.get(job.id)
@@ -620,7 +622,11 @@ class MigrationRunner:
         direct = plan.data_path is DataPath.DIRECT
         paused = direct or suspended  # (paused by the job: arrives paused)
         arrived = {VmState.RUNNING, plan.vm.state} | ({VmState.PAUSED} if paused else set())
-        lost = isinstance(exc, VirtError) and connection_lost(exc.code, exc.raw)
+        # The call's own connection broke, not the source's to the destination (whose
+        # failure the source reports on a connection that still works: the source knows
+        # the migration ended, and how).
+        lost = (isinstance(exc, VirtError) and connection_lost(exc.code, exc.raw)
+                and await fleet.connection_broke(src, connection))
         where_src, where_dest = await self._whereabouts(
             job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or paused,
             call_lost=lost)
@@ -645,7 +651,11 @@ class MigrationRunner:
         raw = exc.raw if isinstance(exc, VirtError) else (str(exc) if isinstance(
             exc, DmcFailed | Cancelled | MoveFailed) else repr(exc))
         if where_src is False:
-            if fleet.is_connected(src):
+            if where_dest is False and fleet.is_connected(src):
+                job.fail(f"'{dest}' does not answer, so the job could not find out where "
+                         f"'{plan.vm.name}' runs (libvirt may have moved it there). "
+                         + _left_note(left, plan.vm.name, src) + " Check both servers.", raw)
+            elif fleet.is_connected(src):
                 # (The source answers, but not where the VM is, or libvirt was still
                 # migrating it when in_flight_wait ran out.)
                 job.fail(f"'{src}' answers, but the job could not find out where "
@@ -690,13 +700,16 @@ class MigrationRunner:
         source, its copy not yet resumed on the destination) is given a moment. When the
         migration call lost its connection (`call_lost`), a VM still on the source with
         nothing on the destination is watched for lost_call_grace: the source may begin the
-        migration it was sent after the connection went."""
+        migration it was sent after the connection went. A destination that does not answer
+        is waited for too (its copy may be there) unless the source said the migration
+        failed and still runs the VM; (False, False) when it never answered."""
         fleet = self.fleet
         loop = asyncio.get_running_loop()
         end = loop.time() + self.timing.reconcile_wait
         grace_end = loop.time() + self.timing.lost_call_grace if call_lost else 0.0
         watching = False
         flight_end: float | None = None
+        dest_wait = 0.0  # how long the next look at the destination waits for it to answer
         while True:
             where_src = await fleet.locate(src, uuid, wait=max(0.0, end - loop.time()))
             if isinstance(where_src, VmState):
@@ -704,7 +717,19 @@ class MigrationRunner:
                 # again (it may have ended, the VM gone, while we looked for a job).
                 await self._follow_orphaned(job, src, uuid)
                 where_src = await fleet.locate(src, uuid, wait=0)
-            where_dest = await fleet.locate(dest, uuid, wait=0)
+            where_dest = await fleet.locate(dest, uuid, wait=dest_wait)
+            if where_dest is False and (call_lost or where_src is None):
+                # The destination does not answer: whether the VM's copy is there is not
+                # known, which is not knowing that it is not. (When the source itself said
+                # the migration failed and still runs the VM, it stays: that is known.)
+                last = max(end, grace_end)
+                if loop.time() >= last or fleet.closed:
+                    return False, False
+                job.set_state(job.state, f"'{dest}' does not answer; waiting for it to "
+                              f"find out where '{job.vm_name}' runs")
+                dest_wait = max(0.0, last - loop.time())
+                continue
+            dest_wait = 0.0
             incoming = where_dest in (VmState.PAUSED, VmState.OTHER)
             if isinstance(where_src, VmState) and incoming:
                 # Both halves are there: libvirt is still migrating it, whether or not the
