@@ -200,20 +200,25 @@ def test_a_look_before_the_source_begins_the_migration_does_not_decide_it(
     assert (outcome.state, outcome.where) == ("done", "destination"), outcome.to_json()
 
 
+def _slow_storage_migration(guests: dict[str, str]) -> JobSpec:
+    """sw-storage to the other server's Local storage at 2 MiB/s: long enough to be caught
+    in the middle."""
+    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
+        dest = "lab-b1" if server == "lab-a1" else "lab-a1"
+        return engine.migrate([MigrationRequest((server, uuid), dest, sr="Local storage",
+                                                bandwidth_mib_s=2)])
+
+    return JobSpec("storage migration", "sw-storage", guests, start,
+                   lambda server: "lab-b1" if server == "lab-a1" else "lab-a1")
+
+
 def test_a_migration_still_running_without_its_call_is_waited_for_not_decided(
         lab_inventory: Path, guests: dict[str, str], run: Any, tmp_path: Path) -> None:
     """The link goes the moment the migration is asked for; the source carries it out (slowly:
     2 MiB/s) and cannot say so (its job statistics fail). Found again, the VM is on the source
     and its copy waits on the destination: both halves there means libvirt is migrating it,
     so the job waits for one half to go instead of saying the VM stays and unwinding."""
-    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
-        dest = "lab-b1" if server == "lab-a1" else "lab-a1"
-        return engine.migrate([MigrationRequest((server, uuid), dest, sr="Local storage",
-                                                bandwidth_mib_s=2)])
-
-    spec = JobSpec("storage migration", "sw-storage", guests, start,
-                   lambda server: "lab-b1" if server == "lab-a1" else "lab-a1")
-    outcome, _trace = run(run_case(load_inventory(lab_inventory), spec,
+    outcome, _trace = run(run_case(load_inventory(lab_inventory), _slow_storage_migration(guests),
                                    Call("source", "migrate", 1), DETACH, tmp_path,
                                    failing=frozenset({"job_stats"})), 240)
     assert outcome.fired and outcome.problems == [], outcome.to_json()
@@ -226,14 +231,7 @@ def test_a_destination_that_does_not_answer_the_first_look_does_not_decide_it(
     (2 s, past the engine's deadline: starting the VM's incoming copy, say). Not knowing
     whether the copy is there is not knowing that it is not: the job looks again instead of
     saying the VM stays on the source and unwinding under the migration."""
-    def start(engine: Engine, server: str, uuid: str) -> list[Any]:
-        dest = "lab-b1" if server == "lab-a1" else "lab-a1"
-        return engine.migrate([MigrationRequest((server, uuid), dest, sr="Local storage",
-                                                bandwidth_mib_s=2)])
-
-    spec = JobSpec("storage migration", "sw-storage", guests, start,
-                   lambda server: "lab-b1" if server == "lab-a1" else "lab-a1")
-    outcome, trace = run(run_case(load_inventory(lab_inventory), spec,
+    outcome, trace = run(run_case(load_inventory(lab_inventory), _slow_storage_migration(guests),
                                   Call("source", "migrate", 1), DETACH, tmp_path,
                                   slow={"destination.locate#1": 2.0},
                                   failing=frozenset({"job_stats"})), 240)
