@@ -526,9 +526,10 @@ def _print_plan(snap: Snapshot, plan: MigrationPlan, out: TextIO) -> None:
     out.write(f"{plan.vm.name}: {plan.source} → {plan.destination} ({how})\n")
     for d in plan.disks:
         if d.copy:
+            left = "; the file in no SR stays" if d.loose else ""
             out.write(f"  {d.dev}: {d.source_sr or d.source_path or '(no file)'} → "
                       f"{d.target_sr or '(no SR)'} "
-                      f"({format_bytes(d.capacity)} copied)\n")
+                      f"({format_bytes(d.capacity)} copied{left})\n")
         else:
             out.write(f"  {d.dev}: stays on {d.source_sr}\n")
     for n in plan.nics:

@@ -327,6 +327,11 @@ def test_a_volume_a_domain_names_by_pool_and_volume_is_in_use(fleet: DriverFleet
         <source pool='{fleet.fast}' volume='byname.raw'/><target dev='vda'/></disk>
         </devices></domain>""")
     try:
+        # The reading finds its file and its SR (the pool that names it).
+        (vm,) = [v for v in link.read().vms if v.name == f"{fleet.vm}-byname"]
+        (vda,) = vm.hard_disks
+        assert (vda.source_type, vda.path, vda.sr, vda.capacity) == (
+            "volume", path, fleet.fast, 4096)
         assert link.volume_in_use(path)
         assert link.remove_volume(path) is Removal.IN_USE
         assert "byname.raw" in _volumes(fleet, fleet.fast)

@@ -33,7 +33,7 @@ from xencenter_lite.core.checks import (
     warnings_for,
 )
 from xencenter_lite.core.model import Network, Sharing, VmState
-from xencenter_lite.core.plan import DiskMovePlan
+from xencenter_lite.core.plan import DataPath, DiskMovePlan
 from xencenter_lite.core.units import format_bytes, format_duration
 
 WARNINGS = {"PERFORMANCE", "ESTIMATE", "MANAGEMENT_NETWORK"}
@@ -355,18 +355,37 @@ def test_disk_unsupported_block_disk(fleet):
     assert "copy it onto a directory, file-system or NFS SR first" in problems[0].message
 
 
-def test_disk_unsupported_file_not_on_an_sr(fleet):
+def test_a_file_in_no_sr_is_copied_by_a_migration_and_its_old_file_left(fleet):
+    """A file outside every pool (virt-install --disk path=/var/tmp/x.qcow2): its sharing
+    cannot be proven, so a migration copies it to an SR of the destination, even within the
+    pool; the old file is not the job's to remove (no SR to remove it through)."""
     vm = fleet.vm("loose-1", disks=(shared_disk("loose-1", "vda"),
                                     disk("vdb", "/var/tmp/loose.qcow2", None)))
-    problems = check(fleet, fleet.plan(vm, "lab-b1"))
-    assert errors(problems) == ["DISK_UNSUPPORTED"]
-    message = problems[0].message
-    assert "is the file /var/tmp/loose.qcow2, in no SR (storage pool) of 'lab-a1'" in message
-    assert "virsh pool-define-as NAME dir --target /var/tmp" in message
+    for dest in ("lab-a2", "lab-b1"):
+        plan = fleet.plan(vm, dest, sr="Local storage")
+        assert errors(check(fleet, plan)) == []
+        vdb = next(d for d in plan.disks if d.dev == "vdb")
+        assert (vdb.copy, vdb.loose, vdb.target_sr) == (True, True, "Local storage")
     # The plan says where the disk is, not "None".
     out = io.StringIO()
     _print_plan(fleet.snapshot(), fleet.plan(vm, "lab-b1"), out)
     assert "vdb: /var/tmp/loose.qcow2 →" in out.getvalue() and "None" not in out.getvalue()
+    assert "the file in no SR stays" in out.getvalue()
+
+
+def test_a_file_in_no_sr_of_a_halted_vm_is_not_streamed(fleet):
+    """Streams read and write volumes of SRs: a halted VM's loose file goes directly or not
+    at all, and the refusal says both ways out."""
+    vm = fleet.vm("loose-2", state=VmState.HALTED,
+                  disks=(disk("vda", "/var/tmp/loose-2.qcow2", None),))
+    streamed = fleet.plan(vm, "lab-b1", sr="Local storage", data_path=DataPath.STREAM)
+    problems = check(fleet, streamed)
+    assert errors(problems) == ["DISK_UNSUPPORTED"]
+    message = problems[0].message
+    assert "is the file /var/tmp/loose-2.qcow2, in no SR (storage pool) of 'lab-a1'" in message
+    assert "--via direct" in message and "pool-define-as NAME dir --target /var/tmp" in message
+    direct = fleet.plan(vm, "lab-b1", sr="Local storage", data_path=DataPath.DIRECT)
+    assert "DISK_UNSUPPORTED" not in errors(check(fleet, direct))
 
 
 def test_no_sr_chosen(fleet):
@@ -579,6 +598,7 @@ def b1_vm(fleet, **kw):
         disk("vda", f"{LOCAL_PATH['lab-b1']}/m-vda.qcow2", "Local storage", capacity=1 * GIB),
         disk("vdb", "/dev/sdc", None, source_type="block"),
         cdrom(f"{SMALL_PATH}/x.iso", dev="sda"),
+        disk("vdc", "/var/tmp/m-vdc.qcow2", None),
     )
     return fleet.vm("m", server="lab-b1", disks=disks, **kw)
 
@@ -591,6 +611,7 @@ def b1_vm(fleet, **kw):
     ("vdz", "Fast storage", "UNKNOWN_DISK", "has no disk 'vdz'"),
     ("sda", "Fast storage", "UNKNOWN_DISK", "has no disk 'sda'"),
     ("vdb", "Fast storage", "DISK_UNSUPPORTED", "cannot be moved"),
+    ("vdc", "Fast storage", "DISK_UNSUPPORTED", "pool-define-as NAME dir --target /var/tmp"),
 ])
 def test_check_disk_move_codes(fleet, dev, target, code, words):
     fleet.add_sr("lab-b1", "Volume group", "/dev/vg0", type="logical")

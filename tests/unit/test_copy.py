@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import GIB, MIB, codes, local_disk
+from builders import GIB, MIB, codes, disk, local_disk
 
 from xencenter_lite.core.copy import CopyRequest, build_copy_plan, check_copy
 from xencenter_lite.core.model import VmState
@@ -67,3 +67,12 @@ def test_what_the_copy_does_not_carry_is_said(fleet):
     vm = fleet.vm("web-1", state=VmState.HALTED, snapshots=2, managed_save=True)
     found = codes(check_copy(fleet.snapshot(), plan(fleet, vm, "lab-a2")))
     assert found == ["SAVED_STATE_NOT_COPIED", "SNAPSHOTS_NOT_COPIED", "ESTIMATE"]
+
+
+def test_a_file_in_no_sr_cannot_be_copied_and_the_refusal_says_what_can(fleet):
+    vm = fleet.vm("loose-3", state=VmState.HALTED,
+                  disks=(disk("vda", "/var/tmp/loose-3.qcow2", None),))
+    problems = check_copy(fleet.snapshot(), plan(fleet, vm, "lab-b1", sr="Local storage"))
+    assert codes(problems) == ["DISK_UNSUPPORTED"]
+    assert "is the file /var/tmp/loose-3.qcow2, in no SR" in problems[0].message
+    assert "pool-define-as NAME dir --target /var/tmp" in problems[0].message

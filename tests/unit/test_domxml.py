@@ -188,6 +188,32 @@ def test_rewrite_block_disk_becomes_file_with_format():
                                                  "qcow2")
 
 
+VOLUME_DOMAIN = """<domain><name>v</name><devices>
+  <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
+    <source pool='default' volume='v.qcow2'/><target dev='vda'/></disk>
+  <disk type='volume' device='disk'><driver name='qemu' type='raw'/>
+    <source pool='default' volume='w.raw'/><target dev='vdb'/></disk>
+</devices></domain>"""
+
+
+def test_a_disk_named_by_pool_and_volume_is_named_so_on_its_new_sr():
+    """virt-manager's <disk type='volume'>: the copy is the new volume in the target pool,
+    not a bare path; without the target pool it becomes the file."""
+    out = rewrite_domain(VOLUME_DOMAIN, {"vda": "/srv/b/fast/v-vda.qcow2",
+                                         "vdb": "/srv/b/fast/w-vdb.raw"},
+                         pools={"vda": "Fast storage"})
+    vda, vdb = disk_elements(out)["vda"], disk_elements(out)["vdb"]
+    assert vda.get("type") == "volume"
+    assert vda.find("source").attrib == {"pool": "Fast storage", "volume": "v-vda.qcow2"}
+    assert (parse_domain(out).disks[0].pool, parse_domain(out).disks[0].path) == (
+        "Fast storage", "v-vda.qcow2")
+    assert vdb.get("type") == "file"
+    assert vdb.find("source").attrib == {"file": "/srv/b/fast/w-vdb.raw"}
+    # A file disk stays a file disk whatever the pools say.
+    plain = rewrite_domain(DOMAIN, {"vdc": "/srv/b/fast/x.qcow2"}, pools={"vdc": "Fast"})
+    assert disk_elements(plain)["vdc"].get("type") == "file"
+
+
 def test_rewrite_adds_missing_source_and_driver():
     xml = ("<domain><name>x</name><devices><disk type='file' device='cdrom'>"
            "<target dev='sdb'/></disk></devices></domain>")

@@ -151,10 +151,15 @@ def test_supported_flag(fleet):
         disk("vdc", "/var/tmp/loose.qcow2", None),
         disk("vdd", "/dev/vg0/odd", "Volume group", fmt="raw"),
         disk("vde", None, None, source_type="network"),
+        # Named by pool and volume (its file found by the reading): as any file of its SR.
+        disk("vdf", f"{SHARED_PATH}/odd-1-vdf.qcow2", "Shared storage", source_type="volume"),
     ))
     plan = fleet.plan(vm, "lab-b1")
     assert {d.dev: d.supported for d in plan.disks} == {
-        "vda": True, "vdb": False, "vdc": False, "vdd": False, "vde": False}
+        "vda": True, "vdb": False, "vdc": True, "vdd": False, "vde": False, "vdf": True}
+    assert [d.dev for d in plan.disks if d.loose] == ["vdc"]  # a file, in no SR
+    within = fleet.plan(vm, "lab-a2")  # the pool's shared SR: only the loose file moves
+    assert [d.dev for d in within.disks if d.copy and d.supported] == ["vdc"]
 
 
 # ---- network and address --------------------------------------------------------------------

@@ -312,10 +312,14 @@ def check_plans(
 
         for disk in plan.disks:
             if not disk.supported:
-                out.append(_err(Code.DISK_UNSUPPORTED, vm, _unsupported_disk(snapshot, vm,
+                out.append(_err(Code.DISK_UNSUPPORTED, vm, unsupported_disk(snapshot, vm,
                                                                          disk.dev)))
                 continue
             if not disk.copy:
+                continue
+            if disk.loose and plan.data_path is DataPath.STREAM:
+                out.append(_err(Code.DISK_UNSUPPORTED, vm, _loose_streamed(vm, disk.dev,
+                                                                       disk.source_path)))
                 continue
             if disk.target_sr is None:
                 out.append(_err(Code.NO_SR_CHOSEN, vm,
@@ -388,7 +392,7 @@ def check_plans(
     return list(dict.fromkeys(out))  # once each: two disks bound for one missing SR say so once
 
 
-def _unsupported_disk(snapshot: Snapshot, vm: VM, dev: str) -> str:
+def unsupported_disk(snapshot: Snapshot, vm: VM, dev: str) -> str:
     """What the disk is, and what to do so that it can move."""
     d = vm.disk(dev)
     lead = f"Disk {dev} of '{vm.name}' "
@@ -407,12 +411,22 @@ def _unsupported_disk(snapshot: Snapshot, vm: VM, dev: str) -> str:
     if d.sr is None:
         folder = d.path.rsplit("/", 1)[0] or "/"
         return (lead + f"is the file {d.path}, in no SR (storage pool) of "
-                f"'{vm.server}': neither its sharing can be proven nor its copy be made "
-                f"and removed. Make its directory an SR (virsh pool-define-as NAME dir "
-                f"--target {folder}; virsh pool-start NAME), or " + move)
+                f"'{vm.server}': a migration copies it to an SR of the destination (and "
+                "leaves the file), but nothing else can read it through an SR. Make its "
+                f"directory an SR (virsh pool-define-as NAME dir --target {folder}; virsh "
+                "pool-start NAME), or migrate the VM.")
     sr = snapshot.sr(vm.server, d.sr)
     kind = f" of type '{sr.type}'" if sr is not None else ""
     return (lead + f"is on SR '{d.sr}'{kind}, which this console cannot copy from: " + move)
+
+
+def _loose_streamed(vm: VM, dev: str, path: str | None) -> str:
+    folder = (path or "").rsplit("/", 1)[0] or "/"
+    return (f"Disk {dev} of '{vm.name}' is the file {path}, in no SR (storage pool) of "
+            f"'{vm.server}': a halted VM's disks are streamed through SRs. Move it directly "
+            "(--via direct: libvirt copies the file, as for a running VM; both servers need "
+            f"the memory to hold it paused), or make its directory an SR (virsh "
+            f"pool-define-as NAME dir --target {folder}; virsh pool-start NAME).")
 
 
 def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM, int]]:
@@ -575,7 +589,10 @@ def check_disk_move(snapshot: Snapshot, plan: DiskMovePlan,
         out.append(_err(Code.UNKNOWN_DISK, vm, f"'{vm.name}' has no disk '{plan.dev}'; its disks "
                         f"are {', '.join(d.dev for d in vm.hard_disks) or 'none'}."))
         return out
-    if disk.source_type != "file" or disk.sr is None:
+    if disk.is_file and disk.sr is None:
+        out.append(_err(Code.DISK_UNSUPPORTED, vm, unsupported_disk(snapshot, vm, disk.dev)))
+        return out
+    if not disk.is_file or disk.sr is None:
         out.append(_err(Code.DISK_UNSUPPORTED, vm, f"Disk {disk.dev} of '{vm.name}' is not a file "
                         "on an SR, and cannot be moved."))
         return out

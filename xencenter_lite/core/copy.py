@@ -20,6 +20,7 @@ from xencenter_lite.core.checks import (
     _warn,
     name_clash,
     sr_refusal,
+    unsupported_disk,
 )
 from xencenter_lite.core.model import VM, Snapshot, VmState
 from xencenter_lite.core.plan import default_sr
@@ -81,8 +82,7 @@ def build_copy_plan(snapshot: Snapshot, vm: VM, request: CopyRequest) -> CopyPla
         if target is None:
             target = d.sr if dest == vm.server and d.sr else default_sr(snapshot, dest)
         sr = snapshot.sr(vm.server, d.sr) if d.sr else None
-        supported = (d.source_type == "file" and d.path is not None and sr is not None
-                     and sr.supported)
+        supported = d.is_file and sr is not None and sr.supported
         disks.append(DiskCopyPlan(d.dev, d.path, d.sr, target, d.capacity, d.allocation,
                                   d.format, supported))
     devs = {d.dev for d in vm.hard_disks}
@@ -122,9 +122,7 @@ def check_copy(snapshot: Snapshot, plan: CopyPlan,
     need: dict[str, int] = {}
     for d in plan.disks:
         if not d.supported:
-            out.append(_err(Code.DISK_UNSUPPORTED, vm,
-                            f"Disk {d.dev} of '{vm.name}' is not a file on a directory, "
-                            "file-system or NFS SR, and cannot be copied."))
+            out.append(_err(Code.DISK_UNSUPPORTED, vm, unsupported_disk(snapshot, vm, d.dev)))
         elif d.target_sr is None:
             out.append(_err(Code.NO_SR_CHOSEN, vm,
                             f"No SR chosen for disk {d.dev} and '{dest}' has no default SR; "

@@ -27,9 +27,10 @@ class DiskXml:
     dev: str
     device: str
     source_type: str
-    path: str | None
+    path: str | None  # file or device; for a type='volume' disk, the volume's name
     format: str
     readonly: bool
+    pool: str | None = None  # a type='volume' disk's pool (SR) name
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def parse_domain(xml: str) -> DomainXml:
             path=_disk_source(d),
             format=(driver.get("type") if driver is not None else None) or "raw",
             readonly=d.find("readonly") is not None,
+            pool=src.get("pool") if (src := d.find("source")) is not None else None,
         ))
     meta_el = root.find(f"./metadata/{{{NAMESPACE}}}vm")
     meta = parse_metadata(ET.tostring(meta_el, encoding="unicode")) if meta_el is not None \
@@ -169,22 +171,33 @@ def rewrite_nics(xml: str, targets: dict[str, tuple[str, str]]) -> str:
 
 
 def rewrite_domain(xml: str, new_paths: dict[str, str], metadata: VmMetadata | None = None,
-                   formats: dict[str, str] | None = None) -> str:
-    """Point each disk in `new_paths` (dev -> file) at its new file; set our metadata."""
+                   formats: dict[str, str] | None = None,
+                   pools: dict[str, str] | None = None) -> str:
+    """Point each disk in `new_paths` (dev -> file) at its new file; set our metadata.
+
+    A disk that names its volume by pool (`<disk type='volume'>`) and whose new file is in
+    the pool `pools` gives for it (dev -> SR name) is named so again: the new volume (a
+    directory pool's volume is named as its file) in that pool."""
     root = ET.fromstring(xml)
     for d in root.findall("./devices/disk"):
         target = d.find("target")
         dev = target.get("dev") if target is not None else None
         if dev is None or dev not in new_paths:
             continue
-        d.set("type", "file")
+        by_volume = d.get("type") == "volume" and pools is not None and dev in pools
+        d.set("type", "volume" if by_volume else "file")
         src = d.find("source")
         if src is None:
             src = ET.SubElement(d, "source")
         for attr in list(src.attrib):
             if attr not in ("startupPolicy",):
                 del src.attrib[attr]
-        src.set("file", new_paths[dev])
+        if by_volume:
+            assert pools is not None
+            src.set("pool", pools[dev])
+            src.set("volume", new_paths[dev].rsplit("/", 1)[-1])
+        else:
+            src.set("file", new_paths[dev])
         for child in list(src):  # drop a stale backing <seclabel>/<reservations>
             src.remove(child)
         if formats and dev in formats:
@@ -202,12 +215,12 @@ def rewrite_domain(xml: str, new_paths: dict[str, str], metadata: VmMetadata | N
     return ET.tostring(root, encoding="unicode")
 
 
-def copy_domain(xml: str, name: str, new_paths: dict[str, str], metadata: VmMetadata
-                ) -> str:
+def copy_domain(xml: str, name: str, new_paths: dict[str, str], metadata: VmMetadata,
+                pools: dict[str, str] | None = None) -> str:
     """A copy of a domain's (inactive) definition as a new VM: its name, no UUID and no MAC
     addresses (libvirt makes new ones when it is defined), each disk in `new_paths` on its
-    new file, and our metadata."""
-    root = ET.fromstring(rewrite_domain(xml, new_paths, metadata))
+    new file (see rewrite_domain for `pools`), and our metadata."""
+    root = ET.fromstring(rewrite_domain(xml, new_paths, metadata, pools=pools))
     name_el = root.find("name")
     if name_el is None:
         name_el = ET.SubElement(root, "name")

@@ -70,6 +70,12 @@ class Disk:
     def is_cdrom(self) -> bool:
         return self.device == "cdrom"
 
+    @property
+    def is_file(self) -> bool:
+        """A file: named by its path, or by pool and volume (`type='volume'`, whose path the
+        reading found)."""
+        return self.source_type in ("file", "volume") and self.path is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Nic:

@@ -84,7 +84,10 @@ class DiskPlacement:
     capacity: int
     format: str
     copy: bool  # False: the destination sees the disk where it is (shared SR)
-    supported: bool = True  # a file on a dir/fs/netfs SR
+    supported: bool = True  # a file on a dir/fs/netfs SR, or a file in no SR (`loose`)
+    # A file in no SR of its server: copied like any other (its sharing cannot be proven),
+    # and its old file stays (there is no SR to remove it through, nor to stream it from).
+    loose: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
     placements: list[DiskPlacement] = []
     for disk in vm.hard_disks:
         wanted = request.disk_srs.get(disk.dev, request.sr)
-        supported = disk.source_type == "file" and disk.path is not None and disk.sr is not None
+        loose = disk.is_file and disk.sr is None
+        supported = disk.is_file
         if supported and disk.sr is not None:
             sr = snapshot.sr(vm.server, disk.sr)
             supported = sr is not None and sr.supported
@@ -210,6 +214,7 @@ def build_plan(snapshot: Snapshot, vm: VM, request: MigrationRequest) -> Migrati
         placements.append(DiskPlacement(
             dev=disk.dev, source_path=disk.path, source_sr=disk.sr, target_sr=target,
             capacity=disk.capacity, format=disk.format, copy=copy, supported=supported,
+            loose=loose,
         ))
     kind = MigrationKind.STORAGE if any(p.copy for p in placements) else MigrationKind.MEMORY
     network = request.network or default_network(snapshot, dest)

@@ -112,7 +112,9 @@ class CopyRunner:
         meta = replace(metadata_of(plan.vm), home_server=dest, evacuated_from=None)
         job.set_state(JobState.FINISHING, f"Defining '{plan.name}' on '{dest}'")
         return await fleet.call(dest, fleet.link(dest).define,
-                                copy_domain(xml, plan.name, new_paths, meta))
+                                copy_domain(xml, plan.name, new_paths, meta,
+                                            {d.dev: d.target_sr for d in plan.disks
+                                             if d.target_sr}))
 
     async def _undo(self, job: Job, plan: CopyPlan, undo: UndoLog, exc: Exception) -> None:
         if not isinstance(exc, VirtError | Cancelled | MoveFailed):

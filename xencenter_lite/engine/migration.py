@@ -217,7 +217,7 @@ class MigrationRunner:
         # destination without them).
         src_host, dest_host = self._two_servers(plan)
         for d in plan.copied_disks:
-            if d.source_path:
+            if d.source_path and not d.loose:  # (a loose file has no SR to go through)
                 undo.record(Cleanup(CleanupKind.OLD_DISK, plan.source, src_host, job.title,
                                     vm_uuid=plan.vm.uuid, vm_name=plan.vm.name,
                                     vm_home=plan.destination, vm_home_uuid=dest_host,
@@ -290,7 +290,8 @@ class MigrationRunner:
         src_link, dest_link = fleet.link(src), fleet.link(dest)
         self._two_servers(plan)
         backed = await backing_files(fleet, src, {d.dev: d.source_path for d in
-                                                  plan.copied_disks if d.source_path})
+                                                  plan.copied_disks
+                                                  if d.source_path and not d.loose})
         remedy = ("Move it directly (--via direct: both servers need the memory to hold it "
                   "paused, and libvirt copies the whole chain into one image).")
         if plan.data_path is DataPath.STREAM and backed:
@@ -385,8 +386,10 @@ class MigrationRunner:
                             undo: UndoLog) -> dict[str, str]:
         """Create each copied disk's volume on the destination, each written down first."""
         fleet, dest = self.fleet, plan.destination
+        # (A loose file's layout cannot be read through an SR: its copy gets the default.)
         kept = await layouts(fleet, plan.source, {d.dev: d.source_path for d in
-                                                  plan.copied_disks if d.source_path})
+                                                  plan.copied_disks
+                                                  if d.source_path and not d.loose})
         wanted = []
         for d in plan.copied_disks:
             assert d.target_sr is not None
@@ -537,6 +540,10 @@ class MigrationRunner:
         if left:
             message += (f"; {len(left)} old disk(s) stay on '{src}' until it can be proven "
                         "safe to remove them: " + ", ".join(e.path for e in left))
+        loose = [d.source_path for d in plan.copied_disks if d.loose and d.source_path]
+        if loose:
+            message += (f"; its old file(s) {', '.join(loose)}, in no SR, stay on '{src}' "
+                        "(remove them there when they are no longer wanted)")
         job.done(message)
 
     async def _paused_arrival(self, job: Job, plan: MigrationPlan) -> str:
@@ -803,7 +810,8 @@ def _for_destination(plan: MigrationPlan, xml: str, new_paths: dict[str, str],
                      meta: VmMetadata) -> str:
     """The VM's XML as the destination gets it: each copied disk on its new file, our
     metadata, each NIC on the network or bridge chosen for it (--nic, the Networking page)."""
-    return rewrite_nics(rewrite_domain(xml, new_paths, meta), plan.nic_rewrites)
+    pools = {d.dev: d.target_sr for d in plan.copied_disks if d.target_sr}
+    return rewrite_nics(rewrite_domain(xml, new_paths, meta, pools=pools), plan.nic_rewrites)
 
 
 def _policy_spec(plan: MigrationPlan) -> dict[str, Any]:

@@ -408,8 +408,18 @@ class LibvirtLink:
         disks = []
         for d in dx.disks:
             capacity = allocation = 0
-            sr_name = None
-            if d.path and d.source_type == "file":
+            sr_name, path = None, d.path
+            if d.path and d.source_type == "volume" and d.pool:
+                # Named by pool and volume (virt-manager may write so): its SR is that pool,
+                # its file the volume's.
+                try:
+                    vol = conn.storagePoolLookupByName(d.pool).storageVolLookupByName(d.path)
+                    path = vol.path()
+                    _t, capacity, allocation = vol.info()
+                    sr_name = d.pool if any(s.name == d.pool for s in srs) else None
+                except libvirt.libvirtError:
+                    path = None  # no such pool or volume here: no file to speak of
+            elif d.path and d.source_type == "file":
                 sr = max((s for s in srs if s.contains(d.path)), key=lambda s: len(s.path),
                          default=None)
                 sr_name = sr.name if sr else None
@@ -419,7 +429,7 @@ class LibvirtLink:
                     with contextlib.suppress(libvirt.libvirtError):
                         capacity, allocation, _phys = dom.blockInfo(d.dev)
             disks.append(Disk(dev=d.dev, device=d.device, source_type=d.source_type,
-                              path=d.path, format=d.format, capacity=capacity,
+                              path=path, format=d.format, capacity=capacity,
                               allocation=allocation, sr=sr_name, readonly=d.readonly))
         job = False
         if state is VmState.RUNNING:
@@ -856,7 +866,12 @@ class LibvirtLink:
                                    | libvirt.VIR_DOMAIN_XML_SECURE)
             if disk_path_of(inactive, dev) == path:
                 return
-            self._c().defineXML(rewrite_domain(inactive, {dev: path}, formats={dev: fmt}))
+            pools: dict[str, str] = {}
+            with contextlib.suppress(libvirt.libvirtError):  # (a disk named by pool stays so)
+                pools[dev] = self._c().storageVolLookupByPath(path).storagePoolLookupByVolume(
+                    ).name()
+            self._c().defineXML(rewrite_domain(inactive, {dev: path}, formats={dev: fmt},
+                                               pools=pools))
 
     # ---- long operations ------------------------------------------------------------------
     def migrate(self, spec: MigrationSpec) -> None:

@@ -123,6 +123,8 @@ class ReviewPage(WizardPage):
                              and plan.data_path is DataPath.DIRECT else HOW[plan.data_path]))
                 for d in plan.disks:
                     where = d.target_sr if d.copy else f"stays on {d.source_sr}"
+                    if d.loose and where:  # (a file in no SR: copied, and left where it is)
+                        where += f" (copied from {d.source_path}, which stays)"
                     rows.append((f"Disk {d.dev} ({format_size(d.capacity)})", where or "?"))
                 for n in plan.nics:
                     if n.target:
