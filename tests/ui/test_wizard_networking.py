@@ -11,8 +11,9 @@ from PySide6.QtWidgets import QWizard
 
 from tests.conftest import until
 from tests.ui.fakes import FakeEngine, change
+from xencenter_lite.core.commands import migrate_refusal
 from xencenter_lite.core.model import Nic, VirtualNetwork
-from xencenter_lite.ui.migrate_menu import drop_refusal, migrate_or_open_wizard
+from xencenter_lite.ui.migrate_menu import migrate_or_open_wizard
 from xencenter_lite.ui.wizard import (
     DESTINATION,
     HOME_SERVER,
@@ -123,7 +124,7 @@ def test_a_drop_on_a_server_missing_a_nics_network_opens_the_wizard(qtbot, run, 
     fake.fleet.server("lab-a2", virtual_networks=(), bridges=frozenset())
     fake.push()
     snap = fake.snapshot()
-    assert drop_refusal(snap, [WEB], "lab-a2", set()) is None  # the wizard can fix it
+    assert migrate_refusal(snap, [WEB], "lab-a2", set()) is None  # the wizard can fix it
     opened = migrate_or_open_wizard(fake, [WEB], "lab-a2", None)
     qtbot.addWidget(opened)
     assert isinstance(opened, MigrateWizard)  # not the plain confirmation

@@ -9,6 +9,8 @@ from xencenter_lite.core.commands import (
     can_copy,
     can_edit_memory,
     can_migrate,
+    can_migrate_to,
+    can_migrate_to_pool,
     can_move_disk,
     can_set_default_sr,
     default_sr_owner,
@@ -78,3 +80,32 @@ def test_vm_commands_say_why_they_cannot_run() -> None:
     assert can_move_disk(snap, [web]).ok and can_edit_memory(snap, [web]).ok
     f.servers["lab-a1"] = replace(f.servers["lab-a1"], connected=False)
     assert can_edit_memory(f.snapshot(), [web]).reason.startswith("'lab-a1' is not connected")
+
+
+def test_a_drop_on_a_server_says_what_the_checks_say() -> None:
+    """The drop's verdict is the checks' first refusal: the same server, a disconnected one,
+    too little memory (the plan's), a VM being moved."""
+    f = standard_fleet()
+    web = f.vm("web-1")
+    assert can_migrate_to(f.snapshot(), [web.key], "lab-a2", set()).ok
+    same = can_migrate_to(f.snapshot(), [web.key], "lab-a1", set())
+    assert not same.ok and "lab-a1" in same.reason
+    busy = can_migrate_to(f.snapshot(), [web.key], "lab-a2", {web.key})
+    assert not busy.ok and "web-1" in busy.reason
+    f.server("lab-a2", free_memory=0)
+    short = can_migrate_to(f.snapshot(), [web.key], "lab-a2", set())
+    assert not short.ok and "memory" in short.reason
+    gone = can_migrate_to(f.snapshot(), [("lab-a1", "uuid-none")], "lab-a2", set())
+    assert gone.reason == "The VM no longer exists; the tree is being refreshed."
+
+
+def test_a_drop_on_a_pool_needs_one_member_that_takes_the_vms() -> None:
+    """XenCenter's drop on a pool: any member will do (the wizard picks); refused, the
+    reason is a member's own, not that the VM is already on the other."""
+    f = standard_fleet()
+    web = f.vm("web-1")  # on lab-a1, in pool Production with lab-a2
+    assert can_migrate_to_pool(f.snapshot(), [web.key], "Production", set()).ok
+    f.server("lab-a2", connected=False)
+    verdict = can_migrate_to_pool(f.snapshot(), [web.key], "Production", set())
+    assert not verdict.ok and "lab-a2" in verdict.reason, verdict.reason
+    assert not can_migrate_to_pool(f.snapshot(), [web.key], "Nowhere", set()).ok

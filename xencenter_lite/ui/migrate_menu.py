@@ -23,14 +23,11 @@ from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
 from xencenter_lite.core.checks import (
     Code,
     Problem,
-    check_destination,
-    check_plans,
-    check_vm_movable,
     nic_problems,
 )
 from xencenter_lite.core.model import Snapshot
 from xencenter_lite.core.placement import Rating, rank
-from xencenter_lite.core.plan import MigrationKind, MigrationRequest, build_plan
+from xencenter_lite.core.plan import MigrationKind, MigrationRequest
 from xencenter_lite.core.power import check_start_on
 from xencenter_lite.core.reasons import first_refusal, most_telling, short_reason
 from xencenter_lite.ui.common import spawn, star_text
@@ -39,26 +36,6 @@ if TYPE_CHECKING:
     from xencenter_lite.engine import Engine
 
 VmKey = tuple[str, str]
-
-def drop_refusal(snapshot: Snapshot, keys: Sequence[VmKey], destination: str,
-                 busy: set[VmKey]) -> Problem | None:
-    """Why these VMs can't be dropped on `destination`, from the snapshot alone (fast enough
-    to run on every mouse move; the job checks everything again before it moves a byte)."""
-    vms = [snapshot.vm(k) for k in keys]
-    if not vms or any(v is None for v in vms):
-        return Problem(Code.VM_GONE, "The VM no longer exists; the tree is being refreshed.")
-    problems: list[Problem] = []
-    for vm in vms:
-        assert vm is not None
-        problems += check_destination(snapshot, vm, destination)
-        problems += check_vm_movable(snapshot, vm, busy)
-    if not problems:
-        plans = [build_plan(snapshot, vm, MigrationRequest(vm.key, destination))
-                 for vm in vms if vm is not None]
-        problems = [p for p in check_plans(snapshot, plans, busy)
-                    if p.code == Code.NOT_ENOUGH_MEMORY]
-    return first_refusal(problems)
-
 
 def _quoted(names: Sequence[str]) -> str:
     q = [f"'{n}'" for n in names]

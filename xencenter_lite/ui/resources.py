@@ -52,7 +52,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from xencenter_lite.core.checks import Code
+from xencenter_lite.core.commands import can_migrate_to, can_migrate_to_pool
 from xencenter_lite.core.folders import norm_folder, vms_in_folder
 from xencenter_lite.core.jobs import Job, JobKind, JobState
 from xencenter_lite.core.model import SR, VM, Server, Snapshot, VmState
@@ -60,7 +60,7 @@ from xencenter_lite.ui import migrate_menu
 from xencenter_lite.ui.bridge import bridge
 from xencenter_lite.ui.common import KeyRole, KindRole, format_size, spawn
 from xencenter_lite.ui.icons import icon
-from xencenter_lite.ui.migrate_menu import drop_refusal, migrate_or_open_wizard
+from xencenter_lite.ui.migrate_menu import migrate_or_open_wizard
 
 if TYPE_CHECKING:
     from xencenter_lite.engine import Engine
@@ -526,23 +526,15 @@ class ResourceModel(QStandardItemModel):
         what = f"'{names[0]}'" if len(names) == 1 else f"{len(keys)} VMs"
         kind, ident = node.row.key
         if kind == "server":
-            problem = drop_refusal(snap, keys, ident, self.busy())
-            if problem is not None:
-                return False, f"Cannot migrate {what} to '{ident}': {problem.message}"
+            verdict = can_migrate_to(snap, keys, ident, self.busy())
+            if not verdict.ok:
+                return False, f"Cannot migrate {what} to '{ident}': {verdict.reason}"
             return True, f"Migrate {what} to '{ident}'"
         if kind == "pool":
-            # XenCenter's drop on a pool: the wizard opens with the pool as destination (its
-            # Home Server page picks the member), so any member that can take them will do.
-            pool = snap.pools.get(ident)
-            refusals = [drop_refusal(snap, keys, m, self.busy()) for m in
-                        (pool.members if pool else ())]
-            if any(r is None for r in refusals):
-                return True, f"Migrate {what} to pool '{ident}' (choose the server next)"
-            # The reason worth reading: a member's own, not "it is already on this one".
-            first = next((r for r in refusals if r is not None and r.code != Code.SAME_SERVER),
-                         next((r for r in refusals if r is not None), None))
-            return False, (f"Cannot migrate {what} to pool '{ident}': "
-                           + (first.message if first else "it has no servers"))
+            verdict = can_migrate_to_pool(snap, keys, ident, self.busy())
+            if not verdict.ok:
+                return False, f"Cannot migrate {what} to pool '{ident}': {verdict.reason}"
+            return True, f"Migrate {what} to pool '{ident}' (choose the server next)"
         if kind == "folder" and self.mode == FOLDERS:
             label = f"folder '{ident}'" if ident else "no folder"
             vms = [snap.vm(k) for k in keys]
