@@ -240,7 +240,7 @@ def measure_round(inventory: Path, filter_repeats: int, answer_delay: float = 0.
                 kind = index.data(KindRole)
                 if kind == "server":
                     n += proxy.rowCount(index)
-                elif kind == "pool":
+                elif kind in ("root", "pool"):  # (the root node holds pools and servers)
                     stack.append(index)
         return n
 

@@ -133,6 +133,9 @@ def test_server_pool_and_sr_general_tabs(fake: FakeEngine, view: PropertiesView)
     assert g.value("VMs") == "web-1"
     view.show_object(None)  # nothing selected: the home pane
     assert g.heading.text() == "XenCenter Lite" and tabs(view) == ["General"]
+    view.show_object(("server", "lab-a1"))
+    view.show_object(("root", ""))  # the tree's root node: the home pane too
+    assert g.heading.text() == "XenCenter Lite" and tabs(view) == ["General"]
 
 
 def test_storage_tab_lists_disks_and_moves_the_selected_one(

@@ -54,20 +54,21 @@ def pane(qtbot: Any, fake: FakeEngine) -> ResourcesPane:
 # ---- contents ------------------------------------------------------------------------------
 def test_infrastructure_view_groups_pools_servers_vms_and_srs(pane: ResourcesPane) -> None:
     assert shown(pane.proxy) == [
-        "Production",
-        "  lab-a1",
-        "    db-1",
-        "    web-1",
+        "XenCenter Lite",  # the root node: every pool and server is under it
+        "  Production",
+        "    lab-a1",
+        "      db-1",
+        "      web-1",
+        "      Local storage",
+        "    lab-a2",
+        "      build-1",
+        "      Local storage",
+        "    Shared storage",
+        "  lab-b1",
+        "    app-1",
+        "    Fast storage",
         "    Local storage",
-        "  lab-a2",
-        "    build-1",
-        "    Local storage",
-        "  Shared storage",
-        "lab-b1",
-        "  app-1",
-        "  Fast storage",
-        "  Local storage",
-        "  Small storage",
+        "    Small storage",
     ]
     index = pane.index_of(vm_key("web-1", "lab-a1"))
     assert index.data(KeyRole) == vm_key("web-1", "lab-a1")
@@ -197,9 +198,9 @@ def test_a_selected_vm_stays_selected_when_it_moves(fake: FakeEngine,
 
 def test_search_filters_live_and_keeps_ancestors(pane: ResourcesPane) -> None:
     pane.search.setText("WEB")
-    assert shown(pane.proxy) == ["Production", "  lab-a1", "    web-1"]
+    assert shown(pane.proxy) == ["XenCenter Lite", "  Production", "    lab-a1", "      web-1"]
     pane.search.setText("storage")
-    assert "  Shared storage" in shown(pane.proxy) and "    db-1" not in shown(pane.proxy)
+    assert "    Shared storage" in shown(pane.proxy) and "      db-1" not in shown(pane.proxy)
     pane.set_view(FOLDERS)
     pane.search.setText("app")
     assert shown(pane.proxy) == ["(no folder)", "  app-1"]
@@ -356,7 +357,7 @@ def test_a_server_in_maintenance_mode_says_so_with_its_own_icon(pane: ResourcesP
 
     fake.fleet.server("lab-b1", maintenance=True)
     fake.push()
-    assert "lab-b1 (Maintenance Mode)" in shown(pane.proxy)
+    assert "  lab-b1 (Maintenance Mode)" in shown(pane.proxy)
     model = pane.proxy
     (index,) = model.match(model.index(0, 0), Qt.ItemDataRole.DisplayRole,
                            "lab-b1 (Maintenance Mode)", 1, Qt.MatchFlag.MatchRecursive)

@@ -105,6 +105,8 @@ def icon(name: str) -> QIcon:
     """`name` is "shape" or "shape-badge", e.g. "vm-running", "server-disconnected"."""
     if name == "folder":
         return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_DirIcon)
+    if name == "root":
+        return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon)
     if name == "group":
         return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_DriveNetIcon)
     shape, _, badge = name.partition("-")

@@ -375,7 +375,8 @@ class PropertiesView(QTabWidget):
         self._refresh(snap)
 
     def _on_job(self, job: Job) -> None:
-        if self.key is None or self.key == ("vm", job.vm_key):  # (the home pane counts jobs)
+        if self.key is None or self.key[0] == "root" or self.key == ("vm", job.vm_key):
+            # (the home pane counts jobs)
             self._refresh(self.engine.snapshot())
 
     def _fleet_rows(self, snap: Snapshot) -> tuple[Rows, Rows]:
@@ -388,8 +389,9 @@ class PropertiesView(QTabWidget):
         if self.key is not None and self.key[0] == "vm":
             job = next((j for j in reversed(self.engine.jobs) if j.vm_key == self.key[1]),
                        None)
-        self.general.show_rows(*(describe(snap, self.key, job) if self.key is not None
-                                 else overview(self._fleet_rows(snap), self.engine.jobs)))
+        home = self.key is None or self.key[0] == "root"  # nothing chosen, or the root node
+        self.general.show_rows(*(overview(self._fleet_rows(snap), self.engine.jobs) if home
+                                 else describe(snap, self.key, job)))
         vm = find_object(snap, self.key) if self.key and self.key[0] == "vm" else None
         self.general.memory_button.setVisible(vm is not None)
         obj = find_object(snap, self.key) if self.key else None

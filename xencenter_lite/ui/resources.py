@@ -74,6 +74,10 @@ MIME_VMS = "application/x-xencenter-lite-vms"
 SortRole = Qt.ItemDataRole.UserRole + 3
 NameRole = Qt.ItemDataRole.UserRole + 4
 NO_FOLDER: NodeKey = ("folder", "")
+# XenCenter's root node of the Infrastructure view: every pool and server is under it, and
+# selecting it shows the home pane (the fleet in numbers).
+ROOT: NodeKey = ("root", "")
+ROOT_NAME = "XenCenter Lite"
 SERVERS_GROUP: NodeKey = ("group", "servers")
 _TOP = QModelIndex()  # the invisible root, as a default argument
 Index = QModelIndex | QPersistentModelIndex
@@ -362,7 +366,9 @@ class ResourceModel(QStandardItemModel):
         if self.mode == FOLDERS:
             specs = folder_tree(snap, jobs, self.folders(), self._cache)
         else:
-            specs = infrastructure_tree(snap, jobs, self._cache)
+            specs = [Spec(Row(ROOT, ROOT_NAME, "root", ROOT_NAME, "0",
+                              "Every pool and server in the inventory"),
+                          infrastructure_tree(snap, jobs, self._cache))]
         self._sync(self._root, specs)
 
     def _sync(self, node: _Node, specs: list[Spec]) -> None:
