@@ -629,11 +629,11 @@ class MigrationRunner:
         direct = plan.data_path is DataPath.DIRECT
         paused = direct or suspended  # (paused by the job: arrives paused)
         arrived = {VmState.RUNNING, plan.vm.state} | ({VmState.PAUSED} if paused else set())
-        # The call's own connection broke, not the source's to the destination (whose
-        # failure the source reports on a connection that still works: the source knows
-        # the migration ended, and how).
+        # The call's own connection broke (or the engine's with it), not the source's to
+        # the destination (whose failure the source reports on a connection that still
+        # works: the source knows the migration ended, and how).
         lost = (isinstance(exc, VirtError) and connection_lost(exc.code, exc.raw)
-                and await fleet.connection_broke(src, connection))
+                and (exc.cut or await fleet.connection_broke(src, connection)))
         where_src, where_dest = await self._whereabouts(
             job, src, dest, uuid, paused_arrival=plan.vm.state is VmState.PAUSED or paused,
             call_lost=lost)

@@ -23,10 +23,13 @@ from xencenter_lite.core.perf import Counters
 class VirtError(Exception):
     """A libvirt failure, with libvirt's error code and its raw message."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, cut: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.raw = message
+        # The call's own connection was found dead once it failed: it was cut off, not
+        # answered (what the server made of it is not known).
+        self.cut = cut
 
 
 class CopyCancelled(Exception):

@@ -94,7 +94,17 @@ def migrate(source_uri: str, spec: MigrationSpec) -> None:
     try:
         with virt_errors():
             dom = conn.lookupByUUIDString(spec.uuid)
+        try:
             dom.migrateToURI3(spec.dest_uri, params, flags)
+        except libvirt.libvirtError as exc:
+            # A source that reports the destination's failure does so on a connection that
+            # still works; one cut under the call leaves it unknown what the source does.
+            err = virt_error(exc)
+            try:
+                err.cut = conn.isAlive() != 1
+            except libvirt.libvirtError:
+                err.cut = True
+            raise err from exc
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
