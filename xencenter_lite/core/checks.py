@@ -409,24 +409,26 @@ def unsupported_disk(snapshot: Snapshot, vm: VM, dev: str) -> str:
     if d.path is None:
         return lead + "has no file."
     if d.sr is None:
-        folder = d.path.rsplit("/", 1)[0] or "/"
         return (lead + f"is the file {d.path}, in no SR (storage pool) of "
                 f"'{vm.server}': a migration copies it to an SR of the destination (and "
                 "leaves the file), but nothing else can read it through an SR. Make its "
-                f"directory an SR (virsh pool-define-as NAME dir --target {folder}; virsh "
-                "pool-start NAME), or migrate the VM.")
+                f"directory an SR ({_make_sr(d.path)}), or migrate the VM.")
     sr = snapshot.sr(vm.server, d.sr)
     kind = f" of type '{sr.type}'" if sr is not None else ""
     return (lead + f"is on SR '{d.sr}'{kind}, which this console cannot copy from: " + move)
 
 
-def _loose_streamed(vm: VM, dev: str, path: str | None) -> str:
+def _make_sr(path: str | None) -> str:
+    """How to make the directory of a file in no SR an SR."""
     folder = (path or "").rsplit("/", 1)[0] or "/"
+    return f"virsh pool-define-as NAME dir --target {folder}; virsh pool-start NAME"
+
+
+def _loose_streamed(vm: VM, dev: str, path: str | None) -> str:
     return (f"Disk {dev} of '{vm.name}' is the file {path}, in no SR (storage pool) of "
             f"'{vm.server}': a halted VM's disks are streamed through SRs. Move it directly "
             "(--via direct: libvirt copies the file, as for a running VM; both servers need "
-            f"the memory to hold it paused), or make its directory an SR (virsh "
-            f"pool-define-as NAME dir --target {folder}; virsh pool-start NAME).")
+            f"the memory to hold it paused), or make its directory an SR ({_make_sr(path)}).")
 
 
 def squeeze_targets(snapshot: Snapshot, server: str, need: int) -> list[tuple[VM, int]]:

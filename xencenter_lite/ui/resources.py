@@ -109,6 +109,9 @@ class Spec:
     children: list[Spec] = field(default_factory=list)
 
 
+_ROOT_ROW = Row(ROOT, ROOT_NAME, "root", ROOT_NAME, "0", "Every pool and server in the inventory")
+
+
 def vm_row(vm: VM, job: Job | None, where: str = "") -> Row:
     text, badge = vm.name, {VmState.RUNNING: "running", VmState.PAUSED: "paused",
                             VmState.SUSPENDED: "paused"}.get(vm.state, "halted")
@@ -366,9 +369,7 @@ class ResourceModel(QStandardItemModel):
         if self.mode == FOLDERS:
             specs = folder_tree(snap, jobs, self.folders(), self._cache)
         else:
-            specs = [Spec(Row(ROOT, ROOT_NAME, "root", ROOT_NAME, "0",
-                              "Every pool and server in the inventory"),
-                          infrastructure_tree(snap, jobs, self._cache))]
+            specs = [Spec(_ROOT_ROW, infrastructure_tree(snap, jobs, self._cache))]
         self._sync(self._root, specs)
 
     def _sync(self, node: _Node, specs: list[Spec]) -> None:
